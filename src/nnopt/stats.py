@@ -1,0 +1,224 @@
+"""Statistics for the report: intervals, two-sample tests, Holm, effect sizes, tied ranks.
+
+Every test and interval comes from scipy.stats; this module only chooses among them and
+handles the edge cases (tiny n, zero variance, censored values). The rules, stated once:
+
+* **Confidence interval of a mean** — Student t (`scipy.stats.t`) by default. A BCa bootstrap
+  (`scipy.stats.bootstrap`) is used instead when the sample is skewed (|skewness| > 1) *and*
+  n >= 10. With fewer values the bootstrap is not used even for skewed data: percentile and
+  BCa intervals are known to be too narrow for n < 10 (Hesterberg 2015, "What teachers should
+  know about the bootstrap", §3), while the t interval stays close to nominal unless the
+  skew is extreme. Seeds per configuration are usually 3-10, so most intervals are t.
+* **Two-sample test** — Welch's t-test (`ttest_ind(equal_var=False)`), which keeps its level
+  with unequal variances and small n for roughly symmetric data. Mann-Whitney U
+  (`mannwhitneyu`) replaces it when the metric is censored (time-to-target: a run that never
+  reached the target is +inf, which ranks above every finite value) or when both groups have
+  n >= 8 and one of them has |skewness| > 1. A normality pre-test (Shapiro) is deliberately
+  not used: at n = 5 it has almost no power, so it would pick Welch nearly always anyway.
+* **Zero variance** — two constant groups (e.g. parameter bytes) are compared exactly:
+  p = 0 if the values differ, 1 if they are equal (test name "exact").
+* **Multiple comparisons** — Holm's step-down adjustment (`holm`) across a family.
+* **Effect size** — Hedges' g (bias-corrected standardized mean difference) with Welch;
+  Cliff's delta (P(a > b) - P(a < b), from the U statistic) with Mann-Whitney.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "CONFIDENCE",
+    "Description",
+    "Comparison",
+    "describe",
+    "t_interval",
+    "bootstrap_interval",
+    "ci_method",
+    "compare",
+    "holm",
+    "hedges_g",
+    "cliffs_delta",
+    "rank_with_ties",
+]
+
+CONFIDENCE = 0.95
+_SKEW_LIMIT = 1.0
+_BOOTSTRAP_MIN_N = 10
+_MW_MIN_N = 8
+_N_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Description:
+    n: int  # finite values used for mean/std/CI
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    ci_method: str  # t | bootstrap | none
+    median: float
+    q25: float
+    q75: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    diff: float  # mean(a) - mean(b) (Welch/exact) or median(a) - median(b) (Mann-Whitney)
+    diff_ci_low: float
+    diff_ci_high: float
+    test: str  # welch | mannwhitney | exact | none
+    p: float
+    effect_size: float
+    effect_kind: str  # hedges_g | cliffs_delta | none
+
+
+def _skew(values: np.ndarray) -> float:
+    if len(values) < 3 or np.ptp(values) == 0:
+        return 0.0
+    return float(sps.skew(values, bias=False))
+
+
+def t_interval(mean, std, n, confidence: float = CONFIDENCE):
+    """Student-t interval mean ± t_{(1+c)/2, n-1} · std/sqrt(n); arrays welcome, nan for n < 2."""
+    mean, std, n = (np.asarray(x, dtype=float) for x in (mean, std, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(n >= 2, n - 1, np.nan)
+        half = sps.t.ppf(0.5 + confidence / 2, df) * std / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def bootstrap_interval(values, confidence: float = CONFIDENCE, seed: int = 0):
+    """BCa bootstrap interval of the mean (percentile when BCa is degenerate)."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    for method in ("BCa", "percentile"):
+        res = sps.bootstrap(
+            (values,), np.mean, confidence_level=confidence, n_resamples=_N_RESAMPLES,
+            method=method, rng=rng,
+        )
+        low, high = res.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high)
+    return math.nan, math.nan
+
+
+def ci_method(n: int, skewness: float) -> str:
+    """Which interval the rules above pick for a sample of size n and given skewness."""
+    if n < 2:
+        return "none"
+    if n >= _BOOTSTRAP_MIN_N and abs(skewness) > _SKEW_LIMIT:
+        return "bootstrap"
+    return "t"
+
+
+def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
+    """Linear-interpolated quartiles; a quartile that falls between a finite value and +inf
+    (a censored run) is +inf, not the nan numpy's interpolation would give."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == len(values):
+        return tuple(float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
+    top = finite.max() if len(finite) else 0.0
+    surrogate = np.where(np.isfinite(values), values, np.finfo(float).max)
+    q = np.quantile(surrogate, [0.25, 0.5, 0.75])
+    return tuple(float(x) if x <= top else math.inf for x in q)
+
+
+def describe(values, *, confidence: float = CONFIDENCE, seed: int = 0) -> Description:
+    """Mean, std (ddof=1), CI, median and quartiles of the finite values (censored +inf kept
+    for the median and quartiles only; mean/std/CI are nan if any value is infinite)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return Description(0, *([math.nan] * 4), "none", *([math.nan] * 3))
+    q25, median, q75 = _quartiles(values)
+    if not np.all(np.isfinite(values)):  # censored: never average as if reached
+        return Description(len(values), *([math.nan] * 4), "none", median, q25, q75)
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    method = ci_method(len(values), _skew(values))
+    if method == "bootstrap":
+        low, high = bootstrap_interval(values, confidence, seed)
+    elif method == "t":
+        low, high = (float(x) for x in t_interval(mean, std, len(values), confidence))
+    else:
+        low = high = math.nan
+    return Description(len(values), mean, std, low, high, method, median, q25, q75)
+
+
+def hedges_g(a, b) -> float:
+    """(mean(a) - mean(b)) / pooled sd, times the small-sample correction 1 - 3/(4(n1+n2)-9)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n1, n2 = len(a), len(b)
+    pooled = math.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
+    if pooled == 0:
+        return math.nan
+    return (a.mean() - b.mean()) / pooled * (1 - 3 / (4 * (n1 + n2) - 9))
+
+
+def cliffs_delta(a, b) -> float:
+    """P(a > b) - P(a < b) over all pairs, from the Mann-Whitney U of a (ties count half)."""
+    u = sps.mannwhitneyu(a, b, alternative="two-sided").statistic
+    return 2 * u / (len(a) * len(b)) - 1
+
+
+def _median_diff(a: np.ndarray, b: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        diff = float(np.median(a) - np.median(b))
+    return diff if not math.isnan(diff) else math.nan
+
+
+def compare(a, b, *, censored: bool = False, confidence: float = CONFIDENCE) -> Comparison:
+    """Compare sample a with sample b (b = baseline) by the rules in the module docstring."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) < 2 or len(b) < 2:
+        return Comparison(math.nan, math.nan, math.nan, "none", math.nan, math.nan, "none")
+    finite = np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+    if finite and np.ptp(a) == 0 and np.ptp(b) == 0:
+        diff = float(a[0] - b[0])
+        return Comparison(diff, diff, diff, "exact", float(diff == 0), math.nan, "none")
+    skewed = min(len(a), len(b)) >= _MW_MIN_N and max(abs(_skew(a)), abs(_skew(b))) > _SKEW_LIMIT
+    if censored or not finite or skewed:
+        p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        return Comparison(
+            _median_diff(a, b), math.nan, math.nan, "mannwhitney", p,
+            float(cliffs_delta(a, b)), "cliffs_delta",
+        )
+    res = sps.ttest_ind(a, b, equal_var=False)
+    low, high = res.confidence_interval(confidence)
+    return Comparison(
+        float(a.mean() - b.mean()), float(low), float(high), "welch", float(res.pvalue),
+        float(hedges_g(a, b)), "hedges_g",
+    )
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values; nan entries stay nan and do not count in m."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    # p_(i) * (m - i + 1), made monotone by a running max, capped at 1.
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out
+
+
+def rank_with_ties(means, lows, highs, *, higher_is_better: bool) -> np.ndarray:
+    """Rank 1 = best. A configuration's rank is 1 + the number of configurations whose CI lies
+    entirely on the better side of its own CI, so overlapping CIs share a rank."""
+    means, lows, highs = (np.asarray(x, dtype=float) for x in (means, lows, highs))
+    # Without a CI (n < 2) the mean stands in for both ends.
+    lows = np.where(np.isnan(lows), means, lows)
+    highs = np.where(np.isnan(highs), means, highs)
+    if higher_is_better:
+        better = lows[None, :] > highs[:, None]  # [i, j]: j is clearly better than i
+    else:
+        better = highs[None, :] < lows[:, None]
+    ranks = 1 + better.sum(axis=1)
+    return np.where(np.isnan(means), np.nan, ranks)

@@ -1,0 +1,78 @@
+"""nnopt.stats against hand computations and scipy called directly."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from nnopt import stats
+
+
+def test_describe_matches_hand_computation_and_scipy_t_interval():
+    values = [0.80, 0.82, 0.85, 0.79, 0.84]
+    d = stats.describe(values)
+    mean = sum(values) / 5
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 4)
+    assert d.n == 5 and d.ci_method == "t"
+    assert d.mean == pytest.approx(mean) and d.std == pytest.approx(std)
+    low, high = sps.t.interval(0.95, 4, loc=mean, scale=std / math.sqrt(5))
+    assert (d.ci_low, d.ci_high) == pytest.approx((low, high))
+    assert d.median == pytest.approx(0.82)
+    assert (d.q25, d.q75) == pytest.approx((0.80, 0.84))
+
+
+def test_describe_uses_bootstrap_only_for_skewed_samples_with_n_at_least_10():
+    skewed = np.array([1.0] * 9 + [2, 3, 10.0])
+    assert stats.describe(skewed).ci_method == "bootstrap"
+    assert stats.describe(skewed[-6:]).ci_method == "t"  # small n: t even if skewed
+    d = stats.describe(skewed)
+    assert d.ci_low < d.mean < d.ci_high
+
+
+def test_describe_censored_values_give_median_but_no_mean():
+    d = stats.describe([3.0, 5.0, np.inf])
+    assert math.isnan(d.mean) and d.ci_method == "none"
+    assert d.median == 5.0 and d.n == 3
+
+
+def test_welch_comparison_equals_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.2, 5), rng.normal(0.7, 0.4, 6)
+    c = stats.compare(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert c.test == "welch"
+    assert c.p == pytest.approx(ref.pvalue)
+    assert (c.diff_ci_low, c.diff_ci_high) == pytest.approx(tuple(ref.confidence_interval()))
+    assert c.diff == pytest.approx(a.mean() - b.mean())
+    sp = math.sqrt((4 * a.var(ddof=1) + 5 * b.var(ddof=1)) / 9)
+    assert c.effect_size == pytest.approx((a.mean() - b.mean()) / sp * (1 - 3 / 35))
+
+
+def test_censored_comparison_uses_mann_whitney_with_inf():
+    a = np.array([100, 120, 110, np.inf, 130.0])
+    b = np.array([300, np.inf, np.inf, np.inf, 280.0])
+    c = stats.compare(a, b, censored=True)
+    ref = sps.mannwhitneyu(a, b, alternative="two-sided")
+    assert c.test == "mannwhitney" and c.p == pytest.approx(ref.pvalue)
+    assert c.diff == -np.inf or math.isnan(c.diff)  # median(b) is inf
+    # a is faster in 4 of 5 runs: Cliff's delta is strongly negative (a smaller).
+    assert c.effect_size == pytest.approx(2 * ref.statistic / 25 - 1) and c.effect_size < -0.5
+
+
+def test_constant_groups_are_compared_exactly():
+    assert stats.compare([4.0] * 3, [2.0] * 3).p == 0.0
+    assert stats.compare([4.0] * 3, [4.0] * 3).p == 1.0
+
+
+def test_holm_against_hand_computation():
+    p = [0.01, 0.04, 0.03, np.nan, 0.005]
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.06
+    expected = [0.03, 0.06, 0.06, np.nan, 0.02]
+    np.testing.assert_allclose(stats.holm(p), expected)
+
+
+def test_rank_with_ties_shares_ranks_when_cis_overlap():
+    means, lows, highs = [0.9, 0.88, 0.5], [0.87, 0.85, 0.45], [0.93, 0.91, 0.55]
+    assert list(stats.rank_with_ties(means, lows, highs, higher_is_better=True)) == [1, 1, 3]
+    assert list(stats.rank_with_ties(means, lows, highs, higher_is_better=False)) == [2, 2, 1]
