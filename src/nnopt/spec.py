@@ -132,7 +132,10 @@ def _number(
         # bool is an int subclass in Python; `epochs: true` must still be an error.
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
-            raise SpecError(f"{path}: expected {describe()}, got {value!r} ({_type_name(value)})")
+            raise SpecError(
+                f"{path}: expected {describe()}, got {value!r} ({_type_name(value)})"
+                + _yaml_number_hint(value)
+            )
         if not math.isfinite(value):
             raise SpecError(f"{path}: expected {describe()}, got {value!r}")
         too_low = lo is not None and (value <= lo if lo_open else value < lo)
@@ -142,6 +145,17 @@ def _number(
         return value if integer else float(value)
 
     return check
+
+
+def _yaml_number_hint(value: Any) -> str:
+    """YAML 1.1 (PyYAML) reads `1e-3` as text; say so when a string looks like a number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return "; YAML reads this as text: write a number such as 1.0e-3 (with a dot) or 0.001"
 
 
 def _boolean(path: str, value: Any) -> bool:
@@ -391,12 +405,38 @@ def _check_consistency(spec: RunSpec, file_root: Path | None) -> None:
     dev = spec.device
     if dev.precision == "fp16" and dev.device == "cpu":
         raise SpecError("device.precision: 'fp16' needs device 'cuda' or 'auto'; use bf16 on cpu")
-    if spec.model.kind == "cnn1d" and d.name not in ("mnist1d", "table", "spirals", "blobs"):
-        pass  # shape checks need the data; the model builder raises with the shape.
+    _check_data_model(spec)
     if dev.world_size > 1 and b.batch_size % dev.world_size:
         raise SpecError(
             f"budget.batch_size: {b.batch_size} must be divisible by device.world_size "
             f"{dev.world_size} (the batch size is global)"
+        )
+
+
+def _check_data_model(spec: RunSpec) -> None:
+    """Options that are silently ignored or fail only inside the job: refuse them here."""
+    d, m = spec.data, spec.model
+    # A path with a generated dataset would silently train on that dataset, not the file.
+    if d.path is not None and d.name not in ("table", "torchvision"):
+        raise SpecError(
+            f"data.path: only read when data.name is table or torchvision, not {d.name!r}; "
+            "set data.name: table for a .csv/.parquet file"
+        )
+    if d.torchvision_name is not None and d.name != "torchvision":
+        raise SpecError(
+            f"data.torchvision_name: only read when data.name is torchvision, not {d.name!r}"
+        )
+    # Only torchvision sets have (channels, height, width) samples; the others are flat.
+    if m.kind == "cnn2d" and d.name != "torchvision":
+        raise SpecError(
+            f"model.kind: 'cnn2d' needs image data (data.name: torchvision), not {d.name!r}; "
+            "allowed here: mlp, cnn1d"
+        )
+    if m.kind == "cnn1d" and d.name == "torchvision":
+        raise SpecError("model.kind: 'cnn1d' needs 1-D samples; allowed for images: mlp, cnn2d")
+    if m.kind != "mlp" and m.kernel_size % 2 == 0:
+        raise SpecError(
+            f"model.kernel_size: must be odd for 'same' padding, got {m.kernel_size}"
         )
 
 
