@@ -1,0 +1,399 @@
+"""The training loop: `train(spec) -> RunResult`.
+
+Hot path (see DESIGN.md "Performance shape"): the dataset is copied to the device once; each
+epoch draws one permutation from a seeded `torch.Generator` and slices it into batches
+(`epoch_batches`), no DataLoader; optimizers use fused/foreach kernels; the loss is summed
+on the device and read only at evaluation points, so a step never waits on the host.
+
+Divergence is checked at evaluation points only (the running loss sum since the previous
+evaluation, and the evaluated train loss): `diverged_at_step` is the first evaluation step
+at which a non-finite loss was seen. The run then stops; the curve keeps the finite rows.
+
+Checkpointing (spec.checkpoint, with `checkpoint_dir`) happens at epoch ends; a restarted
+run resumes from the checkpoint to the same metrics as an uninterrupted run (CPU, same
+threads). Timing metrics naturally differ.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from nnopt.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
+from nnopt.data import Dataset, load_dataset
+from nnopt.models import build_model, weight_parameters
+from nnopt.optim import build_optimizer, build_schedule, decay_weights, optimizer_state_bytes, penalty
+from nnopt.results import METRIC_NAMES, RunResult, now_iso, provenance
+from nnopt.spec import DeviceSpec, RunSpec, SpecError
+
+__all__ = [
+    "Hooks",
+    "train",
+    "epoch_batches",
+    "resolve_device",
+    "evaluate",
+    "peak_rss_mb",
+    "EVAL_BATCH",
+]
+
+EVAL_BATCH = 8192  # samples per forward pass at evaluation (few large batches)
+
+
+@dataclass
+class Hooks:
+    """Callbacks; the loop knows nothing of terminals or files beyond the checkpoint."""
+
+    progress: Callable[[dict[str, Any]], None] | None = None  # after each evaluation
+    on_epoch_end: Callable[[int], None] | None = None  # epochs done; after any checkpoint
+
+
+def resolve_device(spec: DeviceSpec) -> torch.device:
+    if spec.world_size > 1:
+        raise SpecError(
+            "device.world_size: data-parallel training arrives with the distributed runner"
+        )
+    if spec.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device.device: 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(spec.device)
+
+
+def _configure_torch(spec: DeviceSpec, device: torch.device) -> None:
+    torch.set_num_threads(spec.threads)
+    if device.type == "cuda":
+        # cuBLAS needs this before its first use to be deterministic (CUDA docs, "Reproducibility").
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = spec.tf32
+        torch.backends.cudnn.allow_tf32 = spec.tf32
+        torch.backends.cudnn.benchmark = not spec.deterministic
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.use_deterministic_algorithms(spec.deterministic)
+
+
+def epoch_batches(
+    perm: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1
+) -> list[torch.Tensor]:
+    """Index batches of one epoch: global batches of `batch_size` (the last may be short);
+    with world_size > 1, rank r takes the r-th contiguous shard of each global batch."""
+    batches = perm.split(batch_size)
+    if world_size == 1:
+        return list(batches)
+    return [b.tensor_split(world_size)[rank] for b in batches]
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> tuple:
+    """(mean loss, accuracy) of `model` in eval mode on (x, y), in few large batches."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for start in range(0, len(y), EVAL_BATCH):
+        xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+        with _autocast(x.device, precision):
+            logits = model(xb)  # (b, n_classes)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(dim=1) == yb).sum()
+    model.train(was_training)
+    loss, right = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+    return loss / max(len(y), 1), right / max(len(y), 1)
+
+
+class _Trainer:
+    """State of one run; methods are the loop's parts (step, evaluate, checkpoint, finish)."""
+
+    def __init__(self, spec: RunSpec, ds: Dataset, hooks: Hooks, ckpt_dir: Path | None):
+        self.spec, self.hooks, self.ckpt_dir = spec, hooks, ckpt_dir
+        self.device = resolve_device(spec.device)
+        _configure_torch(spec.device, self.device)
+        torch.manual_seed(spec.seed)
+        self.model = build_model(spec.model, ds.input_shape, ds.n_classes, spec.init)
+        self.model.to(self.device).train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self.weights = weight_parameters(self.model)
+        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        self.x_train, self.y_train = to(ds.x_train), to(ds.y_train)
+        self.x_val, self.y_val = to(ds.x_val), to(ds.y_val)
+        self.x_test, self.y_test = to(ds.x_test), to(ds.y_test)
+        n_eval = spec.evaluation.max_train_eval_samples
+        self.x_train_eval, self.y_train_eval = self.x_train[:n_eval], self.y_train[:n_eval]
+        self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
+        self._plan(len(ds.y_train))
+        fast = True  # fused/foreach kernels; tests check they match the plain ones
+        self.opt = build_optimizer(self.params, spec.optimizer, fast=fast)
+        self.schedule = build_schedule(
+            self.opt, spec.schedule, steps_per_epoch=self.spe, total_steps=self.total_steps
+        )
+        fp16 = spec.device.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        self._reset_state()
+
+    def _plan(self, n_train: int) -> None:
+        b, e = self.spec.budget, self.spec.evaluation
+        self.n_train = n_train
+        self.spe = math.ceil(n_train / b.batch_size)  # steps per epoch (last batch short)
+        self.total_steps = b.steps if b.steps is not None else b.epochs * self.spe
+        self.eval_every = e.every_steps or max(1, round(e.every_epochs * self.spe))
+
+    def _reset_state(self) -> None:
+        self.step, self.epochs_done, self.samples = 0, 0, 0
+        self.loss_sum = torch.zeros((), device=self.device)  # running train loss (device)
+        self.loss_count = 0
+        self.curve: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_val_accuracy, self.best_val_step, self.stale_evals = None, None, 0
+        self.reached: dict[str, Any] = {}  # time-to-target facts, filled once reached
+        self.train_time_s = self.eval_time_s = self.prior_wall_s = 0.0
+        self.opt_state_bytes: int | None = None
+        self.status, self.diverged_at_step, self.done = "ok", None, False
+        self.last_ckpt_time = time.perf_counter()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.wall_start = time.perf_counter()
+        self._resume()
+        if not self.curve:
+            self._evaluate()  # step-0 point: the untrained model
+        self.segment_start = time.perf_counter()
+        while not self.done and self.step < self.total_steps:
+            perm = torch.randperm(self.n_train, generator=self.generator, device=self.device)
+            for idx in epoch_batches(perm, self.spec.budget.batch_size):
+                self._train_step(idx)
+                if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                    self._evaluate()
+                if self.done or self.step == self.total_steps:
+                    break
+            else:
+                self.epochs_done += 1
+                self._epoch_end()
+
+    def _train_step(self, idx: torch.Tensor) -> None:
+        xb = self.x_train.index_select(0, idx)  # (b, *input_shape)
+        yb = self.y_train.index_select(0, idx)  # (b,)
+        with _autocast(self.device, self.spec.device.precision):
+            loss = F.cross_entropy(self.model(xb), yb)
+        reg = penalty(self.weights, self.spec.regularization)  # fp32, outside autocast
+        total = loss if reg is None else loss + reg
+        self.opt.zero_grad(set_to_none=True)
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        clip = self.spec.regularization.grad_clip
+        if clip is not None:
+            if self.scaler:
+                self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
+        lr = self.opt.param_groups[0]["lr"]
+        decay_weights(self.weights, lr, self.spec.regularization.weight_decay)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        if self.schedule.per_step is not None:
+            self.schedule.per_step.step()
+        self.loss_sum += loss.detach().float()
+        self.loss_count += 1
+        self.samples += len(idx)
+        self.step += 1
+        if self.opt_state_bytes is None:  # after the first step the state exists
+            self.opt_state_bytes = optimizer_state_bytes(self.opt)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _evaluate(self) -> None:
+        self._sync()
+        now = time.perf_counter()
+        if self.step > 0:
+            self.train_time_s += now - self.segment_start
+        row = self._measure()
+        if not all(math.isfinite(v) for v in (row["train_loss"], row.pop("running_loss"))):
+            self.status, self.diverged_at_step, self.done = "diverged", self.step, True
+        else:
+            self.curve.append(row)
+            self._after_eval(row)
+        if self.hooks.progress is not None:
+            self.hooks.progress(self._progress(row))
+        self.eval_time_s += time.perf_counter() - now
+        self.segment_start = time.perf_counter()
+
+    def _measure(self) -> dict[str, Any]:
+        """One curve row: train/val loss and accuracy (eval mode), lr, norms."""
+        prec = self.spec.device.precision
+        running = (self.loss_sum / self.loss_count).item() if self.loss_count else 0.0
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        train_loss, train_acc = evaluate(self.model, self.x_train_eval, self.y_train_eval, prec)
+        val_loss = val_acc = None
+        if len(self.y_val):
+            val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, prec)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        norms = torch.stack(torch._foreach_norm(grads)).float()  # (n_params,)
+        weight_norm = torch.stack(torch._foreach_norm(self.weights)).float().norm()
+        global_norm = norms.norm()
+        layer, scalars = norms.tolist(), torch.stack([global_norm, weight_norm]).tolist()
+        return {
+            "step": self.step, "epoch": self.step / self.spe,
+            "train_time_s": self.train_time_s, "lr": self.opt.param_groups[0]["lr"],
+            "train_loss": train_loss, "train_accuracy": train_acc,
+            "val_loss": val_loss, "val_accuracy": val_acc,
+            "grad_norm": scalars[0] if self.step else None, "weight_norm": scalars[1],
+            "layer_grad_norms": layer if self.step else None, "running_loss": running,
+        }  # fmt: skip
+
+    def _after_eval(self, row: dict[str, Any]) -> None:
+        """Targets, best-val state, early stopping, plateau schedule."""
+        e, s = self.spec.evaluation, self.step
+        facts = {"epochs": s / self.spe, "steps": s, "time_s": self.train_time_s}
+        val_acc = row["val_accuracy"]
+        if e.target_val_accuracy is not None and val_acc is not None and "acc" not in self.reached:
+            if val_acc >= e.target_val_accuracy:
+                self.reached["acc"] = facts
+        if e.target_train_loss is not None and "loss" not in self.reached:
+            if row["train_loss"] <= e.target_train_loss:
+                self.reached["loss"] = facts
+        if val_acc is not None:
+            if self.best_val_accuracy is None or val_acc > self.best_val_accuracy:
+                self.best_val_accuracy, self.best_val_step, self.stale_evals = val_acc, s, 0
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            elif s > 0:
+                self.stale_evals += 1
+        patience = self.spec.regularization.early_stopping_patience
+        if patience is not None and self.stale_evals >= patience:
+            self.done = True
+        plateau = self.schedule.plateau
+        if plateau is not None and s > 0 and s >= self.schedule.warmup_steps:
+            plateau.step(row["val_loss"])
+
+    def _progress(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "total_steps": self.total_steps, "status": self.status}
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def _epoch_end(self) -> None:
+        ck = self.spec.checkpoint
+        if self.ckpt_dir is not None and not self.done and self.step < self.total_steps:
+            due_epochs = ck.every_epochs is not None and self.epochs_done % ck.every_epochs == 0
+            due_time = ck.every_seconds is not None and (
+                time.perf_counter() - self.last_ckpt_time >= ck.every_seconds
+            )
+            if due_epochs or due_time:
+                self._save()
+        if self.hooks.on_epoch_end is not None:
+            self.hooks.on_epoch_end(self.epochs_done)
+
+    def _save(self) -> None:
+        self._sync()
+        self.train_time_s += time.perf_counter() - self.segment_start
+        save_checkpoint(self.ckpt_dir, capture_state(self))
+        self.last_ckpt_time = self.segment_start = time.perf_counter()
+
+    def _resume(self) -> None:
+        state = None if self.ckpt_dir is None else load_checkpoint(self.ckpt_dir)
+        if state is not None and state.get("run_id") == self.spec.run_id:
+            restore_state(self, state)
+
+    def wall_time_s(self) -> float:
+        return self.prior_wall_s + time.perf_counter() - self.wall_start
+
+    # --- the result -----------------------------------------------------------------------
+
+    def result(self) -> RunResult:
+        """Final metrics (contract §2): test at the end and at the best-validation state."""
+        m = dict.fromkeys(METRIC_NAMES)
+        last = self.curve[-1] if self.curve else {}
+        prec = self.spec.device.precision
+        if self.status == "ok":
+            m["test_loss"], m["test_accuracy"] = evaluate(self.model, self.x_test, self.y_test, prec)
+            w = torch.cat([p.detach().flatten().float() for p in self.weights])
+            m["weight_norm"] = w.norm().item()
+            m["weight_sparsity"] = (w.abs() < 1e-3).float().mean().item()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+            m["test_accuracy_at_best_val"] = evaluate(self.model, self.x_test, self.y_test, prec)[1]
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            m[f"final_{key}"] = last.get(key)
+        for suffix, name in (("", "acc"), ("_loss", "loss")):
+            facts = self.reached.get(name, {})
+            m[f"epochs_to_target{suffix}"] = facts.get("epochs")
+            m[f"steps_to_target{suffix}"] = facts.get("steps")
+            m[f"time_to_target{suffix}_s"] = facts.get("time_s")
+        param_bytes = sum(p.nelement() * p.element_size() for p in self.params)
+        m.update(
+            best_val_accuracy=self.best_val_accuracy, best_val_step=self.best_val_step,
+            steps=self.step, epochs=self.step / self.spe, final_lr=self.opt.param_groups[0]["lr"],
+            train_time_s=self.train_time_s, eval_time_s=self.eval_time_s,
+            wall_time_s=self.wall_time_s(),
+            samples_per_s=self.samples / self.train_time_s if self.train_time_s > 0 else None,
+            param_bytes=param_bytes, optimizer_state_bytes=self.opt_state_bytes,
+            peak_rss_mb=peak_rss_mb(), peak_cuda_mb=_peak_cuda_mb(self.device),
+        )  # fmt: skip
+        return RunResult(
+            status=self.status, diverged_at_step=self.diverged_at_step, metrics=m,
+            curve=self.curve, layer_names=list(self.names),
+        )  # fmt: skip
+
+
+def train(
+    spec: RunSpec,
+    *,
+    dataset: Dataset | None = None,
+    hooks: Hooks | None = None,
+    checkpoint_dir: str | Path | None = None,
+    data_cache: str | Path | None = None,
+) -> RunResult:
+    """Train one run. Exceptions propagate (the runner records them as failed runs); a
+    non-finite loss returns status 'diverged'."""
+    started = now_iso()
+    ds = dataset if dataset is not None else load_dataset(spec.data, data_cache)
+    trainer = _Trainer(spec, ds, hooks or Hooks(), None if checkpoint_dir is None else Path(checkpoint_dir))
+    trainer.run()
+    result = trainer.result()
+    result.provenance = provenance(
+        device=str(trainer.device),
+        device_name=_device_name(trainer.device),
+        threads=torch.get_num_threads(),
+        world_size=spec.device.world_size,
+        started_at=started,
+        finished_at=now_iso(),
+    )
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _peak_cuda_mb(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+

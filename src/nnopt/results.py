@@ -1,0 +1,218 @@
+"""The run directory (docs/contract.md §2): metrics.json + curve.parquet, written atomically.
+
+A run directory is first written as `.{run_id}.tmp-*` beside its final place, every file
+fsynced, then renamed: a directory that exists is complete. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "METRIC_NAMES",
+    "CURVE_COLUMNS",
+    "RunResult",
+    "write_run",
+    "read_run",
+    "read_curve",
+    "is_finished",
+    "provenance",
+    "now_iso",
+]
+
+SCHEMA_VERSION = 1
+FINISHED_STATUSES = ("ok", "diverged")
+
+# Every metric of contract §2, in its order; a failed run has all of them null.
+METRIC_NAMES = (
+    "test_accuracy", "test_loss", "test_accuracy_at_best_val", "best_val_accuracy",
+    "best_val_step", "final_train_loss", "final_train_accuracy", "final_val_loss",
+    "final_val_accuracy", "steps", "epochs", "final_lr",
+    "epochs_to_target", "steps_to_target", "time_to_target_s",
+    "epochs_to_target_loss", "steps_to_target_loss", "time_to_target_loss_s",
+    "train_time_s", "eval_time_s", "wall_time_s", "samples_per_s",
+    "param_bytes", "optimizer_state_bytes", "peak_rss_mb", "peak_cuda_mb",
+    "weight_norm", "weight_sparsity",
+)  # fmt: skip
+
+# curve.parquet columns and their Polars dtype names.
+CURVE_COLUMNS = {
+    "step": "Int64",
+    "epoch": "Float64",
+    "train_time_s": "Float64",
+    "lr": "Float64",
+    "train_loss": "Float64",
+    "train_accuracy": "Float64",
+    "val_loss": "Float64",
+    "val_accuracy": "Float64",
+    "grad_norm": "Float64",
+    "weight_norm": "Float64",
+    "layer_grad_norms": "List(Float64)",
+}
+
+
+@dataclass
+class RunResult:
+    """What `engine.train` returns: plain data, no tensors."""
+
+    status: str  # ok | diverged | failed
+    error: str | None = None
+    traceback: str | None = None
+    diverged_at_step: int | None = None
+    metrics: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(METRIC_NAMES))
+    curve: list[dict[str, Any]] = field(default_factory=list)  # one dict per eval point
+    layer_names: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions and host facts that explain a run's numbers; `extra` adds engine facts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    info = {
+        "nnopt": ver("nnopt"),
+        "torch": ver("torch"),
+        "numpy": ver("numpy"),
+        "polars": ver("polars"),
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+    info.update(extra)
+    return info
+
+
+def _curve_frame(rows: list[dict[str, Any]]):
+    import polars as pl
+
+    schema = {
+        "step": pl.Int64,
+        **{c: pl.Float64 for c in CURVE_COLUMNS if c not in ("step", "layer_grad_norms")},
+        "layer_grad_norms": pl.List(pl.Float64),
+    }
+    columns = {c: [row.get(c) for row in rows] for c in schema}
+    return pl.DataFrame(columns, schema=schema)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_run(
+    out_dir: str | Path,
+    result: RunResult,
+    *,
+    run_id: str,
+    study: str,
+    factors: Mapping[str, Any],
+    spec: Mapping[str, Any],
+) -> Path:
+    """Write `result` to `out_dir` atomically; replaces an existing (e.g. failed) run."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "study": study,
+        "factors": dict(factors),
+        "seed": spec.get("seed"),
+        "status": result.status,
+        "error": result.error,
+        "traceback": result.traceback,
+        "diverged_at_step": result.diverged_at_step,
+        "spec": dict(spec),
+        "metrics": {name: result.metrics.get(name) for name in METRIC_NAMES},
+        "layer_names": list(result.layer_names),
+        "provenance": result.provenance,
+    }
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
+        _fsync_write(tmp / "metrics.json", text.encode())
+        _curve_frame(result.curve).write_parquet(tmp / "curve.parquet")
+        with open(tmp / "curve.parquet", "rb+") as handle:
+            os.fsync(handle.fileno())
+        _fsync_dir(tmp)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """rename(tmp, out); an existing `out` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    _fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed metrics.json of a run directory."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def read_curve(run_dir: str | Path):
+    import polars as pl
+
+    return pl.read_parquet(Path(run_dir) / "curve.parquet")
+
+
+def is_finished(run_dir: str | Path, run_id: str) -> bool:
+    """True when the directory holds a parseable ok/diverged record of `run_id`.
+
+    A failed run is not finished: rerunning the workflow retries it.
+    """
+    try:
+        record = read_run(run_dir)
+    except (OSError, ValueError):
+        return False
+    return record.get("run_id") == run_id and record.get("status") in FINISHED_STATUSES
