@@ -68,8 +68,8 @@ def resolve_device(spec: DeviceSpec) -> torch.device:
     return torch.device(spec.device)
 
 
-def _configure_torch(spec: DeviceSpec, device: torch.device) -> None:
-    torch.set_num_threads(spec.threads)
+def _configure_torch(spec: DeviceSpec, device: torch.device, threads: int | None) -> None:
+    torch.set_num_threads(threads or spec.threads)
     if device.type == "cuda":
         # cuBLAS needs this before its first use to be deterministic (CUDA docs, "Reproducibility").
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -119,10 +119,10 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -
 class _Trainer:
     """State of one run; methods are the loop's parts (step, evaluate, checkpoint, finish)."""
 
-    def __init__(self, spec: RunSpec, ds: Dataset, hooks: Hooks, ckpt_dir: Path | None):
+    def __init__(self, spec: RunSpec, ds: Dataset, hooks: Hooks, ckpt_dir: Path | None, threads):
         self.spec, self.hooks, self.ckpt_dir = spec, hooks, ckpt_dir
         self.device = resolve_device(spec.device)
-        _configure_torch(spec.device, self.device)
+        _configure_torch(spec.device, self.device, threads)
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, ds.input_shape, ds.n_classes, spec.init)
         self.model.to(self.device).train()
@@ -360,12 +360,15 @@ def train(
     hooks: Hooks | None = None,
     checkpoint_dir: str | Path | None = None,
     data_cache: str | Path | None = None,
+    threads: int | None = None,
 ) -> RunResult:
     """Train one run. Exceptions propagate (the runner records them as failed runs); a
-    non-finite loss returns status 'diverged'."""
+    non-finite loss returns status 'diverged'. `threads` overrides spec.device.threads
+    (execution only); `checkpoint_dir` enables resume and spec.checkpoint saving."""
     started = now_iso()
     ds = dataset if dataset is not None else load_dataset(spec.data, data_cache)
-    trainer = _Trainer(spec, ds, hooks or Hooks(), None if checkpoint_dir is None else Path(checkpoint_dir))
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
+    trainer = _Trainer(spec, ds, hooks or Hooks(), ckpt, threads)
     trainer.run()
     result = trainer.result()
     result.provenance = provenance(

@@ -170,6 +170,7 @@ def write_run(
     }
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a results folder is for everyone to read
         text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
         _fsync_write(tmp / "metrics.json", text.encode())
         _curve_frame(result.curve).write_parquet(tmp / "curve.parquet")
