@@ -54,6 +54,8 @@ class Hooks:
 
     progress: Callable[[dict[str, Any]], None] | None = None  # after each evaluation
     on_epoch_end: Callable[[int], None] | None = None  # epochs done; after any checkpoint
+    # (step, model) after each finite evaluation, e.g. weight snapshots for the landscape.
+    on_evaluate: Callable[[int, torch.nn.Module], None] | None = None
 
 
 def resolve_device(spec: DeviceSpec) -> torch.device:
@@ -230,6 +232,8 @@ class _Trainer:
             self.status, self.diverged_at_step, self.done = "diverged", self.step, True
         else:
             self.curve.append(row)
+            if self.hooks.on_evaluate is not None:
+                self.hooks.on_evaluate(self.step, self.model)
             self._after_eval(row)
         if self.hooks.progress is not None:
             self.hooks.progress(self._progress(row))
