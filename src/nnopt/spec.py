@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import math
+import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -35,6 +36,7 @@ __all__ = [
     "load_spec",
     "merge",
     "did_you_mean",
+    "short_repr",
     "DATASETS",
     "MODEL_KINDS",
     "ACTIVATIONS",
@@ -84,8 +86,22 @@ class SpecError(ValueError):
 
 def did_you_mean(word: str, options: Any) -> str:
     """' (did you mean 'x'?)' when a close option exists, else ''."""
+    if not isinstance(word, str):  # str() of a YAML alias bomb would never finish
+        return ""
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# Error messages quote the offending value; a bounded repr keeps a huge or alias-expanded
+# value (a YAML "billion laughs" list) from filling memory while the message is built.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+_REPR.maxstring, _REPR.maxother = 80, 80
+
+
+def short_repr(value: Any) -> str:
+    """repr() cut to a readable size, safe on deeply shared nested lists."""
+    return _REPR.repr(value)
 
 
 # --- field checks: each returns the parsed value or raises SpecError(path: ...) ----------
@@ -99,7 +115,7 @@ def _one_of(*allowed: str) -> Callable[[str, Any], str]:
     def check(path: str, value: Any) -> str:
         if not isinstance(value, str) or value not in allowed:
             raise SpecError(
-                f"{path}: unknown value {value!r}; allowed: {', '.join(allowed)}"
+                f"{path}: unknown value {short_repr(value)}; allowed: {', '.join(allowed)}"
                 + did_you_mean(value, allowed)
             )
         return value
@@ -133,15 +149,15 @@ def _number(
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
             raise SpecError(
-                f"{path}: expected {describe()}, got {value!r} ({_type_name(value)})"
+                f"{path}: expected {describe()}, got {short_repr(value)} ({_type_name(value)})"
                 + _yaml_number_hint(value)
             )
         if not math.isfinite(value):
-            raise SpecError(f"{path}: expected {describe()}, got {value!r}")
+            raise SpecError(f"{path}: expected {describe()}, got {short_repr(value)}")
         too_low = lo is not None and (value <= lo if lo_open else value < lo)
         too_high = hi is not None and (value >= hi if hi_open else value > hi)
         if too_low or too_high:
-            raise SpecError(f"{path}: {value!r} is out of range; expected {describe()}")
+            raise SpecError(f"{path}: {short_repr(value)} is out of range; expected {describe()}")
         return value if integer else float(value)
 
     return check
@@ -160,7 +176,7 @@ def _yaml_number_hint(value: Any) -> str:
 
 def _boolean(path: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(f"{path}: expected true or false, got {value!r} ({_type_name(value)})")
+        raise SpecError(f"{path}: expected true or false, got {short_repr(value)} ({_type_name(value)})")
     return value
 
 
@@ -169,7 +185,7 @@ def _text(optional: bool = True) -> Callable[[str, Any], Any]:
         if value is None and optional:
             return None
         if not isinstance(value, str) or not value:
-            raise SpecError(f"{path}: expected a non-empty string, got {value!r}")
+            raise SpecError(f"{path}: expected a non-empty string, got {short_repr(value)}")
         return value
 
     return check
@@ -179,9 +195,9 @@ def _int_list(path: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value
     ):
-        raise SpecError(f"{path}: expected a list of positive integers, got {value!r}")
+        raise SpecError(f"{path}: expected a list of positive integers, got {short_repr(value)}")
     if list(value) != sorted(set(value)):
-        raise SpecError(f"{path}: expected strictly increasing epochs, got {list(value)!r}")
+        raise SpecError(f"{path}: expected strictly increasing epochs, got {short_repr(list(value))}")
     return tuple(value)
 
 
@@ -358,7 +374,7 @@ def _parse_section(cls: type, path: str, raw: Any) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise SpecError(f"{path}: expected a mapping of settings, got {raw!r}")
+        raise SpecError(f"{path}: expected a mapping of settings, got {short_repr(raw)}")
     first, second = _EXCLUSIVE.get(path, (None, None))
     if second in raw and raw[second] is not None and first not in raw:
         raw = {**raw, first: None}
@@ -446,7 +462,7 @@ def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunS
     `file_root` resolves relative data paths (defaults to the working directory).
     """
     if not isinstance(raw, Mapping):
-        raise SpecError(f"spec: expected a mapping of sections, got {raw!r}")
+        raise SpecError(f"spec: expected a mapping of sections, got {short_repr(raw)}")
     allowed = [*_SECTIONS, "seed"]
     sections = {}
     for key, value in raw.items():

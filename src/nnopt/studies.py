@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from nnopt.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec
+from nnopt.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
 
 __all__ = [
     "Run",
@@ -149,7 +149,7 @@ def _seeds(path: str, value: Any) -> tuple[int, ...]:
         return tuple(value)
     raise SpecError(
         f"{path}: expected a positive number of seeds or a list of distinct seeds >= 0, "
-        f"got {value!r}"
+        f"got {short_repr(value)}"
     )
 
 
@@ -161,7 +161,7 @@ def _factor_lists(path: str, raw: Any) -> dict[str, tuple[Any, ...]]:
     out = {}
     for key, values in raw.items():
         if not isinstance(values, list):
-            raise SpecError(f"{path}.{key}: expected a list of values, got {values!r}")
+            raise SpecError(f"{path}.{key}: expected a list of values, got {short_repr(values)}")
         if not values:
             raise SpecError(f"{path}.{key}: empty list; a factor needs at least one value")
         out[str(key)] = tuple(values)
@@ -172,12 +172,12 @@ def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
     if not isinstance(dist, Mapping) or len(dist) != 1 or next(iter(dist)) not in _DISTRIBUTIONS:
         raise SpecError(
             f"{path}: expected one of {{log_uniform: [lo, hi]}}, {{uniform: [lo, hi]}}, "
-            f"{{choice: [values]}}; got {dist!r}"
+            f"{{choice: [values]}}; got {short_repr(dist)}"
         )
     kind, arg = next(iter(dist.items()))
     if kind == "choice":
         if not isinstance(arg, list) or not arg:
-            raise SpecError(f"{path}.choice: expected a non-empty list, got {arg!r}")
+            raise SpecError(f"{path}.choice: expected a non-empty list, got {short_repr(arg)}")
         return rng.choice(arg)
     if (
         not isinstance(arg, list)
@@ -187,7 +187,7 @@ def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
         or (kind == "log_uniform" and arg[0] <= 0)
     ):
         allowed = "0 < lo < hi" if kind == "log_uniform" else "lo < hi"
-        raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {arg!r}")
+        raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {short_repr(arg)}")
     lo, hi = arg
     if kind == "uniform":
         return lo + (hi - lo) * rng.random()
@@ -205,9 +205,9 @@ def _random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
         raise SpecError(f"{path}.{key}: unknown key; allowed: n, seed, params")
     n, seed, params = raw.get("n"), raw.get("seed", 0), raw.get("params")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SpecError(f"{path}.n: expected an integer >= 1, got {n!r}")
+        raise SpecError(f"{path}.n: expected an integer >= 1, got {short_repr(n)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"{path}.seed: expected an integer, got {seed!r}")
+        raise SpecError(f"{path}.seed: expected an integer, got {short_repr(seed)}")
     if not isinstance(params, Mapping) or not params:
         raise SpecError(f"{path}.params: expected a non-empty mapping of spec keys to distributions")
     # One sampler seeded once: the same config gives the same samples, so the DAG is stable.
@@ -252,7 +252,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError(
-            f"studies[{index}].name: expected letters, digits, '_' or '-', got {name!r}"
+            f"studies[{index}].name: expected letters, digits, '_' or '-', got {short_repr(name)}"
         )
     path = f"studies.{name}"
     for key in raw:
@@ -277,6 +277,9 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
     columns = raw.get("columns") or {}
     if not isinstance(columns, Mapping):
         raise SpecError(f"{path}.columns: expected a mapping of metric name to column header")
+    for key in ("title", "description"):
+        if not isinstance(raw.get(key) or "", str):
+            raise SpecError(f"{path}.{key}: expected text, got {short_repr(raw[key])}")
     baseline = raw.get("baseline") or {}
     if not isinstance(baseline, Mapping):
         raise SpecError(f"{path}.baseline: expected a mapping of factor key to value")
@@ -320,10 +323,10 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
         raise SpecError("defaults: expected a mapping (a partial run spec)")
     cap = raw.get("max_runs_per_study", 2000)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise SpecError(f"max_runs_per_study: expected an integer >= 1, got {cap!r}")
+        raise SpecError(f"max_runs_per_study: expected an integer >= 1, got {short_repr(cap)}")
     per_job = raw.get("runs_per_job", "auto")
     if per_job != "auto" and (isinstance(per_job, bool) or not isinstance(per_job, int) or per_job < 1):
-        raise SpecError(f"runs_per_job: expected 'auto' or an integer >= 1, got {per_job!r}")
+        raise SpecError(f"runs_per_job: expected 'auto' or an integer >= 1, got {short_repr(per_job)}")
     raw_studies = raw.get("studies")
     if not isinstance(raw_studies, list) or not raw_studies:
         raise SpecError("studies: expected a non-empty list of studies")
