@@ -1,0 +1,389 @@
+"""Pre-flight checks: everything that can be validated before a job starts.
+
+`nnopt check --config FILE` / `nnopt check --spec FILE` read the file with a strict safe YAML
+loader (no tags that build Python objects, no duplicate keys), parse it with
+`nnopt.studies.parse_config` / `nnopt.spec.parse_spec`, then check what parsing cannot see:
+the data files themselves (readable, numeric, finite, valid labels), the devices a spec asks
+for, and the study fields the report uses (metric names, baseline values). The first problem
+is printed as one line, `error: <file>: <key path>: <what is wrong>; allowed: ...`, and the
+exit code is 2; nothing is trained. No torch import unless a spec asks for CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nnopt.results import METRIC_NAMES
+from nnopt.spec import DataSpec, DeviceSpec, RunSpec, SpecError, did_you_mean, parse_spec
+from nnopt.studies import Config, Study, parse_config
+
+__all__ = [
+    "read_yaml",
+    "check_spec",
+    "check_config",
+    "check_spec_file",
+    "check_config_file",
+    "check_data",
+    "check_table",
+    "check_device",
+    "main",
+]
+
+# YTE (Snakemake's config loader) evaluates `?expr` values when this key is true.
+_CODE_KEYS = ("__use_yte__",)
+# A config of 20 studies x a few dozen keys is ~1e3 values; aliases may not blow it past this.
+_MAX_VALUES = 100_000
+
+
+# --- YAML: safe, strict, one-line errors ---------------------------------------------------
+
+
+def _strict_loader() -> type:
+    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        loader.flatten_mapping(node)
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
+def _yaml_message(err: Exception) -> str:
+    """One line from a (multi-line) PyYAML error: 'line L: problem'."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if "constructor for the tag" in problem:
+        tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+        problem = f"tag {tag} is refused: configs are plain data and are never run as code"
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}; allowed: plain YAML mappings, lists and scalars"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of `path`, or SpecError('<path>: <what is wrong>')."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise SpecError(f"{path}: {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not UTF-8 text; allowed: a YAML or JSON file") from None
+    try:
+        raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: {_yaml_message(err)}") from None
+    if _expanded_size(raw, _MAX_VALUES) > _MAX_VALUES:
+        raise SpecError(
+            f"{path}: YAML aliases expand to more than {_MAX_VALUES} values; allowed: "
+            "configs of ordinary size (is this an alias bomb?)"
+        )
+    return raw
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Values in `value` counting every alias use, stopping once past `limit` (bounded work)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+# --- data and devices ----------------------------------------------------------------------
+
+
+def _not_finite(column: Any) -> Any:
+    """Boolean Series: missing, NaN or inf entries of a numeric column."""
+    import polars as pl
+
+    as_float = column.cast(pl.Float64)
+    return as_float.is_null() | as_float.is_nan() | as_float.is_infinite()
+
+
+def _numeric_column(path: Path, column: Any) -> Any:
+    """The column as numbers; a CSV column with 'nan'/'inf' spelled as text reads as String."""
+    import polars as pl
+
+    if column.dtype.is_numeric():
+        return column
+    as_float = column.cast(pl.Float64, strict=False) if column.dtype == pl.String else None
+    text = column.is_not_null() & (as_float.is_null() if as_float is not None else True)
+    if as_float is not None and not text.any():
+        return as_float  # numbers with NaN/inf written as text: the finiteness check reports
+    row = int(text.arg_max()) if as_float is not None else 0
+    raise SpecError(
+        f"data.path: {path} column {column.name!r} is {column.dtype}, not numeric (value "
+        f"{column[row]!r} at data row {row + 1}); allowed: numeric feature columns (drop or "
+        "encode the others)"
+    )
+
+
+def _read_table(path: Path) -> Any:
+    import polars as pl
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema_length=None)
+    except Exception as err:  # polars/pyarrow raise many types; all mean "cannot read"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"data.path: cannot read {path}: {first}") from None
+
+
+def check_table(path: str | Path, label_column: str) -> None:
+    """A table must have a label column, numeric finite features and at least 2 classes."""
+    path = Path(path)
+    frame = _read_table(path)
+    if frame.height == 0:
+        raise SpecError(f"data.path: {path} has no rows")
+    if label_column not in frame.columns:
+        raise SpecError(
+            f"data.label_column: {path} has no column {label_column!r}; allowed: "
+            + ", ".join(frame.columns) + did_you_mean(label_column, frame.columns)
+        )
+    features = frame.drop(label_column)
+    if not features.columns:
+        raise SpecError(f"data.path: {path} has no feature columns besides {label_column!r}")
+    for name in features.columns:
+        column = _numeric_column(path, features[name])
+        bad = _not_finite(column)
+        if bad.any():
+            raise SpecError(
+                f"data.path: {path} column {name!r} has {int(bad.sum())} missing, NaN or inf "
+                f"values (first at data row {int(bad.arg_max()) + 1}); allowed: finite numbers"
+            )
+    _check_labels(path, frame[label_column])
+
+
+def _check_labels(path: Path, labels: Any) -> None:
+    where = f"data.label_column: {path} column {labels.name!r}"
+    if labels.null_count():
+        raise SpecError(f"{where} has {labels.null_count()} missing labels")
+    if labels.dtype.is_float():
+        fractional = labels.is_nan() | labels.is_infinite() | (labels != labels.floor())
+        if fractional.any():
+            row = int(fractional.arg_max())
+            raise SpecError(
+                f"{where} has a non-integer label {labels[row]!r} at data row {row + 1}; allowed: "
+                "integer class ids >= 0 or text class names"
+            )
+    if labels.dtype.is_numeric() and labels.min() < 0:
+        row = int((labels < 0).arg_max())
+        raise SpecError(
+            f"{where} has label {labels[row]!r} at data row {row + 1}, out of range; allowed: "
+            "integer class ids >= 0 (negative ids often mean 'unlabeled')"
+        )
+    n_classes = labels.n_unique()
+    if n_classes < 2:
+        raise SpecError(f"{where} has {n_classes} class; allowed: at least 2 classes")
+    if n_classes > len(labels) // 2:
+        raise SpecError(
+            f"{where} has {n_classes} distinct values in {len(labels)} rows; allowed: at most "
+            "half as many classes as rows (is it the label column?)"
+        )
+
+
+def check_data(data: DataSpec) -> None:
+    """The dataset files a spec reads exist, are readable and hold valid data."""
+    if data.path is None:
+        return  # generated or bundled datasets
+    path = Path(data.path)
+    if not path.exists():
+        raise SpecError(f"data.path: file or folder not found: {path.resolve()}")
+    if data.name == "torchvision":
+        if not path.is_dir():
+            raise SpecError(f"data.path: {path} must be a folder (the torchvision root)")
+        return
+    if not path.is_file():
+        raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as err:
+        raise SpecError(f"data.path: cannot read {path} ({err.strerror})") from None
+    check_table(path, data.label_column)
+
+
+def _cuda_device_count() -> int:
+    import torch  # only reached for specs that ask for CUDA
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_device(device: DeviceSpec) -> None:
+    """A spec must not ask for GPUs this machine does not have (auto falls back to cpu)."""
+    needs_count = device.device == "cuda" or (device.device == "auto" and device.world_size > 1)
+    if not needs_count:
+        return
+    n_gpus = _cuda_device_count()
+    if device.device == "cuda" and n_gpus == 0:
+        raise SpecError("device.device: 'cuda' but this machine has no CUDA GPU; allowed: cpu, auto")
+    if n_gpus and device.world_size > n_gpus:
+        raise SpecError(
+            f"device.world_size: {device.world_size} ranks on device '{device.device}' need "
+            f"{device.world_size} GPUs, this machine has {n_gpus}; allowed: 1 to {n_gpus}"
+        )
+
+
+# --- specs and configs ---------------------------------------------------------------------
+
+
+def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
+    for data in dict.fromkeys(s.data for s in specs):  # each distinct dataset once
+        check_data(data)
+    if devices:
+        for device in dict.fromkeys(s.device for s in specs):
+            check_device(device)
+
+
+def check_spec(raw: Any, *, devices: bool = True) -> RunSpec:
+    """Parse a run spec mapping and check its data and device; SpecError on the first problem."""
+    if raw is None:
+        raise SpecError("spec: empty file; allowed: a mapping of sections (data, model, ...)")
+    spec = parse_spec(raw)
+    _check_resources([spec], devices)
+    return spec
+
+
+def _check_study(study: Study) -> None:
+    path = f"studies.{study.name}"
+    for metric in study.metrics:
+        if metric not in METRIC_NAMES:
+            raise SpecError(
+                f"{path}.metrics: unknown metric {metric!r}; allowed: {', '.join(METRIC_NAMES)}"
+                + did_you_mean(metric, METRIC_NAMES)
+            )
+    for metric in study.columns:
+        if metric not in study.metrics:
+            raise SpecError(
+                f"{path}.columns.{metric}: not one of this study's metrics; allowed: "
+                + ", ".join(study.metrics) + did_you_mean(metric, study.metrics)
+            )
+    random_keys = set(study.random["params"]) if study.random else set()
+    for key in sorted(random_keys & (set(study.grid) | set(study.zip))):
+        raise SpecError(f"{path}.random.params.{key}: already a grid/zip factor of this study")
+    values = {**study.grid, **study.zip}
+    for key, value in study.baseline.items():
+        if key in values and value not in values[key]:
+            allowed = ", ".join(map(str, values[key]))
+            raise SpecError(
+                f"{path}.baseline.{key}: {value!r} is not one of the study's values; "
+                f"allowed: {allowed}" + did_you_mean(value, values[key])
+            )
+
+
+def _check_names(config: Config) -> None:
+    """Study names become folder names: two that differ only by case collide on macOS."""
+    seen: dict[str, str] = {}
+    for study in config.studies:
+        other = seen.setdefault(study.name.lower(), study.name)
+        if other != study.name:
+            raise SpecError(
+                f"studies.{study.name}: differs from study '{other}' only by letter case; "
+                "their result folders would collide on case-insensitive file systems"
+            )
+
+
+def check_config(raw: Any, *, devices: bool = True) -> Config:
+    """Parse a study config and check every study, dataset and device; SpecError on a problem."""
+    if isinstance(raw, Mapping):
+        for key in _CODE_KEYS:
+            if key in raw:
+                raise SpecError(
+                    f"{key}: refused; it makes Snakemake's config loader run values as Python "
+                    "code, and nnopt configs are plain data"
+                )
+    config = parse_config(raw)
+    _check_names(config)
+    for study in config.studies:
+        _check_study(study)
+    _check_resources([r.spec for r in config.runs], devices)
+    return config
+
+
+def _in_file(path: Path, check: Any, **kwargs: Any) -> Any:
+    raw = read_yaml(path)
+    try:
+        return check(raw, **kwargs)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
+
+
+def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
+    """`check_spec` of a YAML/JSON file; errors start with the file name."""
+    return _in_file(Path(path), check_spec, devices=devices)
+
+
+def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
+    """`check_config` of a YAML/JSON file; errors start with the file name."""
+    return _in_file(Path(path), check_config, devices=devices)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", type=Path, help="a study config (config/config.yaml)")
+    what.add_argument("--spec", type=Path, help="a run spec file")
+    parser.add_argument(
+        "--no-device-check",
+        action="store_true",
+        help="skip GPU checks (when jobs run on other machines, e.g. a cluster)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check one file; print one line; 0 when it is fine, 2 when it is not."""
+    devices = not args.no_device_check
+    try:
+        if args.config is not None:
+            config = check_config_file(args.config, devices=devices)
+            summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
+        else:
+            spec = check_spec_file(args.spec, devices=devices)
+            summary = f"run {spec.run_id}"
+    except SpecError as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
+    print(f"ok: {args.config or args.spec}: {summary}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnopt check", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
