@@ -1,0 +1,118 @@
+"""nnopt.claims: grammar errors, and supported / contradicted / inconclusive / not run."""
+
+from pathlib import Path
+
+import pytest
+
+from fixtures.make_runs import SMALL_CONFIG, make_runs
+from nnopt import aggregate as ag
+from nnopt.claims import evaluate_claims, load_claims, parse_claims
+from nnopt.spec import SpecError
+from nnopt.studies import parse_config
+
+MEANS = {
+    ("activation", "model.activation=relu"): {"test_accuracy": 0.90, "train_time_s": 2.0,
+                                              "steps_to_target": 300.0},
+    ("activation", "model.activation=sigmoid"): {"test_accuracy": 0.70, "train_time_s": 4.0,
+                                                 "steps_to_target": 600.0},
+    ("activation", "model.activation=tanh"): {"test_accuracy": 0.70, "train_time_s": 4.0,
+                                              "steps_to_target": 5000.0},
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("claims")
+    config = parse_config(SMALL_CONFIG)
+    tanh = [r for r in config.study("activation").runs if r.config.endswith("tanh")]
+    make_runs(config, root, means=MEANS, sd=0.01,
+              statuses={tanh[0].run_id: "diverged", tanh[1].run_id: "diverged"})
+    return config, ag.load_runs(config, root)
+
+
+def _claims(*items):
+    return parse_claims({"claims": [dict(id=f"c{i}", text="t", **c) for i, c in enumerate(items)]})[1]
+
+
+def _verdicts(world, *items):
+    config, runs = world
+    return [r.verdict for r in evaluate_claims(_claims(*items), config, runs)]
+
+
+def test_greater_claim_supported_contradicted_and_inconclusive(world):
+    base = dict(study="activation", metric="test_accuracy", kind="greater")
+    verdicts = _verdicts(world, {**base, "left": "relu", "right": "sigmoid"},
+                         {**base, "left": "sigmoid", "right": "relu"},
+                         {**base, "left": "tanh", "right": "sigmoid"})
+    assert verdicts == ["supported", "contradicted", "inconclusive"]
+
+
+def test_claim_about_a_study_not_run_is_reported_not_raised(world):
+    v = _verdicts(world, dict(study="parallel", metric="train_time_s", kind="less",
+                              left=2, right=1))
+    assert v == ["not run"]
+
+
+def test_unknown_configuration_is_inconclusive_with_a_reason(world):
+    config, runs = world
+    res = evaluate_claims(_claims(dict(study="activation", metric="test_accuracy",
+                                       kind="greater", left="gelu", right="relu")), config, runs)
+    assert res[0].verdict == "inconclusive" and "gelu" in res[0].evidence[0]
+
+
+def test_ordering_best_less_and_censored_claims(world):
+    base = dict(study="activation")
+    verdicts = _verdicts(
+        world,
+        {**base, "metric": "train_time_s", "kind": "ordering",
+         "configs": ["relu", "sigmoid"], "direction": "increasing"},
+        {**base, "metric": "test_accuracy", "kind": "best", "config": "relu"},
+        {**base, "metric": "test_accuracy", "kind": "best", "config": "tanh"},
+        # tanh never reaches the target (5000 steps > budget): censored, still comparable
+        {**base, "metric": "steps_to_target", "kind": "less", "left": "relu", "right": "tanh"},
+    )
+    assert verdicts == ["supported", "supported", "contradicted", "supported"]
+
+
+def test_ratio_and_divergence_claims(world):
+    base = dict(study="activation")
+    verdicts = _verdicts(
+        world,
+        {**base, "metric": "train_time_s", "kind": "ratio", "left": "sigmoid", "right": "relu",
+         "at_least": 1.5},  # true ratio 2.0
+        {**base, "metric": "train_time_s", "kind": "ratio", "left": "sigmoid", "right": "relu",
+         "at_least": 3.0},
+        {**base, "kind": "diverges", "left": "tanh", "right": "relu"},  # 2 of 4 vs 0 of 4
+    )
+    assert verdicts[:2] == ["supported", "contradicted"]
+    assert verdicts[2] == "inconclusive"  # Fisher p = 0.43 with 4 seeds: honest
+
+
+def test_article_values_are_shown_beside_ours(world):
+    config, runs = world
+    res = evaluate_claims(_claims(dict(study="activation", metric="test_accuracy",
+                                       kind="greater", left="relu", right="sigmoid",
+                                       article={"relu": 95.6, "sigmoid": 92.3})), config, runs)
+    rows = {r["label"]: r for r in res[0].article}
+    assert rows["relu"]["article"] == 95.6
+    assert float(rows["relu"]["ours"].split()[0]) == pytest.approx(90.0, abs=1.5)
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"claims": [{"id": "a", "text": "t", "study": "s", "kind": "bigger", "metric": "m"}]},
+     "kind"),
+    ({"claims": [{"id": "a", "text": "t", "study": "s", "kind": "greater", "metric": "m"}]},
+     "left"),
+    ({"claims": [{"id": "a", "text": "t", "study": "s", "kind": "less", "metric": "m",
+                  "left": 1, "right": 2, "colour": "red"}]}, "colour"),
+    ({"alpha": 2, "claims": []}, "alpha"),
+])
+def test_grammar_errors_name_the_key(bad, where):
+    with pytest.raises(SpecError, match=where):
+        parse_claims(bad)
+
+
+def test_shipped_claims_file_parses():
+    alpha, claims = load_claims(Path(__file__).parents[1] / "config" / "claims.yaml")
+    assert 0 < alpha < 1 and len(claims) >= 15
+    assert {c.kind for c in claims} >= {"greater", "less", "ordering", "best", "ratio"}
