@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from torch import nn
@@ -146,3 +147,136 @@ def test_landscape_mode_turns_dropout_off_uses_batch_stats_and_restores_state():
     model.eval()  # eval mode with stale running stats gives a different (running-stat) loss
     with torch.no_grad():
         assert float(nn.functional.cross_entropy(model(x), y)) != pytest.approx(first)
+
+
+# --- resumable batches and files (nnopt.landscape_job) ----------------------------------------
+
+
+def _tiny_problem_and_snapshots():
+    """A 2-layer MLP trained a few SGD steps on blobs; snapshots every 5 steps."""
+    from nnopt.landscape_job import Problem, Snapshots
+
+    torch.manual_seed(0)
+    x = torch.randn(96, 4)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.3)
+    weights, steps = [ls.flat_params(model)], [0]
+    for step in range(1, 21):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[:64]), y[:64]).backward()
+        opt.step()
+        if step % 5 == 0:
+            weights.append(ls.flat_params(model))
+            steps.append(step)
+    problem = Problem(model, {"train": (x[:64], y[:64]), "val": (x[64:], y[64:])}, nn.functional.cross_entropy)
+    return problem, Snapshots(torch.stack(weights), tuple(steps))
+
+
+def test_a_killed_landscape_job_resumes_to_the_one_shot_result(tmp_path):
+    from polars.testing import assert_frame_equal
+
+    from nnopt.landscape_job import compute_landscape
+    from nnopt.landscape_tables import LANDSCAPE_SCHEMA, parse_settings
+
+    settings = parse_settings({"grid_points": 5, "alpha_points": 9, "rows_per_batch": 2, "hessian_iters": 10})
+    problem, snaps = _tiny_problem_and_snapshots()
+    frame, summary = compute_landscape(problem, snaps, settings, tmp_path / "one-shot")
+    assert frame.schema == LANDSCAPE_SCHEMA
+    counts = {k: n for k, n in frame.group_by("kind").len().iter_rows()}
+    assert counts == {"interp1d": 9, "trajectory": 2 * 5, "surface2d": 2 * 25}
+    work = tmp_path / "resumed"
+    assert compute_landscape(problem, snaps, settings, work, max_batches=1) is None  # "killed"
+    assert [p.name for p in work.glob("*.parquet")] == ["interp1d.parquet"]
+    assert compute_landscape(problem, snaps, settings, work, max_batches=3) is None
+    assert len(list(work.glob("surface2d-*.parquet"))) == 2  # rows 0-1 of the random plane
+    resumed, resumed_summary = compute_landscape(problem, snaps, settings, work)
+    assert_frame_equal(resumed, frame)
+    assert resumed_summary == summary
+    # The trajectory's own losses are real: the last point is the final weights' loss.
+    last = frame.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).row(-1, named=True)
+    assert (last["x"], last["y"], last["step"]) == (pytest.approx(0, abs=1e-6), pytest.approx(0, abs=1e-6), 20)
+    ls.set_flat_params(problem.model, snaps.weights[-1])
+    assert last["train_loss"] == pytest.approx(ls.mean_loss(problem.model, *problem.splits["train"], nn.functional.cross_entropy))
+
+
+def test_the_pca_grid_covers_the_trajectory_and_the_random_projection_is_small(tmp_path):
+    from nnopt.landscape_job import compute_landscape
+    from nnopt.landscape_tables import parse_settings
+
+    problem, snaps = _tiny_problem_and_snapshots()
+    frame, summary = compute_landscape(problem, snaps, parse_settings({"grid_points": 3, "hessian_iters": 5}), tmp_path)
+    for plane in ("pca",):
+        traj = frame.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == plane))
+        grid = frame.filter((pl.col("kind") == "surface2d") & (pl.col("plane") == plane))
+        assert grid["x"].min() < traj["x"].min() and traj["x"].max() < grid["x"].max() + 1e-9
+        assert grid["y"].min() <= traj["y"].min() and traj["y"].max() <= grid["y"].max() + 1e-9
+    assert 0.5 < summary["pca_explained_variance_1"] <= 1.0
+    assert summary["hessian_max_eigenvalue"] >= summary["hessian_min_eigenvalue"]
+
+
+def test_best_seed_selection_and_final_loss_spread_on_a_tiny_table():
+    from nnopt.landscape_tables import final_loss_spread, select_landscape_runs
+
+    runs = pl.DataFrame({
+        "study": ["s"] * 5 + ["t"],
+        "config": ["a", "a", "a", "b", "b", "a"],
+        "run_id": ["a0", "a1", "a2", "b0", "b1", "t0"],
+        "seed": [0, 1, 2, 0, 1, 0],
+        "status": ["ok", "ok", "diverged", "ok", "ok", "ok"],
+        "best_val_accuracy": [0.8, 0.9, 0.95, 0.7, 0.7, 0.5],
+        "final_val_loss": [0.5, 0.4, None, 0.6, 0.5, 1.0],
+        "final_train_loss": [0.3, 0.2, None, 0.5, 0.9, 1.0],
+    })  # fmt: skip
+    chosen = select_landscape_runs(runs, "s")
+    assert chosen.select("config", "run_id").rows() == [("a", "a1"), ("b", "b1")]  # ties → lower val loss
+    spread = final_loss_spread(runs).filter(pl.col("study") == "s")
+    assert spread["n_seeds"].to_list() == [2, 2]
+    assert spread["final_train_loss_range"].to_list() == pytest.approx([0.1, 0.4])
+    assert spread["final_train_loss_std"].to_list() == pytest.approx([np.std([0.3, 0.2], ddof=1), np.std([0.5, 0.9], ddof=1)])
+
+
+def test_settings_validation_names_the_key():
+    from nnopt.landscape_tables import parse_settings
+    from nnopt.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"landscape\.grid_point: unknown key.*did you mean 'grid_points'"):
+        parse_settings({"grid_point": 5})
+    with pytest.raises(SpecError, match=r"landscape\.grid_points: expected an integer >= 2"):
+        parse_settings({"grid_points": 1})
+    with pytest.raises(SpecError, match=r"landscape\.grid_range: expected a number"):
+        parse_settings({"grid_range": "big"})
+    with pytest.raises(SpecError, match="alpha_min"):
+        parse_settings({"alpha_min": 2.0})
+    assert parse_settings({"grid_range": 2}).grid_range == 2.0
+
+
+def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path):
+    import json
+
+    from polars.testing import assert_frame_equal
+
+    from nnopt.landscape_job import landscape_run
+    from nnopt.landscape_tables import parse_settings, read_landscapes, read_sharpness
+    from nnopt.runner import run_one
+    from nnopt.spec import parse_spec
+
+    spec = parse_spec({
+        "data": {"name": "blobs", "n_samples": 300, "n_classes": 3},
+        "model": {"depth": 1, "width": 8, "batch_norm": True},
+        "optimizer": {"name": "sgd", "lr": 0.2}, "budget": {"epochs": 3, "batch_size": 32},
+    })  # fmt: skip
+    run_dir = tmp_path / "runs" / "s" / spec.run_id
+    assert run_one(spec, run_dir, study="s", data_cache=tmp_path / "cache") == "ok"
+    settings = parse_settings({"grid_points": 4, "alpha_points": 5, "rows_per_batch": 2, "hessian_iters": 5})
+    one_shot = landscape_run(run_dir, tmp_path / "a", settings, data_cache=tmp_path / "cache")
+    record = json.loads(one_shot.with_suffix(".json").read_text())
+    assert record["reproduced"] and record["n_snapshots"] == 4  # steps 0 and 3 epochs
+    assert not (tmp_path / "a" / f".{spec.run_id}.parts").exists()  # work dir cleaned up
+    out = tmp_path / "b"
+    assert landscape_run(run_dir, out, settings, data_cache=tmp_path / "cache", max_batches=1) is None
+    assert (out / f".{spec.run_id}.parts" / "snapshots.pt").exists()
+    resumed = landscape_run(run_dir, out, settings, data_cache=tmp_path / "cache")
+    assert_frame_equal(pl.read_parquet(resumed), pl.read_parquet(one_shot))
+    assert read_landscapes(out)["run_id"].unique().to_list() == [spec.run_id]
+    assert read_sharpness(out)["hessian_max_eigenvalue"].to_list() == [record["hessian_max_eigenvalue"]]

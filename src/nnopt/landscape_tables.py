@@ -1,0 +1,173 @@
+"""The torch-free side of the loss landscape: settings, which runs, and the result tables.
+
+* `LandscapeSettings` / `parse_settings`: the grid and budget of one landscape (config key
+  `landscape:` at the top level of config.yaml; every field optional).
+* `select_landscape_runs`: the best seed of each configuration of a study (runs.parquet).
+* `final_loss_spread`: do different seeds end in equally good minima? (final train loss
+  spread across seeds, per configuration).
+* `read_landscapes` / `read_sharpness`: the per-run outputs of a study, concatenated.
+
+Output files per run (docs/contract.md §5): `results/landscape/{study}/{run_id}.parquet`
+(long format, `LANDSCAPE_SCHEMA`) and `{run_id}.json` (sharpness numbers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import polars as pl
+
+from nnopt.spec import SpecError, did_you_mean
+
+__all__ = [
+    "LandscapeSettings",
+    "parse_settings",
+    "LANDSCAPE_SCHEMA",
+    "select_landscape_runs",
+    "final_loss_spread",
+    "read_landscapes",
+    "read_sharpness",
+]
+
+# kind: interp1d | surface2d | trajectory; plane: random | pca (null for interp1d).
+LANDSCAPE_SCHEMA = {
+    "kind": pl.String,
+    "plane": pl.String,
+    "alpha": pl.Float64,
+    "x": pl.Float64,
+    "y": pl.Float64,
+    "step": pl.Int64,
+    "train_loss": pl.Float64,
+    "val_loss": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class LandscapeSettings:
+    """Grid and budget of one landscape. Defaults take well under a minute per small MLP."""
+
+    alpha_min: float = -0.5  # 1-D interpolation θ(α) = (1-α)·θ_init + α·θ_final
+    alpha_max: float = 1.5
+    alpha_points: int = 41
+    grid_points: int = 21  # per axis of each 2-D plane
+    grid_range: float = 1.0  # random plane: x, y in [-r, r] (filter-normalized units)
+    pca_margin: float = 0.25  # pca plane: trajectory extent widened by this fraction
+    train_samples: int = 1024  # first N training samples (the engine's train-eval subset)
+    val_samples: int | None = None  # None: the whole validation split
+    hessian_iters: int = 30  # power-iteration steps per end of the spectrum
+    hessian_tol: float = 1e-3
+    direction_seed: int = 0
+    rows_per_batch: int = 4  # 2-D grid rows per resumable part file
+    chunk_size: int = 2048  # samples per forward pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def key(self) -> str:
+        """Hash of the settings that change results (not the batching)."""
+        d = {k: v for k, v in self.to_dict().items() if k != "rows_per_batch"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_POSITIVE_INT = ("alpha_points", "grid_points", "train_samples", "hessian_iters", "rows_per_batch", "chunk_size")
+
+
+def _check_field(path: str, name: str, value: Any, default: Any) -> Any:
+    if name == "val_samples" and value is None:
+        return None
+    want_int = isinstance(default, int) or name == "val_samples"
+    ok = isinstance(value, int) if want_int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value):
+        kind = "an integer" if want_int else "a number"
+        raise SpecError(f"{path}.{name}: expected {kind}, got {value!r}")
+    positive = name in _POSITIVE_INT or name in ("val_samples", "grid_range", "hessian_tol")
+    if (positive and value <= 0) or (name == "pca_margin" and value < 0):
+        raise SpecError(f"{path}.{name}: {value!r} is out of range; expected > 0")
+    if name in ("alpha_points", "grid_points") and value < 2:
+        raise SpecError(f"{path}.{name}: expected an integer >= 2, got {value!r}")
+    return value if want_int else float(value)
+
+
+def parse_settings(raw: Mapping[str, Any] | None, path: str = "landscape") -> LandscapeSettings:
+    """Validate a (partial) settings mapping; unknown keys and bad values raise SpecError."""
+    if raw is None:
+        return LandscapeSettings()
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}: expected a mapping of landscape settings")
+    defaults = LandscapeSettings()
+    names = [f.name for f in fields(LandscapeSettings)]
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise SpecError(f"{path}.{key}: unknown key; allowed: {', '.join(names)}" + did_you_mean(key, names))
+        values[key] = _check_field(path, key, value, getattr(defaults, key))
+    settings = dataclasses.replace(defaults, **values)
+    if settings.alpha_min >= settings.alpha_max:
+        raise SpecError(f"{path}: alpha_min ({settings.alpha_min}) must be < alpha_max ({settings.alpha_max})")
+    return settings
+
+
+def select_landscape_runs(runs: pl.DataFrame | pl.LazyFrame, study: str) -> pl.DataFrame:
+    """The best seed of each configuration of `study`: status ok, highest best_val_accuracy,
+    then lowest final_val_loss, then lowest seed. Columns: study, config, run_id, seed."""
+    return (
+        runs.lazy()
+        .filter((pl.col("study") == study) & (pl.col("status") == "ok"))
+        .sort(
+            ["config", "best_val_accuracy", "final_val_loss", "seed"],
+            descending=[False, True, False, False],
+            nulls_last=True,
+        )
+        .group_by("config", maintain_order=True)
+        .first()
+        .select("study", "config", "run_id", "seed")
+        .collect()
+    )
+
+
+def final_loss_spread(runs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Per study × config: how far apart the seeds' final training losses end (ok runs).
+
+    A small range relative to the mean says the seeds found equally good minima."""
+    loss = pl.col("final_train_loss")
+    return (
+        runs.lazy()
+        .filter(pl.col("status") == "ok")
+        .group_by("study", "config")
+        .agg(
+            n_seeds=loss.count(),
+            final_train_loss_mean=loss.mean(),
+            final_train_loss_std=loss.std(),  # sample std (ddof=1); null for one seed
+            final_train_loss_min=loss.min(),
+            final_train_loss_max=loss.max(),
+        )
+        .with_columns(final_train_loss_range=pl.col("final_train_loss_max") - pl.col("final_train_loss_min"))
+        .sort("study", "config")
+        .collect()
+    )
+
+
+def read_landscapes(study_dir: str | Path) -> pl.DataFrame:
+    """All `{run_id}.parquet` of a study directory, with a run_id column (empty if none)."""
+    files = sorted(Path(study_dir).glob("*.parquet"))
+    files = [f for f in files if f.stem != "sharpness"]
+    if not files:
+        return pl.DataFrame(schema={"run_id": pl.String, **LANDSCAPE_SCHEMA})
+    frames = [pl.read_parquet(f).with_columns(run_id=pl.lit(f.stem)) for f in files]
+    return pl.concat(frames).select("run_id", *LANDSCAPE_SCHEMA)
+
+
+def read_sharpness(study_dir: str | Path) -> pl.DataFrame:
+    """One row per run from the `{run_id}.json` files: the sharpness numbers (no settings)."""
+    rows = []
+    for path in sorted(Path(study_dir).glob("*.json")):
+        record = json.loads(path.read_text())
+        rows.append({k: v for k, v in record.items() if not isinstance(v, (dict, list))})
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"run_id": pl.String})
