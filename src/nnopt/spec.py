@@ -88,6 +88,9 @@ def did_you_mean(word: str, options: Any) -> str:
     """' (did you mean 'x'?)' when a close option exists, else ''."""
     if not isinstance(word, str):  # str() of a YAML alias bomb would never finish
         return ""
+    by_case = {str(o).lower(): str(o) for o in options}
+    if word.lower() in by_case:  # 'ReLU' -> 'relu'
+        return f" (did you mean '{by_case[word.lower()]}'?)"
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -26,6 +26,7 @@ __all__ = [
     "parse_config",
     "expand",
     "config_label",
+    "schema_error_message",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -269,6 +270,10 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
     both = set(grid) & set(zipped)
     if both:
         raise SpecError(f"{path}: factor {sorted(both)[0]} is in both grid and zip")
+    sampled = raw.get("random") or {}
+    params = sampled.get("params") if isinstance(sampled, Mapping) else None
+    for key in sorted(set(params or {}) & (set(grid) | set(zipped))):
+        raise SpecError(f"{path}.random.params.{key}: already a grid/zip factor of this study")
     metrics = raw.get("metrics", ["test_accuracy"])
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -386,3 +391,38 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
     return parse_config(raw)
+
+
+def _schema_path(parts: list[Any], raw: Any) -> str:
+    """['studies', 2, 'grid'] → 'studies.<name of study 2>.grid' (parse_config's own form)."""
+    text, node = "", raw
+    for i, part in enumerate(parts):
+        child = node[part] if isinstance(node, (Mapping, list)) else None
+        if isinstance(part, int):
+            name = child.get("name") if isinstance(child, Mapping) else None
+            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and name
+            text += f".{name}" if study else f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+        node = child
+    return text
+
+
+def schema_error_message(error: Any, raw: Any) -> str:
+    """One line for a jsonschema ValidationError: the dotted key, what is wrong, what is allowed."""
+    path = _schema_path(list(error.absolute_path), raw)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = list(schema.get("properties", {}))
+        key = sorted(str(k) for k in set(error.instance) - set(allowed))[0]
+        return (
+            f"{f'{path}.{key}' if path else key}: unknown key; allowed: {', '.join(allowed)}"
+            + did_you_mean(key, allowed)
+        )
+    where = path or "config"
+    if error.validator in ("oneOf", "anyOf"):
+        message = f"{where}: {error.instance!r} is not valid"
+    else:
+        message = f"{where}: {error.message}"
+    described = schema.get("description")
+    return f"{message}; expected {described}" if described else message
