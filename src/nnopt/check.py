@@ -288,9 +288,6 @@ def _check_study(study: Study) -> None:
                 f"{path}.columns.{metric}: not one of this study's metrics; allowed: "
                 + ", ".join(study.metrics) + did_you_mean(metric, study.metrics)
             )
-    random_keys = set(study.random["params"]) if study.random else set()
-    for key in sorted(random_keys & (set(study.grid) | set(study.zip))):
-        raise SpecError(f"{path}.random.params.{key}: already a grid/zip factor of this study")
     values = {**study.grid, **study.zip}
     for key, value in study.baseline.items():
         if key in values and value not in values[key]:
