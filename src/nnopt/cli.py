@@ -122,6 +122,21 @@ def _run_prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- check ---------------------------------------------------------------------------------
+
+
+def _args_check(p: argparse.ArgumentParser) -> None:
+    from nnopt.check import add_arguments
+
+    add_arguments(p)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from nnopt.check import run
+
+    return run(args)
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -138,11 +153,17 @@ VERBS: dict[str, Verb] = {
         _args_prepare_data,
         _run_prepare_data,
     ),
+    "check": (
+        "validate a config or spec (and its data files) without training; one line, exit 2",
+        _args_check,
+        _run_check,
+    ),
 }
 
 _EPILOG = """examples:
   nnopt train --spec run.yaml --out results/runs/adhoc/run1
   nnopt train-batch --runs batch.json --manifest batch.manifest.json --threads 1
+  nnopt check --config config/config.yaml
   snakemake --cores all          # the whole study set (see README)
 """
 
