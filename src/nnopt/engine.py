@@ -54,6 +54,9 @@ class Hooks:
 
     progress: Callable[[dict[str, Any]], None] | None = None  # after each evaluation
     on_epoch_end: Callable[[int], None] | None = None  # epochs done; after any checkpoint
+    # The final model, just before it is overwritten by the best-validation state: copy
+    # (state_dict() + clone) whatever you keep.
+    on_train_end: Callable[[torch.nn.Module], None] | None = None
     # (step, model) after each finite evaluation, e.g. weight snapshots for the landscape.
     on_evaluate: Callable[[int, torch.nn.Module], None] | None = None
 
@@ -323,6 +326,8 @@ class _Trainer:
 
     def result(self) -> RunResult:
         """Final metrics (contract §2): test at the end and at the best-validation state."""
+        if self.hooks.on_train_end is not None:
+            self.hooks.on_train_end(self.model)
         m = dict.fromkeys(METRIC_NAMES)
         last = self.curve[-1] if self.curve else {}
         prec = self.spec.device.precision
