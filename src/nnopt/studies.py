@@ -27,8 +27,12 @@ __all__ = [
     "expand",
     "config_label",
     "schema_error_message",
+    "LABEL_PREFIX",
 ]
 
+# Factor keys under `label.` (e.g. label.regularizer: [none, l1, l2]) name configurations
+# for tables and claims without being spec fields; pair them with spec factors in a zip.
+LABEL_PREFIX = "label."
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _STUDY_KEYS = (
     "name",
@@ -233,16 +237,28 @@ def _configurations(study_path: str, grid: Mapping, zipped: Mapping, rnd: Any) -
 def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     """All runs of a study: configurations × seeds, each a validated RunSpec."""
     path = f"studies.{study.name}"
-    runs = []
+    runs: list[Run] = []
+    seen: dict[str, str] = {}  # run_id -> configuration label
     for factors in _configurations(path, study.grid, study.zip, study.random):
         tree = study.base
         for key, value in factors.items():
-            tree = _set_path(tree, key, value)
+            if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
+                tree = _set_path(tree, key, value)
+        label = config_label(factors)
         for seed in study.seeds:
             try:
                 spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
             except SpecError as err:
                 raise SpecError(f"{path}: {err}") from None
+            if spec.run_id in seen and study.random:
+                break  # the sampler drew this configuration already
+            if spec.run_id in seen:
+                raise SpecError(
+                    f"{path}: configurations '{seen[spec.run_id]}' and '{label}' give "
+                    "identical runs; a factor list repeats a value, or a label.* factor "
+                    "is not paired (zip) with the spec values it names"
+                )
+            seen[spec.run_id] = label
             runs.append(Run(study.name, spec, tuple(factors.items())))
     return tuple(runs)
 
