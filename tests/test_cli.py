@@ -1,0 +1,141 @@
+"""The CLI, the runner and the run directory (atomic writes, finished/failed records)."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from nnopt import results
+from nnopt.cli import VERBS, main
+from nnopt.results import RunResult, is_finished, read_curve, read_run, write_run
+from nnopt.runner import run_batch, run_one
+from nnopt.spec import parse_spec
+
+TINY = {"data": {"name": "blobs", "n_samples": 120}, "model": {"width": 8},
+        "budget": {"epochs": 2, "batch_size": 32}}
+
+
+def _write_yaml(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_help_is_readable():
+    out = subprocess.run([sys.executable, "-m", "nnopt", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for verb in ("train", "train-batch", "prepare-data"):
+        assert verb in out.stdout
+    assert {"train", "train-batch", "prepare-data"} <= set(VERBS)
+
+
+def test_train_writes_run_directory(tmp_path, capsys):
+    spec_file = _write_yaml(tmp_path / "run.yaml", json.dumps(TINY))
+    out = tmp_path / "runs" / "one"
+    assert main(["train", "--spec", spec_file, "--out", str(out), "--study", "demo"]) == 0
+    record = read_run(out)
+    spec = parse_spec(TINY)
+    assert record["run_id"] == spec.run_id and record["study"] == "demo"
+    assert record["status"] == "ok" and record["spec"] == spec.to_dict()
+    assert set(record["metrics"]) == set(results.METRIC_NAMES)
+    assert record["provenance"]["torch"] and record["provenance"]["threads"] == 1
+    curve = read_curve(out)
+    assert curve.schema["step"] == pl.Int64 and curve.schema["layer_grad_norms"] == pl.List(pl.Float64)
+    assert curve.height == 3 and curve["step"].to_list()[0] == 0
+    assert spec.run_id in capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["one"]  # no temp or checkpoint left
+
+
+def test_bad_spec_exits_2_without_traceback(tmp_path, capsys):
+    spec_file = _write_yaml(tmp_path / "bad.yaml", "optimizer: {name: adamm}\n")
+    assert main(["train", "--spec", spec_file, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.name: unknown value 'adamm'" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_batch_survives_a_failure(tmp_path, capsys):
+    bad_table = tmp_path / "bad.csv"
+    bad_table.write_text("a,label\nx,0\ny,1\n" * 20)  # non-numeric feature: fails at load
+    runs = [
+        {"study": "s", "factors": {"seed": 0}, "spec": TINY, "out": str(tmp_path / "r" / "a")},
+        {"study": "s", "factors": {}, "spec": {"data": {"name": "table", "path": str(bad_table)}},
+         "out": str(tmp_path / "r" / "b")},
+        {"study": "s", "factors": {"seed": 1}, "spec": {**TINY, "seed": 1}, "out": str(tmp_path / "r" / "c")},
+    ]
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    manifest = tmp_path / "manifest.json"
+    args = ["train-batch", "--runs", str(tmp_path / "runs.json"), "--manifest", str(manifest), "--threads", "1"]
+    assert main(args) == 0
+    rows = json.loads(manifest.read_text())
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert all(r["trained"] for r in rows)
+    failed = read_run(tmp_path / "r" / "b")
+    assert "column 'a' is String, not numeric" in failed["error"]
+    assert "Traceback" in failed["traceback"] and failed["metrics"]["test_accuracy"] is None
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # one log line per run
+    # a second pass skips the finished runs and retries the failed one
+    assert main(args) == 0
+    assert [r["trained"] for r in json.loads(manifest.read_text())] == [False, True, False]
+
+
+def test_run_batch_skips_finished(tmp_path):
+    spec = parse_spec(TINY)
+    item = {"study": "s", "factors": {}, "spec": spec, "out": tmp_path / "a"}
+    first = run_batch([item])
+    again = run_batch([item])
+    assert first[0]["trained"] and not again[0]["trained"]
+    assert again[0] == {**first[0], "trained": False}
+
+
+def test_is_finished_rules(tmp_path):
+    spec = parse_spec(TINY)
+    out = tmp_path / "run"
+    assert not is_finished(out, spec.run_id)
+    for status, finished in (("failed", False), ("diverged", True), ("ok", True)):
+        write_run(out, RunResult(status=status), run_id=spec.run_id, study="s", factors={}, spec=spec.to_dict())
+        assert is_finished(out, spec.run_id) is finished
+    assert not is_finished(out, "0" * 16)  # another run's id
+    (out / "metrics.json").write_text("{truncated")
+    assert not is_finished(out, spec.run_id)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    spec = parse_spec(TINY)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_run(tmp_path / "run", RunResult(status="ok"), run_id=spec.run_id, study="s",
+                  factors={}, spec=spec.to_dict())
+    assert list(tmp_path.iterdir()) == []  # neither the run nor a temp directory
+
+
+def test_non_finite_numbers_become_null(tmp_path):
+    spec = parse_spec(TINY)
+    result = RunResult(status="diverged", diverged_at_step=5)
+    result.metrics["final_train_loss"] = float("nan")
+    write_run(tmp_path / "run", result, run_id=spec.run_id, study="s", factors={}, spec=spec.to_dict())
+    record = read_run(tmp_path / "run")
+    assert record["metrics"]["final_train_loss"] is None and record["diverged_at_step"] == 5
+
+
+def test_run_one_force_retrains(tmp_path):
+    spec = parse_spec(TINY)
+    assert run_one(spec, tmp_path / "a") == "ok"
+    stamp = lambda: (tmp_path / "a" / "metrics.json").stat().st_ino  # noqa: E731  new dir, new inode
+    before = stamp()
+    assert run_one(spec, tmp_path / "a") == "ok"  # skipped
+    assert stamp() == before
+    assert run_one(spec, tmp_path / "a", force=True) == "ok"
+    assert stamp() != before
+
+
+def test_prepare_data(tmp_path, capsys):
+    spec_file = _write_yaml(tmp_path / "run.yaml", json.dumps(TINY))
+    assert main(["prepare-data", "--spec", spec_file, "--cache", str(tmp_path / "cache")]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith(".npz") and (tmp_path / "cache").exists()
