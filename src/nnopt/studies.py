@@ -360,7 +360,6 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
         runs = expand(study, file_root=file_root)
         if not runs:
             raise SpecError(f"studies.{study.name}: expands to zero runs")
-        _check_unique_runs(study.name, runs)
         if len(runs) > cap:
             raise SpecError(
                 f"studies.{study.name}: expands to {len(runs)} runs, more than "
@@ -373,20 +372,6 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
         runs_per_job=None if per_job == "auto" else per_job,
         raw=raw,
     )
-
-
-def _check_unique_runs(name: str, runs: tuple[Run, ...]) -> None:
-    """Two runs of one study with the same run_id would share one run directory."""
-    seen: dict[str, Run] = {}
-    for run in runs:
-        other = seen.setdefault(run.run_id, run)
-        if other is not run:
-            raise SpecError(
-                f"studies.{name}: configurations '{other.config}' and '{run.config}' give the "
-                "same run (a repeated grid/zip value, random choices that repeat, or a factor "
-                "that does not change the run such as checkpoint.*); make every configuration "
-                "distinct"
-            )
 
 
 def _with_runs(study: Study, runs: tuple[Run, ...]) -> Study:
