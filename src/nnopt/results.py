@@ -6,6 +6,7 @@ fsynced, then renamed: a directory that exists is complete. No torch here.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -127,10 +128,13 @@ def _clean(value: Any) -> Any:
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:  # ENOSPC from write() carries no file name: add it
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -173,9 +177,11 @@ def write_run(
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a results folder is for everyone to read
         text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
         _fsync_write(tmp / "metrics.json", text.encode())
-        _curve_frame(result.curve).write_parquet(tmp / "curve.parquet")
-        with open(tmp / "curve.parquet", "rb+") as handle:
-            os.fsync(handle.fileno())
+        # Serialized in memory, written by _fsync_write: a full disk then raises an OSError
+        # naming the file, not a polars ComputeError.
+        curve = io.BytesIO()
+        _curve_frame(result.curve).write_parquet(curve)
+        _fsync_write(tmp / "curve.parquet", curve.getvalue())
         _fsync_dir(tmp)
         _replace_dir(tmp, out)
     except BaseException:
