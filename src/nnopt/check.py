@@ -29,6 +29,7 @@ __all__ = [
     "check_data",
     "check_table",
     "check_device",
+    "check_writable",
     "main",
 ]
 
@@ -252,6 +253,32 @@ def check_device(device: DeviceSpec) -> None:
             f"device.world_size: {device.world_size} ranks on device '{device.device}' need "
             f"{device.world_size} GPUs, this machine has {n_gpus}; allowed: 1 to {n_gpus}"
         )
+
+
+def check_writable(folder: str | Path, key: str = "out") -> None:
+    """`folder` exists or can be made, and a file can be written in it (before any training).
+
+    Creating and deleting a small probe file catches read-only file systems, missing rights,
+    a file where a folder should be, and a disk that is already full.
+    """
+    import errno
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".nnopt-write-probe-")
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        where = err.filename or folder
+        why = err.strerror or errno.errorcode.get(err.errno or 0, str(err))
+        raise SpecError(f"{key}: cannot write to {where} ({why})") from None
 
 
 # --- specs and configs ---------------------------------------------------------------------

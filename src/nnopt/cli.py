@@ -34,10 +34,12 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from nnopt.check import check_spec_file, check_writable
     from nnopt.runner import progress_hooks, run_one
-    from nnopt.spec import load_spec
 
-    spec = load_spec(args.spec)
+    # Refuse bad specs, bad data files and unwritable outputs before any training starts.
+    spec = check_spec_file(args.spec)
+    check_writable(Path(args.out).parent, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
         hooks=progress_hooks(spec.run_id, sys.stderr), data_cache=args.data_cache,
@@ -188,5 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except SpecError as err:
-        print(f"nnopt {args.verb}: error: {err}", file=sys.stderr)
+        print(f"nnopt {args.verb}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, read-only or vanished folders: name the path, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"nnopt {args.verb}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
