@@ -6,6 +6,7 @@ fsynced, then renamed: a directory that exists is complete. No torch here.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -191,15 +192,31 @@ def write_run(
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
-    """rename(tmp, out); an existing `out` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-    os.rename(tmp, out)
-    _fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """rename(tmp, out); an existing `out` is moved aside first and removed after.
+
+    Two writers of the same run (two processes given the same --out) may interleave: the
+    move-aside can find `out` gone, or the rename can find a new `out` in place
+    (ENOTEMPTY/EEXIST). Each writer then retries; the last complete directory wins and
+    no writer crashes or leaves its moved-aside copy behind.
+    """
+    for _ in range(20):
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            os.rename(out, old)
+        except FileNotFoundError:
+            old = None  # no previous run, or another writer moved it first
+        try:
+            os.rename(tmp, out)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue  # another writer's directory appeared in between: move it aside, retry
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(out.parent)
+        return
+    raise OSError(errno.EEXIST, "other writers keep replacing this run directory", str(out))
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
