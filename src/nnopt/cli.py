@@ -139,6 +139,21 @@ def _run_check(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# --- landscape -----------------------------------------------------------------------------
+
+
+def _args_landscape(p: argparse.ArgumentParser) -> None:
+    from nnopt.landscape_job import add_arguments
+
+    add_arguments(p)
+
+
+def _run_landscape(args: argparse.Namespace) -> int:
+    from nnopt.landscape_job import run
+
+    return run(args)
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -159,6 +174,11 @@ VERBS: dict[str, Verb] = {
         "validate a config or spec (and its data files) without training; one line, exit 2",
         _args_check,
         _run_check,
+    ),
+    "landscape": (
+        "loss landscape, trajectory and Hessian sharpness of a study's best seeds (or one run)",
+        _args_landscape,
+        _run_landscape,
     ),
 }
 

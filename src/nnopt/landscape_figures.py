@@ -1,0 +1,351 @@
+"""Landscape and gradient-health figures (matplotlib → SVG text) and tables; no torch.
+
+* `contour_svg`: one run's loss surface on the random filter-normalized plane and on the
+  PCA plane of its weight snapshots, with the optimization path drawn on the PCA plane.
+* `interpolation_svg`: train/val loss along θ(α) = (1-α)·θ_init + α·θ_final, one line per
+  configuration (Goodfellow et al. 2015).
+* `gradient_heatmap_svg`: per-layer gradient norms (layer × step, log colour scale shared by
+  the panels), one panel per configuration, so vanishing/exploding gradients show as
+  dark/bright bands (the engine's `layer_grad_norms`, ordered as `layer_names`).
+* `sharpness_table`: Hessian eigenvalues, path barrier and the seeds' final-loss spread.
+* `landscape_section`: everything above for one study, read from the result files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+
+from nnopt.landscape_tables import final_loss_spread, read_landscapes, read_sharpness
+
+__all__ = [
+    "contour_svg",
+    "interpolation_svg",
+    "gradient_heatmap_svg",
+    "gradient_heatmap_runs",
+    "sharpness_table",
+    "landscape_section",
+]
+
+
+# Text stays text (small files); same look as the report's other figures.
+_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "nnopt", "font.size": 8, "font.family": "DejaVu Sans"}
+
+
+def _figure(width_in: float, height_in: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(_STYLE):
+        return plt.figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def _svg(fig) -> str:
+    """Inline <svg> markup whose ids are unique to this figure: several SVGs share one HTML
+    document, and matplotlib's clip-path ids would otherwise collide."""
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with plt.rc_context(_STYLE):
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: stable output
+    plt.close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    prefix = "l" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
+    text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
+    return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
+
+
+def _grid(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long surface rows -> xs (nx,), ys (ny,), loss (ny, nx)."""
+    frame = frame.sort("y", "x")
+    xs, ys = np.unique(frame["x"].to_numpy()), np.unique(frame["y"].to_numpy())
+    return xs, ys, frame["train_loss"].to_numpy().reshape(len(ys), len(xs))
+
+
+def _levels(loss: np.ndarray) -> np.ndarray:
+    """Log-spaced contour levels from the minimum up to a cap, so that the basin shows
+    even when far corners of the plane explode (the cap is 20× the minimum)."""
+    finite = loss[np.isfinite(loss)]
+    lo = max(float(finite.min()), 1e-6)
+    hi = min(float(finite.max()), 20 * lo)
+    return np.geomspace(lo, max(hi, lo * 1.01), 14)
+
+
+def _contour_panel(ax, frame: pl.DataFrame, levels: np.ndarray, xlabel: str, ylabel: str):
+    from matplotlib.colors import LogNorm
+
+    xs, ys, loss = _grid(frame)
+    shown = np.clip(np.nan_to_num(loss, nan=levels[-1]), levels[0], levels[-1])
+    filled = ax.contourf(xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis", extend="neither")
+    filled.set_rasterized(True)  # the filled bands as one small image; lines stay vector
+    ax.contour(xs, ys, shown, levels=levels, colors="white", linewidths=0.4, alpha=0.6)
+    ax.plot([0], [0], marker="*", color="red", markersize=10, label="final weights")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return filled
+
+
+def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) -> str:
+    """Two panels for one run (rows of its `{run_id}.parquet`): random plane, PCA plane + path."""
+    fig = _figure(8.0, 3.4)
+    ax_r, ax_p = fig.subplots(1, 2)
+    surface = landscape.filter(pl.col("kind") == "surface2d")
+    levels = _levels(surface["train_loss"].to_numpy())  # one colour scale for both panels
+    _contour_panel(ax_r, surface.filter(pl.col("plane") == "random"), levels, "δ (filter-normalized)", "η (filter-normalized)")
+    ax_r.set_title("random directions", fontsize=9)
+    pc1, pc2 = summary.get("pca_explained_variance_1") or 0, summary.get("pca_explained_variance_2") or 0
+    filled = _contour_panel(ax_p, surface.filter(pl.col("plane") == "pca"), levels, f"1st PC ({pc1:.0%})", f"2nd PC ({pc2:.0%})")
+    path = landscape.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).sort("step")
+    ax_p.plot(path["x"], path["y"], color="orange", marker=".", markersize=4, linewidth=1.2, label="training path")
+    ax_p.plot(path["x"][0], path["y"][0], marker="o", color="orange", markeredgecolor="black", label="initial weights")
+    ax_p.set_title("PCA plane of the weight snapshots", fontsize=9)
+    fig.legend(*ax_p.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    bar = fig.colorbar(filled, ax=[ax_r, ax_p], label="train loss (log scale)", shrink=0.9)
+    bar.set_ticks(filled.levels[::3], labels=[f"{v:.3g}" for v in filled.levels[::3]])
+    fig.suptitle(title, fontsize=10)
+    return _svg(fig)
+
+
+def _log_axis(axis) -> None:
+    """Log scale with plain tick labels (0.5, 2, 3) instead of 5×10⁻¹ on short ranges."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
+    axis.set_major_formatter(FormatStrFormatter("%.3g"))
+    axis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    axis.set_tick_params(which="minor", labelsize=6)
+
+
+def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) -> str:
+    """(label, rows of kind interp1d) per configuration → train (solid) and val (dashed) loss."""
+    import matplotlib.pyplot as plt
+
+    fig = _figure(6.0, 3.4)
+    ax = fig.subplots()
+    colors = plt.get_cmap("tab10").colors
+    for i, (label, frame) in enumerate(curves):
+        frame = frame.sort("alpha")
+        color = colors[i % len(colors)]
+        ax.plot(frame["alpha"], frame["train_loss"], color=color, label=f"{label} (train)")
+        if frame["val_loss"].null_count() < frame.height:
+            ax.plot(frame["alpha"], frame["val_loss"], color=color, linestyle="--", linewidth=1, label=f"{label} (val)")
+    for alpha in (0.0, 1.0):
+        ax.axvline(alpha, color="grey", linewidth=0.6, linestyle=":")
+    _log_axis(ax.yaxis)
+    ax.set_xlabel("α   (0 = initial weights, 1 = final weights)")
+    ax.set_ylabel("loss (log scale); solid train, dashed val")
+    ax.set_title(title, fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    keep = [i for i, t in enumerate(labels) if t.endswith("(train)")]  # one entry per colour
+    fig.legend([handles[i] for i in keep], [labels[i][: -len(" (train)")] for i in keep],
+               loc="outside lower center", ncol=min(3, len(keep)) or 1, fontsize=7, frameon=False)  # fmt: skip
+    return _svg(fig)
+
+
+def gradient_heatmap_runs(runs: pl.DataFrame, study: str) -> pl.DataFrame:
+    """One run per configuration to show: the lowest seed that finished (ok or diverged:
+    a diverged run shows its exploding gradients up to the divergence)."""
+    order = ["config_index", "seed"] if "config_index" in runs.columns else ["config", "seed"]
+    return (
+        runs.lazy()
+        .filter((pl.col("study") == study) & pl.col("status").is_in(["ok", "diverged"]))
+        .sort(order)
+        .group_by("config", maintain_order=True)
+        .first()
+        .select("config", "run_id", "seed", "status")
+        .collect()
+    )
+
+
+def _norm_matrix(curve: pl.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(steps (T,), norms (L, T), layer labels) for the weight tensors (names '*.weight')."""
+    curve = curve.filter(pl.col("layer_grad_norms").is_not_null()).sort("step")
+    if curve.height == 0:
+        return np.zeros(0), np.zeros((0, 0)), []
+    norms = np.array(curve["layer_grad_norms"].to_list(), dtype=float).T  # (n_params, T)
+    keep = [i for i, n in enumerate(names) if n.endswith("weight")] or list(range(len(names)))
+    return curve["step"].to_numpy(), norms[keep], [names[i] for i in keep]
+
+
+def gradient_heatmap_svg(panels: Sequence[tuple[str, pl.DataFrame, Sequence[str]]], title: str) -> str:
+    """(label, one run's curve rows, its layer_names) per configuration → layer × step maps."""
+    from matplotlib.colors import LogNorm
+
+    data = [(label, *_norm_matrix(curve, names)) for label, curve, names in panels]
+    data = [d for d in data if d[2].size]
+    positive = np.concatenate([d[2][d[2] > 0].ravel() for d in data] or [np.ones(1)])
+    norm = LogNorm(vmin=max(float(positive.min()), 1e-12), vmax=max(float(positive.max()), 1e-11))
+    cols = min(len(data), 3) or 1
+    rows = max(1, -(-len(data) // cols))
+    fig = _figure(3.0 * cols + 0.8, 2.3 * rows + 0.5)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    mesh = None
+    for ax, (label, steps, mat, layers) in zip(axes, data):
+        edges = np.concatenate([[0], steps]) if len(steps) else np.array([0, 1])
+        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), np.where(mat > 0, mat, np.nan), norm=norm, cmap="magma",
+                             edgecolors="face", linewidth=0, rasterized=True)  # fmt: skip
+        ax.set_yticks(np.arange(len(layers)) + 0.5, layers, fontsize=6)
+        ax.invert_yaxis()  # the input layer on top, the output layer at the bottom
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_title(label, fontsize=8)
+    for ax in axes[len(data):]:
+        ax.set_axis_off()
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes.tolist(), label="gradient L2 norm (log)", shrink=0.9)
+    fig.suptitle(title, fontsize=10)
+    return _svg(fig)
+
+
+def sharpness_table(sharpness: pl.DataFrame, runs: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per landscape run: eigenvalues, path barrier and, given the study's rows of
+    runs.parquet, how far apart its seeds' final train losses ended."""
+    wanted = ["config", "seed", "hessian_max_eigenvalue", "hessian_min_eigenvalue",
+              "hessian_eigenvalue_ratio", "interp_barrier", "interp_monotonic",
+              "landscape_final_train_loss", "reproduced"]  # fmt: skip
+    table = sharpness.select([c for c in wanted if c in sharpness.columns])
+    if runs is None or "config" not in table.columns:
+        return table
+    spread = final_loss_spread(runs).select(
+        "config", "n_seeds", "final_train_loss_std", "final_train_loss_range"
+    )
+    return table.join(spread, on="config", how="left").sort("config")
+
+
+def _layer_names(runs_dir: Path, study: str, run_id: str) -> list[str]:
+    try:
+        return json.loads((runs_dir / study / run_id / "metrics.json").read_text()).get("layer_names") or []
+    except (OSError, ValueError):
+        return []
+
+
+def landscape_section(
+    study: str,
+    runs: pl.DataFrame,
+    curves: pl.DataFrame | None,
+    runs_dir: str | Path,
+    landscape_dir: str | Path | None,
+) -> dict[str, Any]:
+    """A study's landscape block for the report: {"figures": {name: svg}, "tables": {...}}.
+
+    Gradient heatmaps need curves + run directories (layer names); contours, interpolation
+    and the sharpness table need `landscape_dir` (results/landscape/{study}) to exist."""
+    figures: dict[str, str] = {}
+    tables: dict[str, pl.DataFrame] = {}
+    if curves is not None:
+        panels = []
+        for config, run_id, seed, status in gradient_heatmap_runs(runs, study).iter_rows():
+            names = _layer_names(Path(runs_dir), study, run_id)
+            curve = curves.filter(pl.col("run_id") == run_id)
+            if names and curve.height:
+                panels.append((f"{config} (seed {seed}{', diverged' if status == 'diverged' else ''})", curve, names))
+        if panels:
+            figures["gradient_norms"] = gradient_heatmap_svg(panels, f"{study}: per-layer gradient norms")
+    study_dir = Path(landscape_dir) if landscape_dir is not None else None
+    if study_dir is None or not study_dir.is_dir():
+        return {"figures": figures, "tables": tables}
+    sharp = read_sharpness(study_dir)
+    if sharp.height == 0 or "config" not in sharp.columns:
+        return {"figures": figures, "tables": tables}
+    frames = read_landscapes(study_dir)
+    interp = []
+    for record in sharp.sort("config").iter_rows(named=True):
+        rows = frames.filter(pl.col("run_id") == record["run_id"])
+        figures[f"landscape_{record['run_id']}"] = contour_svg(
+            rows, record, f"{study}: {record['config']} (seed {record['seed']})"
+        )
+        interp.append((record["config"], rows.filter(pl.col("kind") == "interp1d")))
+    figures["interpolation"] = interpolation_svg(interp, f"{study}: loss from initial to final weights")
+    tables["sharpness"] = sharpness_table(sharp, runs.filter(pl.col("study") == study))
+    return {"figures": figures, "tables": tables}
+
+
+# --- the report hook (nnopt.figures.register_extra_section) ---------------------------------
+
+# Studies whose factors change gradient flow get gradient heatmaps even without landscapes.
+_GRADIENT_FACTORS = ("model.activation", "model.batch_norm", "model.depth", "init.")
+_TABLE_COLUMNS = {
+    "config": "Configuration", "seed": "Seed", "hessian_max_eigenvalue": "λ_max",
+    "hessian_min_eigenvalue": "λ_min", "hessian_eigenvalue_ratio": "|λ_min/λ_max|",
+    "interp_barrier": "Path bump", "landscape_final_train_loss": "Final train loss",
+    "n_seeds": "Seeds", "final_train_loss_range": "Seeds' loss range", "reproduced": "Re-run exact",
+}  # fmt: skip
+
+
+def _html_table(table: pl.DataFrame) -> str:
+    """A small HTML table (escaped) for the report's figure slot."""
+    from html import escape
+
+    cols = [c for c in _TABLE_COLUMNS if c in table.columns]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "–" if v is None else escape(str(v).lower() if isinstance(v, bool) else str(v))
+
+    head = "".join(f"<th>{escape(_TABLE_COLUMNS[c])}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in table.iter_rows(named=True))
+    return f'<table class="landscape-sharpness"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _wants_gradients(study: Any) -> bool:
+    return bool(study.landscape) or any(k.startswith(_GRADIENT_FACTORS) for k in study.factor_keys)
+
+
+_CAPTIONS = {
+    "gradient_norms": "L2 norm of each weight matrix's gradient at every evaluation (log colour, "
+    "shared by the panels; input layer on top). Dark top rows that stay dark are vanishing "
+    "gradients; bright bands that grow are exploding ones.",
+    "interpolation": "Loss on the straight line θ(α) = (1−α)·θ_init + α·θ_final (Goodfellow et al. "
+    "2015). A curve that falls steadily from α = 0 to 1 means no barrier separated start and end.",
+    "sharpness": "Top and bottom Hessian eigenvalues of the training loss at the final weights "
+    "(power iteration on Hessian-vector products); large λ_max = sharp minimum, clearly negative "
+    "λ_min = not a minimum. Path bump = highest rise of the interpolation above its chord on "
+    "[0, 1]. Seeds' loss range: spread of the final training loss over the configuration's seeds.",
+    "landscape": "Training loss around the final weights (★) on two random filter-normalized "
+    "directions (left; Li et al. 2018) and on the plane of the first two principal components of "
+    "the weight snapshots, with the training path from the initial weights (○) (right).",
+}
+
+
+def report_section(study: Any, results_dir: Path) -> list:
+    """Figures for `study` from results/{runs,curves}.parquet, results/runs and
+    results/landscape/{study}; [] when there is nothing to show."""
+    from nnopt.figures import Figure
+
+    results_dir = Path(results_dir)
+    runs_path, curves_path = results_dir / "runs.parquet", results_dir / "curves.parquet"
+    landscape_dir = results_dir / "landscape" / study.name
+    if not runs_path.exists() or not (_wants_gradients(study) or landscape_dir.is_dir()):
+        return []
+    runs = pl.read_parquet(runs_path).filter(pl.col("study") == study.name)
+    curves = None
+    if _wants_gradients(study) and curves_path.exists():
+        curves = pl.scan_parquet(curves_path).filter(pl.col("study") == study.name).collect()
+    section = landscape_section(study.name, runs, curves, results_dir / "runs", landscape_dir)
+    out = []
+    for key, svg in section["figures"].items():
+        kind = "landscape" if key.startswith("landscape_") else key
+        title = {"gradient_norms": "Per-layer gradient norms", "interpolation": "Linear interpolation",
+                 "landscape": "Loss landscape"}[kind]  # fmt: skip
+        out.append(Figure(key=key, title=title, svg=svg, caption=_CAPTIONS[kind]))
+    if "sharpness" in section["tables"]:
+        table = _html_table(section["tables"]["sharpness"])
+        out.append(Figure(key="sharpness", title="Sharpness", svg=table, caption=_CAPTIONS["sharpness"]))
+    return out
+
+
+def register() -> None:
+    """Add the landscape section to the report (idempotent)."""
+    from nnopt.figures import register_extra_section
+
+    register_extra_section("landscape", report_section)
