@@ -1,0 +1,48 @@
+"""Loss landscapes of the studies marked `landscape: true` (nnopt.landscape_job).
+
+One job per study: it picks the best seed of each configuration from runs.parquet, re-trains
+it with weight snapshots, and evaluates the grids in resumable batches (part files under
+results/landscape/{study}/.{run_id}.parts, kept when a job dies: rerun to resume). Finished
+per-run outputs with the same settings are reused, so a new runs.parquet costs little.
+Settings: the config's optional top-level `landscape:` mapping (docs/contract.md §5).
+"""
+
+LANDSCAPE_DIR = f"{RESULTS}/landscape"
+
+
+def landscape_outputs():
+    """The per-study sharpness tables the report waits for (empty: no marked study)."""
+    return [
+        f"{LANDSCAPE_DIR}/{s.name}/sharpness.parquet"
+        for s in STUDIES.studies
+        if s.landscape
+    ]
+
+
+rule landscape:
+    input:
+        config=RESULTS + "/config.json",
+        runs=RESULTS + "/runs.parquet",
+    output:
+        LANDSCAPE_DIR + "/{study}/sharpness.parquet",
+    log:
+        "logs/landscape/{study}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        runs=RUNS_DIR,
+        data=DATA_DIR,
+        out=lambda wildcards, output: Path(output[0]).parent,
+    shell:
+        "nnopt landscape --study {wildcards.study} --config {input.config}"
+        " --runs-table {input.runs} --runs-dir {params.runs} --data-cache {params.data}"
+        " --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+rule landscape_all:
+    input:
+        landscape_outputs(),
