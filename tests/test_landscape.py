@@ -280,3 +280,90 @@ def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path
     assert_frame_equal(pl.read_parquet(resumed), pl.read_parquet(one_shot))
     assert read_landscapes(out)["run_id"].unique().to_list() == [spec.run_id]
     assert read_sharpness(out)["hessian_max_eigenvalue"].to_list() == [record["hessian_max_eigenvalue"]]
+
+
+# --- figures and tables (torch-free: nnopt.landscape_figures) ---------------------------------
+
+
+def _synthetic_landscape() -> pl.DataFrame:
+    """A quadratic bowl on both planes, a straight path and a convex interpolation."""
+    from nnopt.landscape_tables import LANDSCAPE_SCHEMA
+
+    rows = []
+    grid = np.linspace(-1, 1, 5)
+    for plane in ("random", "pca"):
+        rows += [dict(kind="surface2d", plane=plane, x=x, y=y, train_loss=0.1 + x * x + 2 * y * y, val_loss=0.2)
+                 for y in grid for x in grid]  # fmt: skip
+    rows += [dict(kind="trajectory", plane="pca", x=1 - t / 4, y=0.5 - t / 8, step=10 * t, train_loss=1.0 - t / 5)
+             for t in range(5)]  # fmt: skip
+    rows += [dict(kind="interp1d", alpha=a, train_loss=(a - 1) ** 2 + 0.1, val_loss=(a - 1) ** 2 + 0.2)
+             for a in np.linspace(-0.5, 1.5, 9)]  # fmt: skip
+    return pl.DataFrame([{**dict.fromkeys(LANDSCAPE_SCHEMA), **r} for r in rows], schema=LANDSCAPE_SCHEMA)
+
+
+def test_contour_and_interpolation_figures_are_svg_with_their_labels():
+    from nnopt.landscape_figures import contour_svg, interpolation_svg
+
+    frame = _synthetic_landscape()
+    svg = contour_svg(frame, {"pca_explained_variance_1": 0.8, "pca_explained_variance_2": 0.15}, "study: cfg=1")
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    for text in ("study: cfg=1", "1st PC (80%)", "2nd PC (15%)", "training path", "random directions"):
+        assert text in svg
+    two = interpolation_svg([("relu", frame.filter(pl.col("kind") == "interp1d"))] * 2, "interp")
+    assert "relu" in two and "interp" in two
+    ids = [i for i in __import__("re").findall(r'id="([^"]+)"', svg)]
+    assert ids and len({i.split("-")[0] for i in ids}) == 1  # one per-figure id prefix
+
+
+def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weight_layers():
+    from nnopt.landscape_figures import _norm_matrix, gradient_heatmap_runs, gradient_heatmap_svg
+
+    runs = pl.DataFrame({
+        "study": ["s"] * 4, "config": ["a", "a", "b", "b"], "config_index": [0, 0, 1, 1],
+        "run_id": ["a0", "a1", "b0", "b1"], "seed": [0, 1, 0, 1],
+        "status": ["failed", "ok", "diverged", "ok"],
+    })  # fmt: skip
+    assert gradient_heatmap_runs(runs, "s").select("config", "run_id").rows() == [("a", "a1"), ("b", "b0")]
+    names = ["1.weight", "1.bias", "3.weight", "3.bias"]
+    curve = pl.DataFrame({"step": [0, 10, 20], "layer_grad_norms": [None, [1e-4, 1.0, 2.0, 1.0], [1e-5, 1.0, 3.0, 1.0]]})
+    steps, mat, layers = _norm_matrix(curve, names)
+    assert steps.tolist() == [10, 20] and layers == ["1.weight", "3.weight"]
+    np.testing.assert_allclose(mat, [[1e-4, 1e-5], [2.0, 3.0]])
+    svg = gradient_heatmap_svg([("sigmoid", curve, names), ("relu", curve, names)], "grads")
+    assert "sigmoid" in svg and "relu" in svg and "gradient L2 norm" in svg
+
+
+def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tmp_path):
+    import json
+
+    from nnopt.landscape_figures import report_section
+    from nnopt.studies import parse_config
+
+    pytest.importorskip("nnopt.figures")
+    config = parse_config({"defaults": {"data": {"name": "blobs"}}, "seeds": 2, "studies": [
+        {"name": "act", "grid": {"model.activation": ["relu", "tanh"]}, "landscape": True},
+        {"name": "opt", "grid": {"optimizer.lr": [0.1]}}]})  # fmt: skip
+    runs = pl.DataFrame([
+        {"study": r.study, "config": r.config, "config_index": i // 2, "run_id": r.run_id, "seed": r.seed,
+         "status": "ok", "final_train_loss": 0.1 * (i + 1)}
+        for i, r in enumerate(config.runs)])  # fmt: skip
+    runs.write_parquet(tmp_path / "runs.parquet")
+    curves = runs.select("study", "run_id", "seed", "config").join(
+        pl.DataFrame({"step": [5, 10], "layer_grad_norms": [[0.1, 0.2], [0.3, 0.4]]}), how="cross")
+    curves.write_parquet(tmp_path / "curves.parquet")
+    for r in config.runs:
+        (tmp_path / "runs" / r.study / r.run_id).mkdir(parents=True)
+        (tmp_path / "runs" / r.study / r.run_id / "metrics.json").write_text(json.dumps({"layer_names": ["1.weight", "1.bias"]}))
+    chosen = config.study("act").runs[0]
+    study_dir = tmp_path / "landscape" / "act"
+    study_dir.mkdir(parents=True)
+    _synthetic_landscape().write_parquet(study_dir / f"{chosen.run_id}.parquet")
+    (study_dir / f"{chosen.run_id}.json").write_text(json.dumps({
+        "run_id": chosen.run_id, "study": "act", "config": chosen.config, "seed": 0,
+        "hessian_max_eigenvalue": 3.0, "hessian_min_eigenvalue": -0.5, "reproduced": True}))  # fmt: skip
+    figs = report_section(config.study("act"), tmp_path)
+    keys = [f.key for f in figs]
+    assert keys == ["gradient_norms", f"landscape_{chosen.run_id}", "interpolation", "sharpness"]
+    table = figs[-1].svg
+    assert "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table  # loss range
+    assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
