@@ -139,3 +139,15 @@ def test_prepare_data(tmp_path, capsys):
     assert main(["prepare-data", "--spec", spec_file, "--cache", str(tmp_path / "cache")]) == 0
     path = capsys.readouterr().out.strip()
     assert path.endswith(".npz") and (tmp_path / "cache").exists()
+
+
+def test_progress_line():
+    import io
+
+    from nnopt.runner import progress_printer
+
+    stream = io.StringIO()
+    show = progress_printer(stream, "s/abc")
+    show({"step": 5, "total_steps": 10, "epoch": 0.5, "train_loss": 1.25, "val_accuracy": 0.5})
+    text = stream.getvalue()
+    assert text.startswith("\rs/abc  step 5/10  epoch 0.50  train loss 1.2500  val acc 0.500")

@@ -179,3 +179,18 @@ def test_learns_mnist1d():
 def test_learns_digits():
     spec = parse_spec({"data": {"name": "digits"}, "budget": {"epochs": 5}})
     assert train(spec).metrics["test_accuracy"] > 0.85
+
+
+def test_without_validation_data():
+    spec = _spec(data={"val_fraction": 0.0}, evaluation={"target_val_accuracy": 0.5})
+    result = train(spec)
+    m = result.metrics
+    assert result.status == "ok" and m["test_accuracy"] is not None
+    assert m["best_val_accuracy"] is None and m["test_accuracy_at_best_val"] is None
+    assert m["steps_to_target"] is None and result.curve[-1]["val_accuracy"] is None
+
+
+def test_l1_makes_weights_sparser(blobs):
+    plain = train(_spec(optimizer={"lr": 0.01}), dataset=blobs).metrics["weight_sparsity"]
+    l1 = train(_spec(optimizer={"lr": 0.01}, regularization={"l1": 0.05}), dataset=blobs).metrics
+    assert l1["weight_sparsity"] > plain

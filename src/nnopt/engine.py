@@ -134,6 +134,8 @@ class _Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.weights = weight_parameters(self.model)
+        reg = spec.regularization
+        self.has_penalty, self.weight_decay = reg.l1 > 0 or reg.l2 > 0, reg.weight_decay
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         self.x_train, self.y_train = to(ds.x_train), to(ds.y_train)
         self.x_val, self.y_val = to(ds.x_val), to(ds.y_val)
@@ -196,8 +198,9 @@ class _Trainer:
         yb = self.y_train.index_select(0, idx)  # (b,)
         with _autocast(self.device, self.spec.device.precision):
             loss = F.cross_entropy(self.model(xb), yb)
-        reg = penalty(self.weights, self.spec.regularization)  # fp32, outside autocast
-        total = loss if reg is None else loss + reg
+        total = loss
+        if self.has_penalty:
+            total = loss + penalty(self.weights, self.spec.regularization)  # fp32, no autocast
         self.opt.zero_grad(set_to_none=True)
         (self.scaler.scale(total) if self.scaler else total).backward()
         clip = self.spec.regularization.grad_clip
@@ -205,8 +208,8 @@ class _Trainer:
             if self.scaler:
                 self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
-        lr = self.opt.param_groups[0]["lr"]
-        decay_weights(self.weights, lr, self.spec.regularization.weight_decay)
+        if self.weight_decay > 0:
+            decay_weights(self.weights, self.opt.param_groups[0]["lr"], self.weight_decay)
         if self.scaler:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -231,7 +234,8 @@ class _Trainer:
         if self.step > 0:
             self.train_time_s += now - self.segment_start
         row = self._measure()
-        if not all(math.isfinite(v) for v in (row["train_loss"], row.pop("running_loss"))):
+        running_loss = row.pop("running_loss")  # mean train loss since the last evaluation
+        if not (math.isfinite(running_loss) and math.isfinite(row["train_loss"])):
             self.status, self.diverged_at_step, self.done = "diverged", self.step, True
         else:
             self.curve.append(row)
