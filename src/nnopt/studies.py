@@ -49,7 +49,7 @@ _STUDY_KEYS = (
     "columns",
     "landscape",
 )
-_CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job")
+_CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape")
 _DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 
 
@@ -342,6 +342,10 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise SpecError("defaults: expected a mapping (a partial run spec)")
+    if raw.get("landscape") is not None:  # grid settings of the landscape rule (contract §5)
+        from nnopt.landscape_tables import parse_settings
+
+        parse_settings(raw["landscape"])
     cap = raw.get("max_runs_per_study", 2000)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         raise SpecError(f"max_runs_per_study: expected an integer >= 1, got {short_repr(cap)}")
