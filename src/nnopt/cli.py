@@ -154,6 +154,39 @@ def _run_landscape(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# --- aggregate / report (nnopt.aggregate, nnopt.report) ------------------------------------
+
+
+def _args_aggregate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--runs", required=True, metavar="DIR", help="folder of {study}/{run_id}/")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the .parquet tables")
+
+
+def _run_aggregate(args: argparse.Namespace) -> int:
+    from nnopt.aggregate import aggregate, read_config
+
+    for name, path in aggregate(read_config(args.config), args.runs, args.out).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _args_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--results", required=True, metavar="DIR", help="folder of the tables")
+    p.add_argument("--claims", required=True, metavar="FILE.yaml", help="claims to check")
+    p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to write")
+    p.add_argument("--pdf", metavar="FILE.pdf", help="PDF report to write")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from nnopt.report import build_report
+
+    build_report(args.config, args.results, args.claims, args.html, args.pdf)
+    print(f"html: {args.html}" + (f"\npdf: {args.pdf}" if args.pdf else ""))
+    return 0
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -179,6 +212,16 @@ VERBS: dict[str, Verb] = {
         "loss landscape, trajectory and Hessian sharpness of a study's best seeds (or one run)",
         _args_landscape,
         _run_landscape,
+    ),
+    "aggregate": (
+        "runs → results/{runs,curves,summary,comparisons}.parquet (missing runs shown)",
+        _args_aggregate,
+        _run_aggregate,
+    ),
+    "report": (
+        "tables + claims → self-contained HTML and PDF report",
+        _args_report,
+        _run_report,
     ),
 }
 

@@ -1,0 +1,388 @@
+"""Figures for the report: matplotlib (Agg) → small inline SVG strings, from summary tables.
+
+Every function takes already-aggregated frames (summary rows, curve bands), never raw runs,
+so figure cost does not grow with seeds; lines per figure are capped (`MAX_LINES`). Colours
+come from one palette per study keyed by configuration, so a configuration has the same
+colour in every figure. Text stays text in the SVG (svg.fonttype none) to keep files small.
+
+Extra per-study sections (e.g. loss landscapes) plug in through `EXTRA_SECTIONS`: a function
+`(study, results_dir) -> list[Figure]` registered with `register_extra_section`; the report
+shows what each returns under the study, and skips a section whose function returns [].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, no GUI toolkit; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from nnopt import stats  # noqa: E402
+from nnopt.aggregate import format_value  # noqa: E402
+from nnopt.metrics_info import metric_info  # noqa: E402
+from nnopt.studies import Study  # noqa: E402
+
+__all__ = [
+    "Figure",
+    "MAX_LINES",
+    "EXTRA_SECTIONS",
+    "register_extra_section",
+    "extra_sections",
+    "palette",
+    "short_labels",
+    "curve_bands",
+    "learning_curves",
+    "metric_points",
+    "heatmap",
+    "generalization_gap",
+    "speedup",
+    "optimizer_memory",
+    "study_figures",
+    "to_svg",
+]
+
+MAX_LINES = 8  # learning-curve lines per panel
+MAX_POINTS = 40  # configurations per point plot
+_STYLE = {
+    "svg.fonttype": "none", "svg.hashsalt": "nnopt", "font.size": 8, "axes.titlesize": 9,
+    "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 72,
+    "font.family": "DejaVu Sans",
+}
+_COLOURS = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str  # stable id within a study, e.g. "curves"
+    title: str
+    svg: str  # inline <svg> markup (trusted: produced here or by a registered section)
+    caption: str = ""
+
+
+# --- registry for extra per-study sections --------------------------------------------------
+
+SectionFn = Callable[[Study, Path], "list[Figure]"]
+EXTRA_SECTIONS: dict[str, SectionFn] = {}
+
+
+def register_extra_section(name: str, fn: SectionFn) -> None:
+    """Add a per-study section (e.g. 'landscape'); fn returns [] when it has nothing."""
+    EXTRA_SECTIONS[name] = fn
+
+
+def extra_sections(study: Study, results_dir: Path) -> list[Figure]:
+    out: list[Figure] = []
+    for fn in EXTRA_SECTIONS.values():
+        out.extend(fn(study, Path(results_dir)) or [])
+    return out
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def palette(labels) -> dict[str, tuple]:
+    return {label: c for label, c in zip(labels, itertools.cycle(_COLOURS))}
+
+
+def _tex_safe(text: str) -> str:
+    """Matplotlib parses $...$ as math; config values are data, so escape the dollars."""
+    return str(text).replace("$", r"\$")
+
+
+def short_labels(summary: pl.DataFrame, study: Study) -> dict[str, str]:
+    """Configuration label → what a reader needs: the value alone for one factor, else
+    'lr=0.01, batch_size=16' (last part of each key)."""
+    keys = [k for k in study.factor_keys if k in summary.columns]
+    rows = summary.select("config", *keys).unique(subset="config", maintain_order=True)
+    out = {}
+    for row in rows.iter_rows(named=True):
+        if len(keys) == 1:
+            out[row["config"]] = str(row[keys[0]])
+        elif keys:
+            out[row["config"]] = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in keys)
+        else:
+            out[row["config"]] = row["config"]
+    return out
+
+
+_DECIMALS = re.compile(r"(\.\d{2})\d+")
+
+
+def _short_numbers(match: re.Match) -> str:
+    return _DECIMALS.sub(r"\1", match.group(0))
+
+
+def to_svg(fig) -> str:
+    """The figure as compact inline SVG markup with ids made unique to this figure."""
+    buf = io.StringIO()
+    with plt.rc_context(_STYLE):  # svg.fonttype and hashsalt are read at save time
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r'<g id="[^"]*"', "<g", text)  # group ids are never referenced
+    # Coordinates to 0.01 pt (path data and x/y only: labels such as 0.0001 stay intact).
+    text = re.sub(r' (?:d|x|y|width|height)="[^"]*"', _short_numbers, text)
+    text = re.sub(r"\s*\n\s*", " ", text)
+    prefix = "f" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
+    # Several SVGs share one HTML document: matplotlib's ids (clip paths) must not collide.
+    text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
+    return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
+
+
+def _new(width: float = 6.3, height: float = 2.6, ncols: int = 1):
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def _log_if_decades(ax, values, axis: str = "y") -> None:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0])
+    if len(v) and v.max() / v.min() > 30:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+# --- learning curves ---------------------------------------------------------------------------
+
+
+def curve_bands(curves: pl.DataFrame, study: str, run_ids=None,
+                columns=("train_loss", "val_accuracy", "train_accuracy")) -> pl.DataFrame:
+    """Mean and 95% t-interval across seeds per (config, step): the band a curve figure draws.
+    `run_ids` limits it to some runs (the report passes the ok ones, as in its tables)."""
+    present = [c for c in columns if c in curves.columns]
+    keep = pl.col("run_id").is_in(list(run_ids)) if run_ids is not None else pl.lit(True)
+    bands = (
+        curves.lazy()
+        .filter((pl.col("study") == study) & keep)
+        .group_by("config", "step")
+        .agg(pl.col("epoch").mean(),
+             *[pl.col(c).mean().alias(f"{c}_mean") for c in present],
+             *[pl.col(c).std().alias(f"{c}_std") for c in present],
+             *[pl.col(c).count().alias(f"{c}_n") for c in present])
+        .sort("config", "step")
+        .collect()
+    )
+    for c in present:
+        low, high = stats.t_interval(bands[f"{c}_mean"], bands[f"{c}_std"], bands[f"{c}_n"])
+        bands = bands.with_columns(pl.Series(f"{c}_low", low), pl.Series(f"{c}_high", high))
+    return bands
+
+
+def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, str],
+                    colours: Mapping[str, tuple], legend_title: str = "") -> str | None:
+    """Train loss and validation accuracy per epoch, mean with a 95% CI band across seeds."""
+    if bands.height == 0:
+        return None
+    fig, (left, right) = _new(ncols=2)
+    shown = [c for c in order if c in set(bands["config"])][:MAX_LINES]
+    for config in shown:
+        part = bands.filter(pl.col("config") == config)
+        x = part["epoch"].to_numpy()
+        for ax, col, scale in ((left, "train_loss", 1), (right, "val_accuracy", 100)):
+            if f"{col}_mean" not in part.columns:
+                continue
+            y = part[f"{col}_mean"].to_numpy() * scale
+            ax.plot(x, y, color=colours[config], lw=1.2, label=_tex_safe(labels[config]))
+            lo, hi = (part[f"{col}_{k}"].to_numpy() * scale for k in ("low", "high"))
+            ax.fill_between(x, lo, hi, color=colours[config], alpha=0.15, lw=0)
+    left.set(xlabel="Epoch", ylabel="Train loss", title="Training loss")
+    if "train_loss_mean" in bands.columns:
+        _log_if_decades(left, bands["train_loss_mean"].to_list())
+    right.set(xlabel="Epoch", ylabel="Validation accuracy (%)", title="Validation accuracy")
+    handles, names = left.get_legend_handles_labels()
+    # Below both panels, so that no curve is hidden behind it.
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               ncols=min(4, len(names)), title=_tex_safe(legend_title) or None)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+# --- one metric across configurations ----------------------------------------------------------
+
+
+def metric_points(summary: pl.DataFrame, metric: str, order: list[str],
+                  labels: Mapping[str, str], colours: Mapping[str, tuple]) -> str | None:
+    """Each configuration's mean with its 95% CI (censored metrics: median and IQR)."""
+    info = metric_info(metric)
+    part = summary.filter(pl.col("metric") == metric)
+    rows = {r["config"]: r for r in part.iter_rows(named=True)}
+    shown = [c for c in order if c in rows][:MAX_POINTS]
+    if not shown:
+        return None
+    fig, (ax,) = _new(height=0.5 + 0.22 * len(shown))
+    centre_key, lo_key, hi_key = (("median", "q25", "q75") if info.censored
+                                  else ("mean", "ci_low", "ci_high"))
+    for y, config in enumerate(reversed(shown)):
+        r = rows[config]
+        centre = r[centre_key]
+        if centre is None or not np.isfinite(centre):
+            ax.annotate("not reached" if info.censored else "no data", (0, y),
+                        xycoords=("axes fraction", "data"), fontsize=7, va="center")
+            continue
+        lo, hi = (r[k] if r[k] is not None and np.isfinite(r[k]) else centre
+                  for k in (lo_key, hi_key))
+        s = info.scale
+        ax.errorbar(centre * s, y, xerr=[[max(0, (centre - lo) * s)], [max(0, (hi - centre) * s)]],
+                    fmt="o", color=colours[config], ms=4, capsize=2, lw=1)
+    ax.set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
+    what = "median and IQR" if info.censored else "mean and 95% CI"
+    ax.set(xlabel=info.axis_label, title=f"{info.label}: {what}")
+    _log_if_decades(ax, [rows[c][centre_key] for c in shown], axis="x")
+    return to_svg(fig)
+
+
+def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
+    """Two-factor grids (e.g. learning rate × batch size): mean of `metric` per cell."""
+    keys = list(study.grid)
+    if len(study.factor_keys) != 2 or len(keys) != 2:
+        return None
+    info = metric_info(metric)
+    part = summary.filter(pl.col("metric") == metric)
+    if part.height == 0:
+        return None
+    values = {k: sorted({v for r in study.runs for kk, v in r.factors if kk == k},
+                        key=lambda v: (isinstance(v, str), v)) for k in keys}
+    fmt = {k: [format_value(v) for v in values[k]] for k in keys}
+    grid = np.full((len(values[keys[0]]), len(values[keys[1]])), np.nan)
+    for r in part.iter_rows(named=True):
+        if r["mean"] is not None:
+            grid[fmt[keys[0]].index(r[keys[0]]), fmt[keys[1]].index(r[keys[1]])] = r["mean"] * info.scale
+    fig, (ax,) = _new(width=4.2, height=0.9 + 0.3 * grid.shape[0])
+    cmap = "viridis" if info.higher_is_better else "viridis_r"
+    # pcolormesh draws vector cells (imshow would embed a raster image in the SVG).
+    im = ax.pcolormesh(np.arange(grid.shape[1] + 1) - 0.5, np.arange(grid.shape[0] + 1) - 0.5,
+                       np.ma.masked_invalid(grid), cmap=cmap)
+    ax.invert_yaxis()
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v) and grid.size <= 100:
+            ax.text(j, i, f"{v:.{info.digits}f}", ha="center", va="center", fontsize=6,
+                    color="white" if im.norm(v) < 0.5 else "black")
+    ax.set_yticks(range(grid.shape[0]), [_tex_safe(v) for v in fmt[keys[0]]])
+    ax.set_xticks(range(grid.shape[1]), [_tex_safe(v) for v in fmt[keys[1]]])
+    ax.set(ylabel=keys[0], xlabel=keys[1], title=f"{info.axis_label}, mean over seeds")
+    bar = fig.colorbar(im, ax=ax, label=info.axis_label, shrink=0.9)
+    bar.solids.set_rasterized(False)  # matplotlib rasterizes the colour ramp by default
+    return to_svg(fig)
+
+
+# --- study-specific figures -------------------------------------------------------------------
+
+
+def _pretty(key: str) -> str:
+    return key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+
+
+def _metric_rows(summary: pl.DataFrame, metric: str) -> dict[str, dict]:
+    return {r["config"]: r for r in summary.filter(pl.col("metric") == metric).iter_rows(named=True)}
+
+
+def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
+                       colours: Mapping[str, tuple]) -> str | None:
+    """Final train accuracy beside test accuracy per configuration (dropout's trade-off)."""
+    train, test = (_metric_rows(summary, m) for m in ("final_train_accuracy", "test_accuracy"))
+    shown = [c for c in order if c in train and c in test][:MAX_POINTS]
+    if not shown:
+        return None
+    fig, (ax,) = _new(height=2.4)
+    x = np.arange(len(shown))
+    for offset, rows, name, alpha in ((-0.2, train, "train", 0.45), (0.2, test, "test", 1.0)):
+        means = [(rows[c]["mean"] or np.nan) * 100 for c in shown]
+        err = [[(rows[c]["mean"] or 0) * 100 - (rows[c]["ci_low"] or rows[c]["mean"] or 0) * 100
+                for c in shown],
+               [(rows[c]["ci_high"] or rows[c]["mean"] or 0) * 100 - (rows[c]["mean"] or 0) * 100
+                for c in shown]]
+        ax.bar(x + offset, means, 0.38, yerr=err, capsize=2, label=name, alpha=alpha,
+               color=[colours[c] for c in shown])
+    finite = [v for c in shown for v in ((train[c]["mean"] or np.nan), (test[c]["mean"] or np.nan))
+              if np.isfinite(v)]
+    if finite:
+        ax.set_ylim(max(0, min(finite) * 100 - 5), min(100, max(finite) * 100 + 2))
+    ax.set_xticks(x, [_tex_safe(labels[c]) for c in shown])
+    ax.set(ylabel="Accuracy (%)", title="Train (light) vs test (dark) accuracy: the generalization gap")
+    return to_svg(fig)
+
+
+def speedup(summary: pl.DataFrame, study: Study) -> str | None:
+    """Training-time speed-up over one worker against the number of workers, with the ideal."""
+    key = "device.world_size"
+    rows = _metric_rows(summary, "train_time_s")
+    by_w = {int(r[key]): r for r in rows.values() if r.get(key) not in (None, "")}
+    if 1 not in by_w or len(by_w) < 2 or by_w[1]["mean"] is None:
+        return None
+    ws = sorted(by_w)
+    t1 = by_w[1]["mean"]
+    sp = [t1 / by_w[w]["mean"] if by_w[w]["mean"] else np.nan for w in ws]
+    # Bars from the interval of each time (the 1-worker mean held fixed).
+    lo = [t1 / by_w[w]["ci_high"] if by_w[w]["ci_high"] else s for w, s in zip(ws, sp)]
+    hi = [t1 / by_w[w]["ci_low"] if by_w[w]["ci_low"] else s for w, s in zip(ws, sp)]
+    fig, (ax,) = _new(width=4.0, height=2.6)
+    ax.plot(ws, ws, "--", color="grey", lw=1, label="ideal (linear)")
+    ax.errorbar(ws, sp, yerr=[np.subtract(sp, lo), np.subtract(hi, sp)], fmt="o-",
+                color=_COLOURS[0], capsize=2, label="measured")
+    ax.set_xticks(ws, [str(w) for w in ws])
+    ax.set(xlabel="Workers (data-parallel processes)", ylabel="Speed-up (×)",
+           title="Speed-up of training time vs workers")
+    ax.legend(frameon=False)
+    return to_svg(fig)
+
+
+def optimizer_memory(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
+                     colours: Mapping[str, tuple]) -> str | None:
+    """Optimizer-state memory per configuration (bytes the optimizer keeps beside weights)."""
+    rows = _metric_rows(summary, "optimizer_state_bytes")
+    shown = [c for c in order if c in rows and rows[c]["mean"] is not None][:MAX_POINTS]
+    if not shown:
+        return None
+    info = metric_info("optimizer_state_bytes")
+    fig, (ax,) = _new(height=0.6 + 0.22 * len(shown))
+    y = np.arange(len(shown))[::-1]
+    ax.barh(y, [rows[c]["mean"] * info.scale for c in shown], color=[colours[c] for c in shown])
+    ax.set_yticks(y, [_tex_safe(labels[c]) for c in shown])
+    ax.set(xlabel=info.axis_label, title="Optimizer state memory")
+    return to_svg(fig)
+
+
+def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
+                  order: list[str], curve_order: list[str] | None = None) -> list[Figure]:
+    """All standard figures of one study (summary and bands already filtered to it).
+    `order` lists configurations for point plots (and fixes colours); `curve_order` the
+    ones whose learning curves are drawn (default: `order`)."""
+    all_configs = summary["config"].unique(maintain_order=True).to_list()
+    labels, colours = short_labels(summary, study), palette(all_configs)
+    labels = {c: labels.get(c, c) for c in all_configs}
+    keys = study.factor_keys
+    title = _pretty(keys[0]) if len(keys) == 1 else ""
+    memory_bars = "optimizer.name" in keys or "optimizer_state_bytes" in study.metrics
+    figs = [Figure("curves", "Learning curves",
+                   learning_curves(bands, curve_order or order, labels, colours, title),
+                   f"Mean over the ok runs' seeds with a 95% CI band; at most {MAX_LINES} "
+                   "configurations (best first by the primary metric when there are more).")]
+    for metric in study.metrics:
+        if memory_bars and metric == "optimizer_state_bytes":
+            continue  # drawn as bars below
+        figs.append(Figure(f"points-{metric}", metric_info(metric).label,
+                           metric_points(summary, metric, order, labels, colours)))
+    figs.append(Figure("heatmap", "Two-factor grid", heatmap(summary, study, study.metrics[0])))
+    if "model.dropout" in keys:
+        figs.append(Figure("gap", "Generalization gap",
+                           generalization_gap(summary, order, labels, colours)))
+    if "device.world_size" in keys:
+        figs.append(Figure("speedup", "Speed-up vs workers", speedup(summary, study),
+                           "Dashed: ideal linear speed-up."))
+    if memory_bars:
+        figs.append(Figure("memory", "Optimizer-state memory",
+                           optimizer_memory(summary, order, labels, colours)))
+    return [f for f in figs if f.svg]
