@@ -151,3 +151,15 @@ def test_progress_line():
     show({"step": 5, "total_steps": 10, "epoch": 0.5, "train_loss": 1.25, "val_accuracy": 0.5})
     text = stream.getvalue()
     assert text.startswith("\rs/abc  step 5/10  epoch 0.50  train loss 1.2500  val acc 0.500")
+
+
+def test_batch_runs_are_independent_of_their_neighbours(tmp_path):
+    """A run trained after another in the same process equals the run trained alone."""
+    a, b = parse_spec({**TINY, "seed": 4, "model": {"width": 8, "dropout": 0.3}}), parse_spec(TINY)
+    run_batch([{"study": "s", "spec": a, "out": tmp_path / "a"},
+               {"study": "s", "spec": b, "out": tmp_path / "b"}])
+    run_batch([{"study": "s", "spec": b, "out": tmp_path / "b_alone"}])
+    timing = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb"}
+    metrics = [{k: v for k, v in read_run(tmp_path / d)["metrics"].items() if k not in timing}
+               for d in ("b", "b_alone")]
+    assert metrics[0] == metrics[1]

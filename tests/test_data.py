@@ -106,3 +106,33 @@ def test_cache_written_once_and_identical(tmp_path):
     other = DataSpec(name="spirals", n_samples=200, split_seed=1)
     assert cache_path(other, tmp_path) != path
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+
+
+class _FakeImages:
+    """Stands in for a torchvision dataset class: .data (n, H, W[, C]) uint8, .targets."""
+
+    channels = None
+
+    def __init__(self, root, train, download):
+        assert download is False  # never downloads
+        n = 60 if train else 30
+        rng = np.random.default_rng(0 if train else 1)
+        shape = (n, 6, 6) if self.channels is None else (n, 6, 6, self.channels)
+        self.data = rng.integers(0, 256, shape, dtype=np.uint8)
+        self.targets = list(np.arange(n) % 3)
+
+
+@pytest.mark.parametrize("channels, shape", [(None, (1, 6, 6)), (3, (3, 6, 6))])
+def test_torchvision_images_channels_first(tmp_path, monkeypatch, channels, shape):
+    import sys
+    import types
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(Fake=type("Fake", (_FakeImages,), {"channels": channels}))
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
+    ds = load_dataset(DataSpec(name="torchvision", path=str(tmp_path), torchvision_name="Fake",
+                               standardize=False))
+    assert ds.input_shape == shape and ds.n_classes == 3
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 90  # both official splits pooled
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0  # scaled from uint8

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -194,3 +196,17 @@ def test_l1_makes_weights_sparser(blobs):
     plain = train(_spec(optimizer={"lr": 0.01}), dataset=blobs).metrics["weight_sparsity"]
     l1 = train(_spec(optimizer={"lr": 0.01}, regularization={"l1": 0.05}), dataset=blobs).metrics
     assert l1["weight_sparsity"] > plain
+
+
+def test_cnn2d_trains_on_images(tmp_path):
+    from nnopt.data import Dataset
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = rng.normal(size=(90, 1, 6, 6)).astype(np.float32) + y[:, None, None, None]  # separable
+    ds = Dataset(x[:60], y[:60], x[60:75], y[60:75], x[75:], y[75:], n_classes=3, input_shape=(1, 6, 6))
+    spec = parse_spec({"data": {"name": "torchvision", "path": str(tmp_path), "torchvision_name": "X"},
+                       "model": {"kind": "cnn2d", "width": 4, "depth": 1, "kernel_size": 3},
+                       "budget": {"epochs": 5, "batch_size": 16}, "optimizer": {"lr": 0.01}})
+    result = train(spec, dataset=ds)
+    assert result.status == "ok" and result.metrics["test_accuracy"] > 0.6

@@ -136,10 +136,12 @@ class _Trainer:
         self.weights = weight_parameters(self.model)
         reg = spec.regularization
         self.has_penalty, self.weight_decay = reg.l1 > 0 or reg.l2 > 0, reg.weight_decay
-        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        self.x_train, self.y_train = to(ds.x_train), to(ds.y_train)
-        self.x_val, self.y_val = to(ds.x_val), to(ds.y_val)
-        self.x_test, self.y_test = to(ds.x_test), to(ds.y_test)
+        # Copied to the device once (no copy on CPU when dtypes already match).
+        xs = lambda a: torch.as_tensor(a).to(self.device, torch.float32)  # noqa: E731
+        ys = lambda a: torch.as_tensor(a).to(self.device, torch.int64)  # noqa: E731
+        self.x_train, self.y_train = xs(ds.x_train), ys(ds.y_train)
+        self.x_val, self.y_val = xs(ds.x_val), ys(ds.y_val)
+        self.x_test, self.y_test = xs(ds.x_test), ys(ds.y_test)
         n_eval = spec.evaluation.max_train_eval_samples
         self.x_train_eval, self.y_train_eval = self.x_train[:n_eval], self.y_train[:n_eval]
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
