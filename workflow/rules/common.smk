@@ -1,0 +1,119 @@
+"""Validation, study expansion and packing at parse time, and the input functions.
+
+Order matters: the config is checked against the JSON schema, then every study is expanded
+and every run spec validated (nnopt.studies.parse_config), before any job exists. A bad
+config prints one line naming the key and exits 1: no traceback, no job started.
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from nnopt import packing
+from nnopt.data import cache_path
+from nnopt.results import is_finished
+from nnopt.spec import SpecError
+from nnopt.check import check_config
+from nnopt.studies import schema_error_message
+
+RESULTS = "results"
+RUNS_DIR = f"{RESULTS}/runs"
+DATA_DIR = f"{RESULTS}/data"
+BATCH_DIR = f"{RESULTS}/batches"
+# One software environment for all jobs; used with --software-deployment-method conda.
+ENV = "../envs/nnopt.yaml"
+
+
+wildcard_constraints:
+    batch=r"[A-Za-z0-9_-]+-[0-9a-f]{10}",
+    dataset=r"[A-Za-z0-9_]+-[0-9a-f]{16}",
+
+
+def config_error(message):
+    """Report a bad config in one line and stop before the DAG is built."""
+    print(f"nnopt: config error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_studies():
+    try:
+        validate(config, "../schemas/config.schema.yaml", set_default=False)
+    except WorkflowError as err:
+        cause = next((a for a in err.args if hasattr(a, "absolute_path")), None)
+        config_error(schema_error_message(cause, config) if cause else str(err))
+    try:
+        return check_config(config)
+    except SpecError as err:
+        config_error(str(err))
+
+
+def run_dir(run):
+    return Path(RUNS_DIR, run.study, run.run_id)
+
+
+def finished_runs(batches):
+    return {
+        r.run_id for b in batches for r in b.runs if is_finished(run_dir(r), r.run_id)
+    }
+
+
+def retry_unfinished(batches, finished):
+    """Drop the manifest of a batch with failed or missing runs, so Snakemake reruns it.
+
+    The runner then skips the runs of that batch that are finished.
+    """
+    for batch in batches:
+        manifest = Path(BATCH_DIR, f"{batch.batch_id}.json")
+        unfinished = [i for i in batch.run_ids if i not in finished]
+        if manifest.exists() and unfinished:
+            failed = set(packing.failed_runs(manifest)) & set(unfinished)
+            kind = "failed" if failed else "missing"
+            print(
+                f"nnopt: retrying {len(unfinished)} {kind} runs of batch {batch.batch_id}",
+                file=sys.stderr,
+            )
+            manifest.unlink()
+
+
+STUDIES = load_studies()
+BATCHES = {
+    b.batch_id: b
+    for b in packing.plan_batches(
+        STUDIES,
+        cores=workflow.cores or 1,
+        cuda_present=packing.cuda_present(),
+    )
+}
+DATASETS = {
+    cache_path(r.spec.data, DATA_DIR).stem: r.spec.data
+    for b in BATCHES.values()
+    for r in b.runs
+}
+
+if workflow.is_main_process:
+    FINISHED = finished_runs(BATCHES.values())
+    print(
+        packing.plan_table(STUDIES, list(BATCHES.values()), FINISHED), file=sys.stderr
+    )
+    retry_unfinished(BATCHES.values(), FINISHED)
+
+
+def batch_data(wildcards):
+    """The prepared datasets a batch reads (results/data/{name}-{key}.npz)."""
+    runs = BATCHES[wildcards.batch].runs
+    return sorted({str(cache_path(r.spec.data, DATA_DIR)) for r in runs})
+
+
+def batch_items(wildcards):
+    return packing.run_items(BATCHES[wildcards.batch], RUNS_DIR)
+
+
+def all_manifests():
+    return [f"{BATCH_DIR}/{b}.json" for b in sorted(BATCHES)]
+
+
+def dataset_spec(wildcards):
+    return dataclasses.asdict(DATASETS[wildcards.dataset])

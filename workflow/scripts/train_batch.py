@@ -1,0 +1,41 @@
+"""Snakemake job (rule train): train one batch of runs in this process, write its manifest.
+
+The runs come from `params.items` (no extra file); finished runs are skipped by the runner,
+a failed run is recorded (status failed) and the others go on, and the job exits 0 so the
+aggregate and the report still run and show the failure. The next invocation retries it.
+"""
+
+import os
+import socket
+import time
+
+from nnopt import packing
+from nnopt.spec import parse_spec
+
+
+def main(smk) -> None:
+    gpus = int(getattr(smk.resources, "gpu", 0) or 0)
+    if gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        packing.claim_gpus(gpus, ".snakemake/nnopt-gpu-locks")
+    from nnopt.runner import run_batch  # after CUDA_VISIBLE_DEVICES: torch reads it once
+
+    started = time.time()
+    items = [{**item, "spec": parse_spec(item["spec"])} for item in smk.params.runs]
+    with open(smk.log[0], "w") as log:
+        records = run_batch(
+            items, threads=smk.threads, log=log, data_cache=smk.params.cache_dir
+        )
+    packing.write_json_atomic(
+        smk.output[0],
+        {
+            "batch": smk.wildcards.batch,
+            "threads": smk.threads,
+            "host": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "wall_time_s": round(time.time() - started, 3),
+            "runs": records,
+        },
+    )
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake's script directive)
