@@ -116,3 +116,20 @@ def test_shipped_claims_file_parses():
     alpha, claims = load_claims(Path(__file__).parents[1] / "config" / "claims.yaml")
     assert 0 < alpha < 1 and len(claims) >= 15
     assert {c.kind for c in claims} >= {"greater", "less", "ordering", "best", "ratio"}
+
+
+def test_pool_best_picks_the_best_configuration_of_a_selector(world):
+    config, runs = world
+    # Selector {budget.batch_size: 16} matches lr=0.01 and lr=0.001 in the grid study.
+    claim = dict(study="hyperparameter_grid", metric="test_accuracy", kind="greater",
+                 left={"budget.batch_size": 16}, right={"budget.batch_size": 64})
+    pooled = evaluate_claims(_claims(claim), config, runs)[0]
+    best = evaluate_claims(_claims({**claim, "pool": "best"}), config, runs)[0]
+    assert pooled.chosen == {}
+    assert set(best.chosen) == {"16", "64"}
+    picked = best.chosen["16"]
+    grid = runs.filter((runs["study"] == "hyperparameter_grid") & (runs["budget.batch_size"] == "16"))
+    means = {c: grid.filter(grid["config"] == c)["test_accuracy"].mean()
+             for c in grid["config"].unique()}
+    assert picked == max(means, key=means.get)
+    assert "best configuration used" in best.evidence[-1]

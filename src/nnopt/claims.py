@@ -32,7 +32,7 @@ __all__ = ["KINDS", "Claim", "ClaimResult", "load_claims", "parse_claims", "eval
 
 KINDS = ("greater", "less", "ordering", "best", "ratio", "diverges")
 _KEYS = ("id", "text", "source", "study", "metric", "kind", "left", "right", "configs",
-         "config", "among", "direction", "at_least", "at_most", "article", "note")
+         "config", "among", "direction", "at_least", "at_most", "pool", "article", "note")
 _NEEDS = {"greater": ("left", "right"), "less": ("left", "right"), "ordering": ("configs",),
           "best": ("config",), "ratio": ("left", "right"), "diverges": ("left", "right")}
 
@@ -55,6 +55,7 @@ class ClaimResult:
     evidence: list[str] = field(default_factory=list)
     tests: list[dict] = field(default_factory=list)  # label, p, sign, p_holm
     article: list[dict] = field(default_factory=list)  # label, article, ours
+    chosen: dict = field(default_factory=dict)  # pool=best: selector → configuration used
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -86,6 +87,8 @@ def _check_claim(i: int, raw: Any, seen: set) -> Claim:
         raise SpecError(f"{path}.direction: allowed: increasing, decreasing")
     if raw["kind"] == "best" and raw.get("direction", "auto") not in ("auto", "max", "min"):
         raise SpecError(f"{path}.direction: allowed: max, min (default: the metric's own)")
+    if raw.get("pool", "all") not in ("all", "best"):
+        raise SpecError(f"{path}.pool: allowed: all (pool matching configurations), best")
     if raw["kind"] == "ratio" and (raw.get("at_least") is None) == (raw.get("at_most") is None):
         raise SpecError(f"{path}: kind ratio needs exactly one of at_least, at_most")
     seen.add(raw["id"])
@@ -138,11 +141,14 @@ def _label(sel: Mapping[str, str]) -> str:
 
 
 class _Runs:
-    """One study's runs with the value of each configuration selector, cached."""
+    """One study's runs, selected by configuration selectors. With pool='best', a selector
+    that matches several configurations stands for the best of them by the claim's metric
+    (e.g. each optimizer at its best learning rate); otherwise their runs are pooled."""
 
-    def __init__(self, runs: pl.DataFrame, study: Study):
-        self.study = study
+    def __init__(self, runs: pl.DataFrame, study: Study, pool: str = "all"):
+        self.study, self.pool = study, pool
         self.frame = runs.filter(pl.col("study") == study.name)
+        self.chosen: dict[str, str] = {}  # selector label → configuration picked by pool=best
 
     def select(self, sel: Mapping[str, str]) -> pl.DataFrame:
         missing = [k for k in sel if k not in self.frame.columns]
@@ -159,11 +165,21 @@ class _Runs:
         part = self.select(sel)
         if metric not in part.columns:
             raise LookupError(f"metric {metric} was not measured")
-        censored = metric_info(metric).censored
-        keep = ["ok", "diverged"] if censored else ["ok"]
-        vals = part.filter(pl.col("status").is_in(keep))[metric].cast(pl.Float64).to_numpy()
-        vals = np.where(np.isnan(vals), np.inf, vals) if censored else vals[~np.isnan(vals)]
-        return vals
+        info = metric_info(metric)
+        keep = ["ok", "diverged"] if info.censored else ["ok"]
+        part = part.filter(pl.col("status").is_in(keep))
+        if self.pool == "best" and part["config"].n_unique() > 1:
+            part = self._best_config(part, metric, info)
+            self.chosen[_label(sel)] = part["config"][0]
+        vals = part[metric].cast(pl.Float64).to_numpy()
+        return np.where(np.isnan(vals), np.inf, vals) if info.censored else vals[~np.isnan(vals)]
+
+    @staticmethod
+    def _best_config(part: pl.DataFrame, metric: str, info) -> pl.DataFrame:
+        centre = pl.col(metric).median() if info.censored else pl.col(metric).mean()
+        scores = part.group_by("config").agg(centre.alias("score")).drop_nulls("score")
+        best = scores.sort("score", descending=info.higher_is_better)["config"][0]
+        return part.filter(pl.col("config") == best)
 
 
 # --- tests per kind ---------------------------------------------------------------------
@@ -298,12 +314,13 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
             res.verdict = "not run"
             res.evidence = [f"study {claim.study} is not in this config"]
             continue
-        study_runs = _Runs(runs, names[claim.study])
+        study_runs = _Runs(runs, names[claim.study], claim.raw.get("pool", "all"))
         try:
             res.tests = _tests_for(claim, study_runs)
             res.article = _article_rows(claim, study_runs)
         except LookupError as err:
             res.evidence = [str(err).strip("'\"")]
+        res.chosen = dict(study_runs.chosen)
     flat = [t for r in results for t in r.tests]
     for t, p in zip(flat, stats.holm([math.nan if t["p"] is None else t["p"] for t in flat])):
         t["p_holm"] = None if math.isnan(p) else float(p)
@@ -313,6 +330,9 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
         res.verdict = _verdict(res.tests, alpha)
         res.evidence = [f"{t['evidence']} p = {_p(t['p'])}, Holm p = {_p(t['p_holm'])}"
                         for t in res.tests]
+        if res.chosen:
+            res.evidence.append("best configuration used: " + "; ".join(
+                f"{k} → {v}" for k, v in res.chosen.items()))
     return results
 
 
