@@ -133,3 +133,14 @@ def test_pool_best_picks_the_best_configuration_of_a_selector(world):
              for c in grid["config"].unique()}
     assert picked == max(means, key=means.get)
     assert "best configuration used" in best.evidence[-1]
+
+
+def test_shipped_claims_match_the_shipped_config():
+    from nnopt.claims import check_claims
+    from nnopt.studies import load_config
+
+    root = Path(__file__).parents[1]
+    _, claims = load_claims(root / "config" / "claims.yaml")
+    problems = check_claims(claims, load_config(root / "config" / "config.yaml"))
+    # Only the parallel study may lack configurations (world sizes the machine cannot run).
+    assert all(p.split(":")[0].endswith("speedup") for p in problems), problems

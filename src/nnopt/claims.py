@@ -28,7 +28,8 @@ from nnopt.metrics_info import metric_info
 from nnopt.spec import SpecError
 from nnopt.studies import Config, Study
 
-__all__ = ["KINDS", "Claim", "ClaimResult", "load_claims", "parse_claims", "evaluate_claims"]
+__all__ = ["KINDS", "Claim", "ClaimResult", "load_claims", "parse_claims", "evaluate_claims",
+           "check_claims"]
 
 KINDS = ("greater", "less", "ordering", "best", "ratio", "diverges")
 _KEYS = ("id", "text", "source", "study", "metric", "kind", "left", "right", "configs",
@@ -271,6 +272,33 @@ def _divergence_test(runs: _Runs, left, right) -> dict:
     evidence = (f"{_label(left)}: {counts[0][0]} of {sum(counts[0])} diverged vs "
                 f"{_label(right)}: {counts[1][0]} of {sum(counts[1])}; Fisher exact")
     return {"label": "diverged", "p": p, "sign": sign, "evidence": evidence}
+
+
+def _selectors(claim: Claim) -> list[Any]:
+    r = claim.raw
+    out = [r.get(k) for k in ("left", "right", "config") if r.get(k) is not None]
+    out += list(r.get("configs") or []) + list(r.get("among") or [])
+    art = r.get("article") or {}
+    out += [a["config"] for a in art] if isinstance(art, list) else list(art)
+    return out
+
+
+def check_claims(claims: list[Claim], config: Config) -> list[str]:
+    """Problems a claims file has against a config before any run: unknown studies (these
+    are reported 'not run') and selectors that match no configuration."""
+    problems = []
+    for claim in claims:
+        if claim.study not in {s.name for s in config.studies}:
+            problems.append(f"{claim.id}: study {claim.study} is not in the config (not run)")
+            continue
+        study = config.study(claim.study)
+        configs = [{k: format_value(v) for k, v in r.factors} for r in study.runs]
+        for sel in _selectors(claim):
+            want = _selector(study, sel)
+            if not any(all(c.get(k) == v for k, v in want.items()) for c in configs):
+                problems.append(f"{claim.id}: no configuration of {study.name} has "
+                                + ", ".join(f"{k}={v}" for k, v in want.items()))
+    return list(dict.fromkeys(problems))
 
 
 # --- verdicts ---------------------------------------------------------------------------------
