@@ -405,7 +405,7 @@ def _schema_path(parts: list[Any], raw: Any) -> str:
         child = node[part] if isinstance(node, (Mapping, list)) else None
         if isinstance(part, int):
             name = child.get("name") if isinstance(child, Mapping) else None
-            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and name
+            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and _NAME.match(name)
             text += f".{name}" if study else f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
