@@ -367,3 +367,11 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     table = figs[-1].svg
     assert "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table  # loss range
     assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
+
+
+def test_short_labels_keep_what_a_reader_needs():
+    from nnopt.landscape_figures import short_label
+
+    assert short_label("model.activation=relu") == "relu"
+    assert short_label("model.batch_norm=true, model.depth=8") == "batch_norm=true, depth=8"
+    assert short_label("base") == "base"

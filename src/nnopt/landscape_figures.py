@@ -30,6 +30,7 @@ __all__ = [
     "interpolation_svg",
     "gradient_heatmap_svg",
     "gradient_heatmap_runs",
+    "short_label",
     "sharpness_table",
     "landscape_section",
 ]
@@ -221,6 +222,23 @@ def sharpness_table(sharpness: pl.DataFrame, runs: pl.DataFrame | None = None) -
     return table.join(spread, on="config", how="left").sort("config")
 
 
+def short_label(config: str) -> str:
+    """'model.activation=relu' → 'relu'; several factors → 'activation=relu, depth=4'."""
+    parts = [p.partition("=") for p in config.split(", ")]
+    if any(not sep for _, sep, _ in parts):
+        return config  # 'base' or a label this function does not know
+    if len(parts) == 1:
+        return parts[0][2]
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, _, v in parts)
+
+
+def _config_order(runs: pl.DataFrame) -> dict[str, int]:
+    """Configuration → position in the study (config_index when present)."""
+    col = "config_index" if "config_index" in runs.columns else None
+    rows = runs.select("config", *([col] if col else [])).unique("config", maintain_order=True)
+    return {r[0]: (r[1] if col else i) for i, r in enumerate(rows.iter_rows())}
+
+
 def _layer_names(runs_dir: Path, study: str, run_id: str) -> list[str]:
     try:
         return json.loads((runs_dir / study / run_id / "metrics.json").read_text()).get("layer_names") or []
@@ -247,7 +265,8 @@ def landscape_section(
             names = _layer_names(Path(runs_dir), study, run_id)
             curve = curves.filter(pl.col("run_id") == run_id)
             if names and curve.height:
-                panels.append((f"{config} (seed {seed}{', diverged' if status == 'diverged' else ''})", curve, names))
+                note = ", diverged" if status == "diverged" else ""
+                panels.append((f"{short_label(config)} (seed {seed}{note})", curve, names))
         if panels:
             figures["gradient_norms"] = gradient_heatmap_svg(panels, f"{study}: per-layer gradient norms")
     study_dir = Path(landscape_dir) if landscape_dir is not None else None
@@ -258,14 +277,17 @@ def landscape_section(
         return {"figures": figures, "tables": tables}
     frames = read_landscapes(study_dir)
     interp = []
-    for record in sharp.sort("config").iter_rows(named=True):
+    order = _config_order(runs.filter(pl.col("study") == study))
+    records = sorted(sharp.iter_rows(named=True), key=lambda r: (order.get(r["config"], len(order)), r["config"]))
+    for record in records:
         rows = frames.filter(pl.col("run_id") == record["run_id"])
-        figures[f"landscape_{record['run_id']}"] = contour_svg(
-            rows, record, f"{study}: {record['config']} (seed {record['seed']})"
-        )
-        interp.append((record["config"], rows.filter(pl.col("kind") == "interp1d")))
+        label = short_label(record["config"])
+        figures[f"landscape_{record['run_id']}"] = contour_svg(rows, record, f"{study}: {label} (seed {record['seed']})")
+        interp.append((label, rows.filter(pl.col("kind") == "interp1d")))
     figures["interpolation"] = interpolation_svg(interp, f"{study}: loss from initial to final weights")
-    tables["sharpness"] = sharpness_table(sharp, runs.filter(pl.col("study") == study))
+    table = sharpness_table(sharp, runs.filter(pl.col("study") == study))
+    table = table.sort(pl.col("config").replace_strict(order, default=len(order), return_dtype=pl.Int64))
+    tables["sharpness"] = table.with_columns(pl.col("config").map_elements(short_label, return_dtype=pl.String))
     return {"figures": figures, "tables": tables}
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -69,6 +70,10 @@ def snapshot_training(spec: RunSpec, dataset: Any) -> Snapshots:
     """Re-train `spec` on `dataset` and keep the flat weights at every evaluation point."""
     from nnopt.engine import Hooks, train
 
+    if spec.device.world_size > 1:
+        # One process, the same global batch: not bit-identical to the data-parallel run
+        # (`reproduced` in the JSON says so), but the same optimization problem.
+        spec = spec.replace(device=dataclasses.replace(spec.device, world_size=1))
     weights: list[Tensor] = []
     steps: list[int] = []
 
