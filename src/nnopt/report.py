@@ -22,7 +22,7 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from weasyprint.urls import URLFetcher
 
-from nnopt import figures
+from nnopt import figures, landscape_figures
 from nnopt.aggregate import read_config
 from nnopt.claims import ClaimResult, evaluate_claims, load_claims
 from nnopt.metrics_info import metric_info
@@ -36,6 +36,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 MAX_TABLE_ROWS = 40
 MAX_PROBLEM_ROWS = 30
 _TABLES = ("runs", "curves", "summary", "comparisons")
+# Gradient-norm heatmaps and loss landscapes (results/landscape) under their studies.
+landscape_figures.register()
 
 
 def load_tables(results_dir: str | Path) -> dict[str, pl.DataFrame]:
