@@ -330,6 +330,9 @@ def _write_text_atomic(text: str, path: Path) -> None:
 
 def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None) -> str:
     """Render the HTML (and the PDF when pdf_path is given); return the HTML."""
+    from nnopt import landscape_figures
+
+    landscape_figures.register()  # loss landscapes and gradient heatmaps, when results exist
     config = read_config(config_path)
     tables = load_tables(results_dir)
     alpha, claims = load_claims(claims_path)
