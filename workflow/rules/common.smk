@@ -117,3 +117,12 @@ def all_manifests():
 
 def dataset_spec(wildcards):
     return dataclasses.asdict(DATASETS[wildcards.dataset])
+
+
+def landscape_outputs():
+    """The per-study sharpness tables the report waits for (empty: no marked study)."""
+    return [
+        f"{RESULTS}/landscape/{s.name}/sharpness.parquet"
+        for s in STUDIES.studies
+        if s.landscape
+    ]

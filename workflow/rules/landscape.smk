@@ -7,24 +7,13 @@ per-run outputs with the same settings are reused, so a new runs.parquet costs l
 Settings: the config's optional top-level `landscape:` mapping (docs/contract.md §5).
 """
 
-LANDSCAPE_DIR = f"{RESULTS}/landscape"
-
-
-def landscape_outputs():
-    """The per-study sharpness tables the report waits for (empty: no marked study)."""
-    return [
-        f"{LANDSCAPE_DIR}/{s.name}/sharpness.parquet"
-        for s in STUDIES.studies
-        if s.landscape
-    ]
-
 
 rule landscape:
     input:
-        config=RESULTS + "/config.json",
-        runs=RESULTS + "/runs.parquet",
+        config="results/config.json",
+        runs="results/runs.parquet",
     output:
-        LANDSCAPE_DIR + "/{study}/sharpness.parquet",
+        "results/landscape/{study}/sharpness.parquet",
     log:
         "logs/landscape/{study}.log",
     conda:
@@ -34,8 +23,8 @@ rule landscape:
         mem_mb=2000,
         runtime=60,
     params:
-        runs=RUNS_DIR,
-        data=DATA_DIR,
+        runs=lambda wildcards, input: Path(input.runs).with_suffix(""),
+        data=lambda wildcards, input: Path(input.runs).parent / "data",
         out=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "nnopt landscape --study {wildcards.study} --config {input.config}"
