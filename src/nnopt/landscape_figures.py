@@ -79,18 +79,33 @@ def _levels(loss: np.ndarray) -> np.ndarray:
     finite = loss[np.isfinite(loss)]
     lo = max(float(finite.min()), 1e-6)
     hi = min(float(finite.max()), 20 * lo)
-    return np.geomspace(lo, max(hi, lo * 1.01), 14)
+    return np.geomspace(lo, max(hi, lo * (1 + 1e-6)), 14)  # a flat plane still gets levels
+
+
+def _tick_labels(values: np.ndarray) -> list[str]:
+    """The fewest significant digits (3 to 8) that keep neighbouring labels distinct."""
+    for digits in range(3, 9):
+        labels = [f"{v:.{digits}g}" for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def _contour_panel(ax, frame: pl.DataFrame, levels: np.ndarray, xlabel: str, ylabel: str):
     from matplotlib.colors import LogNorm
 
     xs, ys, loss = _grid(frame)
-    shown = np.clip(np.nan_to_num(loss, nan=levels[-1]), levels[0], levels[-1])
+    # Non-finite points (a diverging region) stay blank; the rest is clipped to the levels.
+    shown = np.ma.masked_invalid(np.clip(loss, levels[0], levels[-1]))
     filled = ax.contourf(xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis", extend="neither")
     filled.set_rasterized(True)  # the filled bands as one small image; lines stay vector
     ax.contour(xs, ys, shown, levels=levels, colors="white", linewidths=0.4, alpha=0.6)
     ax.plot([0], [0], marker="*", color="red", markersize=10, label="final weights")
+    finite = loss[np.isfinite(loss)]
+    if finite.size and np.ptp(finite) <= 1e-6 * max(1.0, float(np.abs(finite).max())):
+        # e.g. zero init: zero weight filters give zero filter-normalized directions.
+        ax.text(0.5, 0.8, "flat: the loss does not change in this plane", transform=ax.transAxes,
+                ha="center", fontsize=7, color="white")  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return filled
@@ -112,7 +127,7 @@ def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) ->
     ax_p.set_title("PCA plane of the weight snapshots", fontsize=9)
     fig.legend(*ax_p.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     bar = fig.colorbar(filled, ax=[ax_r, ax_p], label="train loss (log scale)", shrink=0.9)
-    bar.set_ticks(filled.levels[::3], labels=[f"{v:.3g}" for v in filled.levels[::3]])
+    bar.set_ticks(filled.levels[::3], labels=_tick_labels(filled.levels[::3]))
     fig.suptitle(title, fontsize=10)
     return _svg(fig)
 
@@ -335,7 +350,8 @@ _CAPTIONS = {
     "[0, 1]. Seeds' loss range: spread of the final training loss over the configuration's seeds.",
     "landscape": "Training loss around the final weights (★) on two random filter-normalized "
     "directions (left; Li et al. 2018) and on the plane of the first two principal components of "
-    "the weight snapshots, with the training path from the initial weights (○) (right).",
+    "the weight snapshots, with the training path from the initial weights (○) (right). One "
+    "log colour scale for both panels; blank areas: the loss was not finite there.",
 }
 
 
