@@ -76,3 +76,18 @@ def test_rank_with_ties_shares_ranks_when_cis_overlap():
     means, lows, highs = [0.9, 0.88, 0.5], [0.87, 0.85, 0.45], [0.93, 0.91, 0.55]
     assert list(stats.rank_with_ties(means, lows, highs, higher_is_better=True)) == [1, 1, 3]
     assert list(stats.rank_with_ties(means, lows, highs, higher_is_better=False)) == [2, 2, 1]
+
+
+def test_compare_many_fast_path_equals_one_by_one_reference():
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.8, 0.05, 5)
+    samples = [rng.normal(0.8 + 0.02 * k, 0.03 + 0.01 * k, 3 + k % 4) for k in range(12)]
+    samples += [[0.5], [0.8] * 4, rng.lognormal(0, 1.5, 12), np.array([1.0, np.nan, 1.2, 0.9])]
+    fast = stats.compare_many(samples, base)
+    slow = [stats.compare(s, base) for s in samples]
+    assert [f.test for f in fast] == [s.test for s in slow]
+    assert "welch" in {f.test for f in fast} and "none" in {f.test for f in fast}
+    for f, s in zip(fast, slow):
+        np.testing.assert_allclose(
+            [f.diff, f.diff_ci_low, f.diff_ci_high, f.p, f.effect_size],
+            [s.diff, s.diff_ci_low, s.diff_ci_high, s.p, s.effect_size], rtol=1e-9)

@@ -108,14 +108,15 @@ def _read_metrics(path: Path) -> dict[str, Any] | str:
 
 
 def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
+    run_id = run.run_id  # a hash of the spec, computed on each access
     row = {
-        "study": run.study, "run_id": run.run_id, "seed": run.seed, "config": run.config,
+        "study": run.study, "run_id": run_id, "seed": run.seed, "config": run.config,
         "config_index": config_index, "status": "missing",
         "factors": json.dumps(dict(run.factors)),
         "device": run.spec.device.device, "world_size": run.spec.device.world_size,
         **{key: format_value(value) for key, value in run.factors},
     }
-    doc = _read_metrics(runs_dir / run.study / run.run_id / "metrics.json")
+    doc = _read_metrics(runs_dir / run.study / run_id / "metrics.json")
     if isinstance(doc, str):
         if doc != "missing":
             row.update(status="failed", error=doc)
@@ -264,18 +265,22 @@ def _baseline_label(study: Study) -> str:
     return study.runs[0].config
 
 
-def _study_comparisons(study: Study, values: dict, summary: pl.DataFrame) -> list[dict]:
+def _study_comparisons(study: Study, values: dict) -> list[dict]:
     base = _baseline_label(study)
     labels = list(dict.fromkeys(r.config for r in study.runs))
+    others = [c for c in labels if c != base]
     rows = []
     for metric in study.metrics:
-        info = metric_info(metric)
+        b = values.get((base, metric), [])
+        results = dict(zip(others, stats.compare_many(
+            [values.get((c, metric), []) for c in others], b,
+            censored=metric_info(metric).censored)))
         for label in labels:
-            a, b = values.get((label, metric), []), values.get((base, metric), [])
-            c = stats.compare(a, b, censored=info.censored) if label != base else None
+            c = results.get(label)
             rows.append({
                 "study": study.name, "config": label, "baseline": base, "metric": metric,
-                "is_baseline": label == base, "n": len(a), "n_base": len(b),
+                "is_baseline": label == base, "n": len(values.get((label, metric), [])),
+                "n_base": len(b),
                 "diff": c.diff if c else None, "diff_ci_low": c.diff_ci_low if c else None,
                 "diff_ci_high": c.diff_ci_high if c else None, "test": c.test if c else "none",
                 "p": c.p if c else None, "effect_size": c.effect_size if c else None,
@@ -317,8 +322,7 @@ def compare_to_baseline(runs: pl.DataFrame, summary: pl.DataFrame,
     values: dict[str, dict] = {}
     for study, label, metric, vals in grouped.iter_rows():
         values.setdefault(study, {})[(label, metric)] = vals
-    rows = [r for s in config.studies for r in _study_comparisons(s, values.get(s.name, {}),
-                                                                  summary)]
+    rows = [r for s in config.studies for r in _study_comparisons(s, values.get(s.name, {}))]
     table = pl.DataFrame(rows, infer_schema_length=None, schema_overrides={
         "diff": pl.Float64, "diff_ci_low": pl.Float64, "diff_ci_high": pl.Float64,
         "p": pl.Float64, "p_holm": pl.Float64, "effect_size": pl.Float64})

@@ -40,6 +40,8 @@ __all__ = [
     "bootstrap_interval",
     "ci_method",
     "compare",
+    "compare_many",
+    "welch_from_stats",
     "holm",
     "hedges_g",
     "cliffs_delta",
@@ -78,7 +80,8 @@ class Comparison:
 
 
 def _skew(values: np.ndarray) -> float:
-    if len(values) < 3 or np.ptp(values) == 0:
+    # Skewness only decides anything from n >= _MW_MIN_N (8) up; scipy's call is costly.
+    if len(values) < _MW_MIN_N or np.ptp(values) == 0:
         return 0.0
     return float(sps.skew(values, bias=False))
 
@@ -172,18 +175,32 @@ def _median_diff(a: np.ndarray, b: np.ndarray) -> float:
     return diff if not math.isnan(diff) else math.nan
 
 
-def compare(a, b, *, censored: bool = False, confidence: float = CONFIDENCE) -> Comparison:
-    """Compare sample a with sample b (b = baseline) by the rules in the module docstring."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+def _clean(x) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x[~np.isnan(x)]
+
+
+def _choose_test(a: np.ndarray, b: np.ndarray, censored: bool) -> str:
+    """The rule of the module docstring: none | exact | mannwhitney | welch."""
     if len(a) < 2 or len(b) < 2:
-        return Comparison(math.nan, math.nan, math.nan, "none", math.nan, math.nan, "none")
+        return "none"
     finite = np.all(np.isfinite(a)) and np.all(np.isfinite(b))
     if finite and np.ptp(a) == 0 and np.ptp(b) == 0:
+        return "exact"
+    skewed = min(len(a), len(b)) >= _MW_MIN_N and max(abs(_skew(a)), abs(_skew(b))) > _SKEW_LIMIT
+    return "mannwhitney" if censored or not finite or skewed else "welch"
+
+
+def compare(a, b, *, censored: bool = False, confidence: float = CONFIDENCE) -> Comparison:
+    """Compare sample a with sample b (b = baseline) by the rules in the module docstring."""
+    a, b = _clean(a), _clean(b)
+    test = _choose_test(a, b, censored)
+    if test == "none":
+        return Comparison(math.nan, math.nan, math.nan, "none", math.nan, math.nan, "none")
+    if test == "exact":
         diff = float(a[0] - b[0])
         return Comparison(diff, diff, diff, "exact", float(diff == 0), math.nan, "none")
-    skewed = min(len(a), len(b)) >= _MW_MIN_N and max(abs(_skew(a)), abs(_skew(b))) > _SKEW_LIMIT
-    if censored or not finite or skewed:
+    if test == "mannwhitney":
         p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
         return Comparison(
             _median_diff(a, b), math.nan, math.nan, "mannwhitney", p,
@@ -199,6 +216,46 @@ def compare(a, b, *, censored: bool = False, confidence: float = CONFIDENCE) -> 
         float(a.mean() - b.mean()), float(low), float(high), "welch", float(res.pvalue),
         float(hedges_g(a, b)), "hedges_g",
     )
+
+
+def welch_from_stats(mean_a, var_a, n_a, mean_b, var_b, n_b, confidence: float = CONFIDENCE):
+    """Vectorized Welch tests from summary statistics (arrays over configurations): the fast
+    path of `compare` for many configurations against one baseline; tests check they agree.
+    Returns (diff, ci_low, ci_high, p, hedges_g) arrays."""
+    mean_a, var_a, n_a, mean_b, var_b, n_b = (
+        np.asarray(x, dtype=float) for x in (mean_a, var_a, n_a, mean_b, var_b, n_b))
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = sps.ttest_ind_from_stats(mean_a, np.sqrt(var_a), n_a, mean_b, np.sqrt(var_b), n_b,
+                                     equal_var=False).pvalue
+        se2_a, se2_b = var_a / n_a, var_b / n_b
+        df = (se2_a + se2_b) ** 2 / (se2_a**2 / (n_a - 1) + se2_b**2 / (n_b - 1))  # Welch-Satterthwaite
+        half = sps.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2_a + se2_b)
+        pooled = np.sqrt(((n_a - 1) * var_a + (n_b - 1) * var_b) / (n_a + n_b - 2))
+        g = (mean_a - mean_b) / pooled * (1 - 3 / (4 * (n_a + n_b) - 9))
+    diff = mean_a - mean_b
+    return diff, diff - half, diff + half, p, np.where(pooled == 0, np.nan, g)
+
+
+def compare_many(samples, baseline, *, censored: bool = False,
+                 confidence: float = CONFIDENCE) -> list[Comparison]:
+    """[compare(s, baseline) for s in samples], with all Welch cases in one vectorized call."""
+    b = _clean(baseline)
+    cleaned = [_clean(s) for s in samples]
+    tests = [_choose_test(a, b, censored) for a in cleaned]
+    out: list[Comparison | None] = [
+        None if t == "welch" else compare(a, b, censored=censored, confidence=confidence)
+        for a, t in zip(cleaned, tests)]
+    idx = [i for i, t in enumerate(tests) if t == "welch"]
+    if idx:
+        stats_a = [(cleaned[i].mean(), cleaned[i].var(ddof=1), len(cleaned[i])) for i in idx]
+        m, v, n = (np.array(col) for col in zip(*stats_a))
+        diff, low, high, p, g = welch_from_stats(m, v, n, b.mean(), b.var(ddof=1), len(b),
+                                                 confidence)
+        for k, i in enumerate(idx):
+            out[i] = Comparison(float(diff[k]), float(low[k]), float(high[k]), "welch",
+                                float(p[k]), float(g[k]), "hedges_g")
+    return out
 
 
 def holm(pvalues) -> np.ndarray:
