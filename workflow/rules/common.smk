@@ -42,8 +42,12 @@ def load_studies():
     try:
         validate(config, "../schemas/config.schema.yaml", set_default=False)
     except WorkflowError as err:
-        cause = next((a for a in err.args if hasattr(a, "absolute_path")), None)
-        config_error(schema_error_message(cause, config) if cause else str(err))
+        cause = (
+            err.__context__
+        )  # the jsonschema ValidationError, raised inside validate()
+        if hasattr(cause, "absolute_path"):
+            config_error(schema_error_message(cause, config))
+        config_error(str(err).splitlines()[0])
     try:
         return check_config(config)
     except SpecError as err:
