@@ -225,18 +225,27 @@ def metric_points(summary: pl.DataFrame, metric: str, order: list[str],
     fig, (ax,) = _new(height=0.5 + 0.22 * len(shown))
     centre_key, lo_key, hi_key = (("median", "q25", "q75") if info.censored
                                   else ("mean", "ci_low", "ci_high"))
+    xs, ys, los, his, cols = [], [], [], [], []
     for y, config in enumerate(reversed(shown)):
         r = rows[config]
         centre = r[centre_key]
         if centre is None or not np.isfinite(centre):
-            ax.annotate("not reached" if info.censored else "no data", (0, y),
+            ax.annotate("not reached" if info.censored else "no data", (0.01, y),
                         xycoords=("axes fraction", "data"), fontsize=7, va="center")
             continue
         lo, hi = (r[k] if r[k] is not None and np.isfinite(r[k]) else centre
                   for k in (lo_key, hi_key))
-        s = info.scale
-        ax.errorbar(centre * s, y, xerr=[[max(0, (centre - lo) * s)], [max(0, (hi - centre) * s)]],
-                    fmt="o", color=colours[config], ms=4, capsize=2, lw=1)
+        xs.append(centre * info.scale)
+        los.append(max(0.0, (centre - lo) * info.scale))
+        his.append(max(0.0, (hi - centre) * info.scale))
+        ys.append(y)
+        cols.append(colours[config])
+    if xs:  # a few collections however many points (errorbar makes artists per point)
+        xs, los, his = np.array(xs), np.array(los), np.array(his)
+        ax.hlines(ys, xs - los, xs + his, colors=cols, lw=1)
+        for ends in (xs - los, xs + his):
+            ax.scatter(ends, ys, c=cols, marker="|", s=20, lw=1)
+        ax.scatter(xs, ys, c=cols, s=16, zorder=3)
     ax.set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
     what = "median and IQR" if info.censored else "mean and 95% CI"
     ax.set(xlabel=info.axis_label, title=f"{info.label}: {what}")
@@ -260,7 +269,7 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
     for r in part.iter_rows(named=True):
         if r["mean"] is not None:
             grid[fmt[keys[0]].index(r[keys[0]]), fmt[keys[1]].index(r[keys[1]])] = r["mean"] * info.scale
-    fig, (ax,) = _new(width=4.2, height=0.9 + 0.3 * grid.shape[0])
+    fig, (ax,) = _new(width=4.2, height=min(7.0, 0.9 + 0.3 * grid.shape[0]))
     cmap = "viridis" if info.higher_is_better else "viridis_r"
     # pcolormesh draws vector cells (imshow would embed a raster image in the SVG).
     im = ax.pcolormesh(np.arange(grid.shape[1] + 1) - 0.5, np.arange(grid.shape[0] + 1) - 0.5,
@@ -270,8 +279,11 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
         if np.isfinite(v) and grid.size <= 100:
             ax.text(j, i, f"{v:.{info.digits}f}", ha="center", va="center", fontsize=6,
                     color="white" if im.norm(v) < 0.5 else "black")
-    ax.set_yticks(range(grid.shape[0]), [_tex_safe(v) for v in fmt[keys[0]]])
-    ax.set_xticks(range(grid.shape[1]), [_tex_safe(v) for v in fmt[keys[1]]])
+    for axis, labels_, set_ticks in ((0, fmt[keys[0]], ax.set_yticks),
+                                     (1, fmt[keys[1]], ax.set_xticks)):
+        step = max(1, math.ceil(len(labels_) / 20))  # at most ~20 readable tick labels
+        ticks = range(0, len(labels_), step)
+        set_ticks(list(ticks), [_tex_safe(labels_[i]) for i in ticks])
     ax.set(ylabel=keys[0], xlabel=keys[1], title=f"{info.axis_label}, mean over seeds")
     bar = fig.colorbar(im, ax=ax, label=info.axis_label, shrink=0.9)
     bar.solids.set_rasterized(False)  # matplotlib rasterizes the colour ramp by default

@@ -35,6 +35,7 @@ __all__ = ["load_tables", "build_context", "render_html", "write_pdf", "build_re
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_TABLE_ROWS = 40
 MAX_PROBLEM_ROWS = 30
+MAX_ALL_METRICS = 12  # configurations above which the comparison table shows one metric
 _TABLES = ("runs", "curves", "summary", "comparisons")
 # Gradient-norm heatmaps and loss landscapes (results/landscape) under their studies.
 landscape_figures.register()
@@ -134,10 +135,16 @@ def _table(study: Study, summary: pl.DataFrame, order: list[str]) -> dict:
     return {"headers": headers, "n_factors": len(keys), "rows": rows, "more": more}
 
 
-def _comparison_rows(comparisons: pl.DataFrame, labels: dict, order: list[str]) -> list[dict]:
+def _comparison_rows(comparisons: pl.DataFrame, labels: dict, order: list[str],
+                     primary: str) -> list[dict]:
+    """Rows of the 'against the baseline' table; a large study shows its primary metric only
+    (every metric is in results/comparisons.parquet)."""
     keep = set(order[:MAX_TABLE_ROWS])
+    part = comparisons.filter(~pl.col("is_baseline"))
+    if len(order) > MAX_ALL_METRICS:
+        part = part.filter(pl.col("metric") == primary)
     rows = []
-    for r in comparisons.filter(~pl.col("is_baseline")).iter_rows(named=True):
+    for r in part.iter_rows(named=True):
         if r["config"] not in keep:
             continue
         info = metric_info(r["metric"])
@@ -210,7 +217,8 @@ def _study_view(study: Study, tables: dict, results_dir: Path) -> dict:
         "description": study.description, "factors": list(study.factor_keys),
         "n_runs": runs.height, "n_configs": len(order), "seeds": len(study.seeds),
         "table": _table(study, summary, order),
-        "comparisons": _comparison_rows(comparisons, labels, order),
+        "comparisons": _comparison_rows(comparisons, labels, order, study.metrics[0]),
+        "comparisons_cut": len(order) > MAX_ALL_METRICS and len(study.metrics) > 1,
         "baseline": labels.get(comparisons["baseline"][0], "") if comparisons.height else "",
         "figures": figs, "extra": figures.extra_sections(study, results_dir),
         "problems": _problems(runs, labels),
