@@ -61,7 +61,9 @@ def test_top_and_bottom_hessian_eigenvalues_match_the_closed_form_of_logistic_re
     p = 1 / (1 + np.exp(-(xb @ theta1.numpy())))
     hessian = xb.T @ (xb * (p * (1 - p))[:, None]) / len(x)
     exact = np.linalg.eigvalsh(hessian)
-    top, bottom = ls.hessian_extreme_eigenvalues(model, xt, yt, _bce, iters=500, tol=1e-12, chunk_size=32)
+    top, bottom = ls.hessian_extreme_eigenvalues(
+        model, xt, yt, _bce, iters=500, tol=1e-12, chunk_size=32
+    )
     assert top == pytest.approx(exact[-1], rel=1e-6)
     assert bottom == pytest.approx(exact[0], rel=1e-4, abs=1e-9)
 
@@ -128,7 +130,9 @@ def test_pca_of_a_trajectory_in_a_plane_is_exact():
     ab[-1] = 0  # the trajectory ends at the centre (the final weights)
     snapshots = center + ab[:, :1] * u + ab[:, 1:] * v  # (10, 50)
     plane = ls.pca_plane(snapshots, center)
-    torch.testing.assert_close(plane.directions @ plane.directions.T, torch.eye(2, dtype=torch.float64))
+    torch.testing.assert_close(
+        plane.directions @ plane.directions.T, torch.eye(2, dtype=torch.float64)
+    )
     torch.testing.assert_close(center + plane.coords @ plane.directions, snapshots)
     assert sum(plane.explained_variance_ratio) == pytest.approx(1.0)
     assert plane.coords[0, 0] >= 0 and plane.coords[0, 1] >= 0  # sign convention
@@ -136,7 +140,9 @@ def test_pca_of_a_trajectory_in_a_plane_is_exact():
 
 def test_landscape_mode_turns_dropout_off_uses_batch_stats_and_restores_state():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2)
+    )
     model.train()
     running = model[1].running_mean.clone()
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -169,7 +175,9 @@ def _tiny_problem_and_snapshots():
         if step % 5 == 0:
             weights.append(ls.flat_params(model))
             steps.append(step)
-    problem = Problem(model, {"train": (x[:64], y[:64]), "val": (x[64:], y[64:])}, nn.functional.cross_entropy)
+    problem = Problem(
+        model, {"train": (x[:64], y[:64]), "val": (x[64:], y[64:])}, nn.functional.cross_entropy
+    )
     return problem, Snapshots(torch.stack(weights), tuple(steps))
 
 
@@ -179,7 +187,9 @@ def test_a_killed_landscape_job_resumes_to_the_one_shot_result(tmp_path):
     from nnopt.landscape_job import compute_landscape
     from nnopt.landscape_tables import LANDSCAPE_SCHEMA, parse_settings
 
-    settings = parse_settings({"grid_points": 5, "alpha_points": 9, "rows_per_batch": 2, "hessian_iters": 10})
+    settings = parse_settings(
+        {"grid_points": 5, "alpha_points": 9, "rows_per_batch": 2, "hessian_iters": 10}
+    )
     problem, snaps = _tiny_problem_and_snapshots()
     frame, summary = compute_landscape(problem, snaps, settings, tmp_path / "one-shot")
     assert frame.schema == LANDSCAPE_SCHEMA
@@ -194,10 +204,18 @@ def test_a_killed_landscape_job_resumes_to_the_one_shot_result(tmp_path):
     assert_frame_equal(resumed, frame)
     assert resumed_summary == summary
     # The trajectory's own losses are real: the last point is the final weights' loss.
-    last = frame.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).row(-1, named=True)
-    assert (last["x"], last["y"], last["step"]) == (pytest.approx(0, abs=1e-6), pytest.approx(0, abs=1e-6), 20)
+    last = frame.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).row(
+        -1, named=True
+    )
+    assert (last["x"], last["y"], last["step"]) == (
+        pytest.approx(0, abs=1e-6),
+        pytest.approx(0, abs=1e-6),
+        20,
+    )
     ls.set_flat_params(problem.model, snaps.weights[-1])
-    assert last["train_loss"] == pytest.approx(ls.mean_loss(problem.model, *problem.splits["train"], nn.functional.cross_entropy))
+    assert last["train_loss"] == pytest.approx(
+        ls.mean_loss(problem.model, *problem.splits["train"], nn.functional.cross_entropy)
+    )
 
 
 def test_the_pca_grid_covers_the_trajectory_and_the_random_projection_is_small(tmp_path):
@@ -205,7 +223,9 @@ def test_the_pca_grid_covers_the_trajectory_and_the_random_projection_is_small(t
     from nnopt.landscape_tables import parse_settings
 
     problem, snaps = _tiny_problem_and_snapshots()
-    frame, summary = compute_landscape(problem, snaps, parse_settings({"grid_points": 3, "hessian_iters": 5}), tmp_path)
+    frame, summary = compute_landscape(
+        problem, snaps, parse_settings({"grid_points": 3, "hessian_iters": 5}), tmp_path
+    )
     for plane in ("pca",):
         traj = frame.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == plane))
         grid = frame.filter((pl.col("kind") == "surface2d") & (pl.col("plane") == plane))
@@ -229,18 +249,25 @@ def test_best_seed_selection_and_final_loss_spread_on_a_tiny_table():
         "final_train_loss": [0.3, 0.2, None, 0.5, 0.9, 1.0],
     })  # fmt: skip
     chosen = select_landscape_runs(runs, "s")
-    assert chosen.select("config", "run_id").rows() == [("a", "a1"), ("b", "b1")]  # ties → lower val loss
+    assert chosen.select("config", "run_id").rows() == [
+        ("a", "a1"),
+        ("b", "b1"),
+    ]  # ties → lower val loss
     spread = final_loss_spread(runs).filter(pl.col("study") == "s")
     assert spread["n_seeds"].to_list() == [2, 2]
     assert spread["final_train_loss_range"].to_list() == pytest.approx([0.1, 0.4])
-    assert spread["final_train_loss_std"].to_list() == pytest.approx([np.std([0.3, 0.2], ddof=1), np.std([0.5, 0.9], ddof=1)])
+    assert spread["final_train_loss_std"].to_list() == pytest.approx(
+        [np.std([0.3, 0.2], ddof=1), np.std([0.5, 0.9], ddof=1)]
+    )
 
 
 def test_settings_validation_names_the_key():
     from nnopt.landscape_tables import parse_settings
     from nnopt.spec import SpecError
 
-    with pytest.raises(SpecError, match=r"landscape\.grid_point: unknown key.*did you mean 'grid_points'"):
+    with pytest.raises(
+        SpecError, match=r"landscape\.grid_point: unknown key.*did you mean 'grid_points'"
+    ):
         parse_settings({"grid_point": 5})
     with pytest.raises(SpecError, match=r"landscape\.grid_points: expected an integer >= 2"):
         parse_settings({"grid_points": 1})
@@ -268,18 +295,24 @@ def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path
     })  # fmt: skip
     run_dir = tmp_path / "runs" / "s" / spec.run_id
     assert run_one(spec, run_dir, study="s", data_cache=tmp_path / "cache") == "ok"
-    settings = parse_settings({"grid_points": 4, "alpha_points": 5, "rows_per_batch": 2, "hessian_iters": 5})
+    settings = parse_settings(
+        {"grid_points": 4, "alpha_points": 5, "rows_per_batch": 2, "hessian_iters": 5}
+    )
     one_shot = landscape_run(run_dir, tmp_path / "a", settings, data_cache=tmp_path / "cache")
     record = json.loads(one_shot.with_suffix(".json").read_text())
     assert record["reproduced"] and record["n_snapshots"] == 4  # steps 0 and 3 epochs
     assert not (tmp_path / "a" / f".{spec.run_id}.parts").exists()  # work dir cleaned up
     out = tmp_path / "b"
-    assert landscape_run(run_dir, out, settings, data_cache=tmp_path / "cache", max_batches=1) is None
+    assert (
+        landscape_run(run_dir, out, settings, data_cache=tmp_path / "cache", max_batches=1) is None
+    )
     assert (out / f".{spec.run_id}.parts" / "snapshots.pt").exists()
     resumed = landscape_run(run_dir, out, settings, data_cache=tmp_path / "cache")
     assert_frame_equal(pl.read_parquet(resumed), pl.read_parquet(one_shot))
     assert read_landscapes(out)["run_id"].unique().to_list() == [spec.run_id]
-    assert read_sharpness(out)["hessian_max_eigenvalue"].to_list() == [record["hessian_max_eigenvalue"]]
+    assert read_sharpness(out)["hessian_max_eigenvalue"].to_list() == [
+        record["hessian_max_eigenvalue"]
+    ]
 
 
 # --- figures and tables (torch-free: nnopt.landscape_figures) ---------------------------------
@@ -298,16 +331,26 @@ def _synthetic_landscape() -> pl.DataFrame:
              for t in range(5)]  # fmt: skip
     rows += [dict(kind="interp1d", alpha=a, train_loss=(a - 1) ** 2 + 0.1, val_loss=(a - 1) ** 2 + 0.2)
              for a in np.linspace(-0.5, 1.5, 9)]  # fmt: skip
-    return pl.DataFrame([{**dict.fromkeys(LANDSCAPE_SCHEMA), **r} for r in rows], schema=LANDSCAPE_SCHEMA)
+    return pl.DataFrame(
+        [{**dict.fromkeys(LANDSCAPE_SCHEMA), **r} for r in rows], schema=LANDSCAPE_SCHEMA
+    )
 
 
 def test_contour_and_interpolation_figures_are_svg_with_their_labels():
     from nnopt.landscape_figures import contour_svg, interpolation_svg
 
     frame = _synthetic_landscape()
-    svg = contour_svg(frame, {"pca_explained_variance_1": 0.8, "pca_explained_variance_2": 0.15}, "study: cfg=1")
+    svg = contour_svg(
+        frame, {"pca_explained_variance_1": 0.8, "pca_explained_variance_2": 0.15}, "study: cfg=1"
+    )
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
-    for text in ("study: cfg=1", "1st PC (80%)", "2nd PC (15%)", "training path", "random directions"):
+    for text in (
+        "study: cfg=1",
+        "1st PC (80%)",
+        "2nd PC (15%)",
+        "training path",
+        "random directions",
+    ):
         assert text in svg
     two = interpolation_svg([("relu", frame.filter(pl.col("kind") == "interp1d"))] * 2, "interp")
     assert "relu" in two and "interp" in two
@@ -323,9 +366,17 @@ def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weig
         "run_id": ["a0", "a1", "b0", "b1"], "seed": [0, 1, 0, 1],
         "status": ["failed", "ok", "diverged", "ok"],
     })  # fmt: skip
-    assert gradient_heatmap_runs(runs, "s").select("config", "run_id").rows() == [("a", "a1"), ("b", "b0")]
+    assert gradient_heatmap_runs(runs, "s").select("config", "run_id").rows() == [
+        ("a", "a1"),
+        ("b", "b0"),
+    ]
     names = ["1.weight", "1.bias", "3.weight", "3.bias"]
-    curve = pl.DataFrame({"step": [0, 10, 20], "layer_grad_norms": [None, [1e-4, 1.0, 2.0, 1.0], [1e-5, 1.0, 3.0, 1.0]]})
+    curve = pl.DataFrame(
+        {
+            "step": [0, 10, 20],
+            "layer_grad_norms": [None, [1e-4, 1.0, 2.0, 1.0], [1e-5, 1.0, 3.0, 1.0]],
+        }
+    )
     steps, mat, layers = _norm_matrix(curve, names)
     assert steps.tolist() == [10, 20] and layers == ["1.weight", "3.weight"]
     np.testing.assert_allclose(mat, [[1e-4, 1e-5], [2.0, 3.0]])
@@ -336,7 +387,7 @@ def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weig
 def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tmp_path):
     import json
 
-    from nnopt.landscape_figures import report_section
+    from nnopt.landscape_report import report_section
     from nnopt.studies import parse_config
 
     pytest.importorskip("nnopt.figures")
@@ -349,11 +400,14 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
         for i, r in enumerate(config.runs)])  # fmt: skip
     runs.write_parquet(tmp_path / "runs.parquet")
     curves = runs.select("study", "run_id", "seed", "config").join(
-        pl.DataFrame({"step": [5, 10], "layer_grad_norms": [[0.1, 0.2], [0.3, 0.4]]}), how="cross")
+        pl.DataFrame({"step": [5, 10], "layer_grad_norms": [[0.1, 0.2], [0.3, 0.4]]}), how="cross"
+    )
     curves.write_parquet(tmp_path / "curves.parquet")
     for r in config.runs:
         (tmp_path / "runs" / r.study / r.run_id).mkdir(parents=True)
-        (tmp_path / "runs" / r.study / r.run_id / "metrics.json").write_text(json.dumps({"layer_names": ["1.weight", "1.bias"]}))
+        (tmp_path / "runs" / r.study / r.run_id / "metrics.json").write_text(
+            json.dumps({"layer_names": ["1.weight", "1.bias"]})
+        )
     chosen = config.study("act").runs[0]
     study_dir = tmp_path / "landscape" / "act"
     study_dir.mkdir(parents=True)
@@ -365,7 +419,9 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     keys = [f.key for f in figs]
     assert keys == ["gradient_norms", f"landscape_{chosen.run_id}", "interpolation", "sharpness"]
     table = figs[-1].svg
-    assert "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table  # loss range
+    assert (
+        "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table
+    )  # loss range
     assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
 
 

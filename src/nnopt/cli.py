@@ -143,13 +143,13 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _args_landscape(p: argparse.ArgumentParser) -> None:
-    from nnopt.landscape_job import add_arguments
+    from nnopt.landscape_cli import add_arguments
 
     add_arguments(p)
 
 
 def _run_landscape(args: argparse.Namespace) -> int:
-    from nnopt.landscape_job import run
+    from nnopt.landscape_cli import run
 
     return run(args)
 

@@ -95,7 +95,9 @@ def _chunks(n: int, chunk_size: int) -> Iterator[slice]:
         yield slice(start, min(start + chunk_size, n))
 
 
-def mean_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, chunk_size: int = 2048) -> float:
+def mean_loss(
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, chunk_size: int = 2048
+) -> float:
     """Sample-weighted mean loss over (x, y), evaluated chunk by chunk in landscape mode."""
     total, n = 0.0, x.shape[0]
     with torch.no_grad(), landscape_mode(model):
@@ -114,7 +116,10 @@ def make_evaluator(
 
     def evaluate(flat: Tensor) -> dict[str, float]:
         set_flat_params(model, flat)
-        out = {f"{name}_loss": mean_loss(model, x, y, loss_fn, chunk_size) for name, (x, y) in splits.items()}
+        out = {
+            f"{name}_loss": mean_loss(model, x, y, loss_fn, chunk_size)
+            for name, (x, y) in splits.items()
+        }
         # A diverged point is data (an exploding loss), but keep it finite-or-NaN, never inf.
         return {k: (v if math.isfinite(v) else float("nan")) for k, v in out.items()}
 
@@ -219,7 +224,9 @@ def hessian_vector_product(
     return hv
 
 
-def _power_iteration(matvec: Callable[[Tensor], Tensor], v: Tensor, iters: int, tol: float) -> float:
+def _power_iteration(
+    matvec: Callable[[Tensor], Tensor], v: Tensor, iters: int, tol: float
+) -> float:
     """The eigenvalue of largest magnitude of a symmetric operator (Rayleigh quotient)."""
     v = v / v.norm()
     eigenvalue = 0.0

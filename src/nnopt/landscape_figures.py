@@ -33,11 +33,17 @@ __all__ = [
     "short_label",
     "sharpness_table",
     "landscape_section",
+    "register",
 ]
 
 
 # Text stays text (small files); same look as the report's other figures.
-_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "nnopt", "font.size": 8, "font.family": "DejaVu Sans"}
+_STYLE = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "nnopt",
+    "font.size": 8,
+    "font.family": "DejaVu Sans",
+}
 
 
 def _figure(width_in: float, height_in: float):
@@ -60,7 +66,7 @@ def _svg(fig) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: stable output
     plt.close(fig)
     text = buf.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     prefix = "l" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
     text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
     return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
@@ -97,7 +103,9 @@ def _contour_panel(ax, frame: pl.DataFrame, levels: np.ndarray, xlabel: str, yla
     xs, ys, loss = _grid(frame)
     # Non-finite points (a diverging region) stay blank; the rest is clipped to the levels.
     shown = np.ma.masked_invalid(np.clip(loss, levels[0], levels[-1]))
-    filled = ax.contourf(xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis", extend="neither")
+    filled = ax.contourf(
+        xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis", extend="neither"
+    )
     filled.set_rasterized(True)  # the filled bands as one small image; lines stay vector
     ax.contour(xs, ys, shown, levels=levels, colors="white", linewidths=0.4, alpha=0.6)
     ax.plot([0], [0], marker="*", color="red", markersize=10, label="final weights")
@@ -117,15 +125,53 @@ def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) ->
     ax_r, ax_p = fig.subplots(1, 2)
     surface = landscape.filter(pl.col("kind") == "surface2d")
     levels = _levels(surface["train_loss"].to_numpy())  # one colour scale for both panels
-    _contour_panel(ax_r, surface.filter(pl.col("plane") == "random"), levels, "δ (filter-normalized)", "η (filter-normalized)")
+    _contour_panel(
+        ax_r,
+        surface.filter(pl.col("plane") == "random"),
+        levels,
+        "δ (filter-normalized)",
+        "η (filter-normalized)",
+    )
     ax_r.set_title("random directions", fontsize=9)
-    pc1, pc2 = summary.get("pca_explained_variance_1") or 0, summary.get("pca_explained_variance_2") or 0
-    filled = _contour_panel(ax_p, surface.filter(pl.col("plane") == "pca"), levels, f"1st PC ({pc1:.0%})", f"2nd PC ({pc2:.0%})")
-    path = landscape.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).sort("step")
-    ax_p.plot(path["x"], path["y"], color="orange", marker=".", markersize=4, linewidth=1.2, label="training path")
-    ax_p.plot(path["x"][0], path["y"][0], marker="o", color="orange", markeredgecolor="black", label="initial weights")
+    pc1, pc2 = (
+        summary.get("pca_explained_variance_1") or 0,
+        summary.get("pca_explained_variance_2") or 0,
+    )
+    filled = _contour_panel(
+        ax_p,
+        surface.filter(pl.col("plane") == "pca"),
+        levels,
+        f"1st PC ({pc1:.0%})",
+        f"2nd PC ({pc2:.0%})",
+    )
+    path = landscape.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).sort(
+        "step"
+    )
+    ax_p.plot(
+        path["x"],
+        path["y"],
+        color="orange",
+        marker=".",
+        markersize=4,
+        linewidth=1.2,
+        label="training path",
+    )
+    ax_p.plot(
+        path["x"][0],
+        path["y"][0],
+        marker="o",
+        color="orange",
+        markeredgecolor="black",
+        label="initial weights",
+    )
     ax_p.set_title("PCA plane of the weight snapshots", fontsize=9)
-    fig.legend(*ax_p.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    fig.legend(
+        *ax_p.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+    )
     bar = fig.colorbar(filled, ax=[ax_r, ax_p], label="train loss (log scale)", shrink=0.9)
     bar.set_ticks(filled.levels[::3], labels=_tick_labels(filled.levels[::3]))
     fig.suptitle(title, fontsize=10)
@@ -154,7 +200,14 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
         color = colors[i % len(colors)]
         ax.plot(frame["alpha"], frame["train_loss"], color=color, label=f"{label} (train)")
         if frame["val_loss"].null_count() < frame.height:
-            ax.plot(frame["alpha"], frame["val_loss"], color=color, linestyle="--", linewidth=1, label=f"{label} (val)")
+            ax.plot(
+                frame["alpha"],
+                frame["val_loss"],
+                color=color,
+                linestyle="--",
+                linewidth=1,
+                label=f"{label} (val)",
+            )
     for alpha in (0.0, 1.0):
         ax.axvline(alpha, color="grey", linewidth=0.6, linestyle=":")
     _log_axis(ax.yaxis)
@@ -183,7 +236,9 @@ def gradient_heatmap_runs(runs: pl.DataFrame, study: str) -> pl.DataFrame:
     )
 
 
-def _norm_matrix(curve: pl.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _norm_matrix(
+    curve: pl.DataFrame, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(steps (T,), norms (L, T), layer labels) for the weight tensors (names '*.weight')."""
     curve = curve.filter(pl.col("layer_grad_norms").is_not_null()).sort("step")
     if curve.height == 0:
@@ -193,7 +248,9 @@ def _norm_matrix(curve: pl.DataFrame, names: Sequence[str]) -> tuple[np.ndarray,
     return curve["step"].to_numpy(), norms[keep], [names[i] for i in keep]
 
 
-def gradient_heatmap_svg(panels: Sequence[tuple[str, pl.DataFrame, Sequence[str]]], title: str) -> str:
+def gradient_heatmap_svg(
+    panels: Sequence[tuple[str, pl.DataFrame, Sequence[str]]], title: str
+) -> str:
     """(label, one run's curve rows, its layer_names) per configuration → layer × step maps."""
     from matplotlib.colors import LogNorm
 
@@ -214,7 +271,7 @@ def gradient_heatmap_svg(panels: Sequence[tuple[str, pl.DataFrame, Sequence[str]
         ax.invert_yaxis()  # the input layer on top, the output layer at the bottom
         ax.set_xlabel("step", fontsize=8)
         ax.set_title(label, fontsize=8)
-    for ax in axes[len(data):]:
+    for ax in axes[len(data) :]:
         ax.set_axis_off()
     if mesh is not None:
         fig.colorbar(mesh, ax=axes.tolist(), label="gradient L2 norm (log)", shrink=0.9)
@@ -256,7 +313,10 @@ def _config_order(runs: pl.DataFrame) -> dict[str, int]:
 
 def _layer_names(runs_dir: Path, study: str, run_id: str) -> list[str]:
     try:
-        return json.loads((runs_dir / study / run_id / "metrics.json").read_text()).get("layer_names") or []
+        return (
+            json.loads((runs_dir / study / run_id / "metrics.json").read_text()).get("layer_names")
+            or []
+        )
     except (OSError, ValueError):
         return []
 
@@ -283,7 +343,9 @@ def landscape_section(
                 note = ", diverged" if status == "diverged" else ""
                 panels.append((f"{short_label(config)} (seed {seed}{note})", curve, names))
         if panels:
-            figures["gradient_norms"] = gradient_heatmap_svg(panels, f"{study}: per-layer gradient norms")
+            figures["gradient_norms"] = gradient_heatmap_svg(
+                panels, f"{study}: per-layer gradient norms"
+            )
     study_dir = Path(landscape_dir) if landscape_dir is not None else None
     if study_dir is None or not study_dir.is_dir():
         return {"figures": figures, "tables": tables}
@@ -293,97 +355,31 @@ def landscape_section(
     frames = read_landscapes(study_dir)
     interp = []
     order = _config_order(runs.filter(pl.col("study") == study))
-    records = sorted(sharp.iter_rows(named=True), key=lambda r: (order.get(r["config"], len(order)), r["config"]))
+    records = sorted(
+        sharp.iter_rows(named=True), key=lambda r: (order.get(r["config"], len(order)), r["config"])
+    )
     for record in records:
         rows = frames.filter(pl.col("run_id") == record["run_id"])
         label = short_label(record["config"])
-        figures[f"landscape_{record['run_id']}"] = contour_svg(rows, record, f"{study}: {label} (seed {record['seed']})")
+        figures[f"landscape_{record['run_id']}"] = contour_svg(
+            rows, record, f"{study}: {label} (seed {record['seed']})"
+        )
         interp.append((label, rows.filter(pl.col("kind") == "interp1d")))
-    figures["interpolation"] = interpolation_svg(interp, f"{study}: loss from initial to final weights")
+    figures["interpolation"] = interpolation_svg(
+        interp, f"{study}: loss from initial to final weights"
+    )
     table = sharpness_table(sharp, runs.filter(pl.col("study") == study))
-    table = table.sort(pl.col("config").replace_strict(order, default=len(order), return_dtype=pl.Int64))
-    tables["sharpness"] = table.with_columns(pl.col("config").map_elements(short_label, return_dtype=pl.String))
+    table = table.sort(
+        pl.col("config").replace_strict(order, default=len(order), return_dtype=pl.Int64)
+    )
+    tables["sharpness"] = table.with_columns(
+        pl.col("config").map_elements(short_label, return_dtype=pl.String)
+    )
     return {"figures": figures, "tables": tables}
 
 
-# --- the report hook (nnopt.figures.register_extra_section) ---------------------------------
-
-# Studies whose factors change gradient flow get gradient heatmaps even without landscapes.
-_GRADIENT_FACTORS = ("model.activation", "model.batch_norm", "model.depth", "init.")
-_TABLE_COLUMNS = {
-    "config": "Configuration", "seed": "Seed", "hessian_max_eigenvalue": "λ_max",
-    "hessian_min_eigenvalue": "λ_min", "hessian_eigenvalue_ratio": "|λ_min/λ_max|",
-    "interp_barrier": "Path bump", "landscape_final_train_loss": "Final train loss",
-    "n_seeds": "Seeds", "final_train_loss_range": "Seeds' loss range", "reproduced": "Re-run exact",
-}  # fmt: skip
-
-
-def _html_table(table: pl.DataFrame) -> str:
-    """A small HTML table (escaped) for the report's figure slot."""
-    from html import escape
-
-    cols = [c for c in _TABLE_COLUMNS if c in table.columns]
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "–" if v is None else escape(str(v).lower() if isinstance(v, bool) else str(v))
-
-    head = "".join(f"<th>{escape(_TABLE_COLUMNS[c])}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in table.iter_rows(named=True))
-    return f'<table class="landscape-sharpness"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _wants_gradients(study: Any) -> bool:
-    return bool(study.landscape) or any(k.startswith(_GRADIENT_FACTORS) for k in study.factor_keys)
-
-
-_CAPTIONS = {
-    "gradient_norms": "L2 norm of each weight matrix's gradient at every evaluation (log colour, "
-    "shared by the panels; input layer on top). Dark top rows that stay dark are vanishing "
-    "gradients; bright bands that grow are exploding ones.",
-    "interpolation": "Loss on the straight line θ(α) = (1−α)·θ_init + α·θ_final (Goodfellow et al. "
-    "2015). A curve that falls steadily from α = 0 to 1 means no barrier separated start and end.",
-    "sharpness": "Top and bottom Hessian eigenvalues of the training loss at the final weights "
-    "(power iteration on Hessian-vector products); large λ_max = sharp minimum, clearly negative "
-    "λ_min = not a minimum. Path bump = highest rise of the interpolation above its chord on "
-    "[0, 1]. Seeds' loss range: spread of the final training loss over the configuration's seeds.",
-    "landscape": "Training loss around the final weights (★) on two random filter-normalized "
-    "directions (left; Li et al. 2018) and on the plane of the first two principal components of "
-    "the weight snapshots, with the training path from the initial weights (○) (right). One "
-    "log colour scale for both panels; blank areas: the loss was not finite there.",
-}
-
-
-def report_section(study: Any, results_dir: Path) -> list:
-    """Figures for `study` from results/{runs,curves}.parquet, results/runs and
-    results/landscape/{study}; [] when there is nothing to show."""
-    from nnopt.figures import Figure
-
-    results_dir = Path(results_dir)
-    runs_path, curves_path = results_dir / "runs.parquet", results_dir / "curves.parquet"
-    landscape_dir = results_dir / "landscape" / study.name
-    if not runs_path.exists() or not (_wants_gradients(study) or landscape_dir.is_dir()):
-        return []
-    runs = pl.read_parquet(runs_path).filter(pl.col("study") == study.name)
-    curves = None
-    if _wants_gradients(study) and curves_path.exists():
-        curves = pl.scan_parquet(curves_path).filter(pl.col("study") == study.name).collect()
-    section = landscape_section(study.name, runs, curves, results_dir / "runs", landscape_dir)
-    out = []
-    for key, svg in section["figures"].items():
-        kind = "landscape" if key.startswith("landscape_") else key
-        title = {"gradient_norms": "Per-layer gradient norms", "interpolation": "Linear interpolation",
-                 "landscape": "Loss landscape"}[kind]  # fmt: skip
-        out.append(Figure(key=key, title=title, svg=svg, caption=_CAPTIONS[kind]))
-    if "sharpness" in section["tables"]:
-        table = _html_table(section["tables"]["sharpness"])
-        out.append(Figure(key="sharpness", title="Sharpness", svg=table, caption=_CAPTIONS["sharpness"]))
-    return out
-
-
 def register() -> None:
-    """Add the landscape section to the report (idempotent)."""
-    from nnopt.figures import register_extra_section
+    """Add the landscape block to the report (nnopt.landscape_report; idempotent)."""
+    from nnopt.landscape_report import register as register_report
 
-    register_extra_section("landscape", report_section)
+    register_report()

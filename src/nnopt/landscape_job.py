@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +30,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nnopt import landscape as ls
-from nnopt.landscape_tables import LANDSCAPE_SCHEMA, LandscapeSettings, select_landscape_runs
+from nnopt.landscape_tables import (
+    LANDSCAPE_SCHEMA,
+    LandscapeSettings,
+    atomic_write,
+    finite_or_none,
+    interpolation_summary,
+    prepare_work_dir,
+    select_landscape_runs,
+    write_json,
+    write_rows,
+)
 from nnopt.spec import RunSpec, SpecError, parse_spec
 
 __all__ = [
@@ -94,10 +102,18 @@ def problem_for(spec: RunSpec, dataset: Any, settings: LandscapeSettings) -> Pro
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, dataset.input_shape, dataset.n_classes, spec.init)
     n_val = settings.val_samples or len(dataset.y_val)
-    splits = {"train": (dataset.x_train[: settings.train_samples], dataset.y_train[: settings.train_samples])}
+    splits = {
+        "train": (
+            dataset.x_train[: settings.train_samples],
+            dataset.y_train[: settings.train_samples],
+        )
+    }
     if len(dataset.y_val):
         splits["val"] = (dataset.x_val[:n_val], dataset.y_val[:n_val])
-    tensors = {k: (torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y))) for k, (x, y) in splits.items()}
+    tensors = {
+        k: (torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)))
+        for k, (x, y) in splits.items()
+    }
     # The data loss the engine reports as train_loss (no L1/L2 penalty).
     return Problem(model, tensors, F.cross_entropy)
 
@@ -143,7 +159,9 @@ def _planes(problem: Problem, snaps: Snapshots, settings: LandscapeSettings) -> 
 
 def _batches(problem: Problem, snaps: Snapshots, settings: LandscapeSettings, planes: dict) -> list:
     """[(part name, compute() -> rows)] in output order; each is one resumable batch."""
-    evaluate = ls.make_evaluator(problem.model, problem.splits, problem.loss_fn, settings.chunk_size)
+    evaluate = ls.make_evaluator(
+        problem.model, problem.splits, problem.loss_fn, settings.chunk_size
+    )
     theta0, center = snaps.weights[0], snaps.weights[-1]
     alphas = np.linspace(settings.alpha_min, settings.alpha_max, settings.alpha_points)
 
@@ -158,7 +176,10 @@ def _batches(problem: Problem, snaps: Snapshots, settings: LandscapeSettings, pl
             for c, s, loss in zip(planes[plane][4], snaps.steps, losses)
         ]
 
-    out: list[tuple[str, Callable[[], list[dict]]]] = [("interp1d", interp), ("trajectory", trajectory)]
+    out: list[tuple[str, Callable[[], list[dict]]]] = [
+        ("interp1d", interp),
+        ("trajectory", trajectory),
+    ]
     for plane in ("random", "pca"):
         d1, d2, xs, ys, _ = planes[plane]
         for start in range(0, len(ys), settings.rows_per_batch):
@@ -180,63 +201,14 @@ def _hessian(problem: Problem, center: Tensor, settings: LandscapeSettings) -> d
         tol=settings.hessian_tol, seed=settings.direction_seed, chunk_size=settings.chunk_size,
     )  # fmt: skip
     ratio = abs(bottom / top) if top != 0 and math.isfinite(top) else None
-    return {"hessian_max_eigenvalue": top, "hessian_min_eigenvalue": bottom, "hessian_eigenvalue_ratio": ratio}
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) beside `path`, then rename: a file that exists is complete."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_rows(rows: list[dict], path: Path) -> None:
-    frame = pl.DataFrame(rows, schema=LANDSCAPE_SCHEMA, orient="row") if rows else pl.DataFrame(schema=LANDSCAPE_SCHEMA)
-    _atomic_write(path, lambda tmp: frame.write_parquet(tmp))
-
-
-def _write_json(record: dict, path: Path) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, allow_nan=False)))
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    """NaN/inf → null so the JSON stays standard."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-
-
-def _prepare_work_dir(work: Path, plan: dict[str, Any]) -> None:
-    """Keep finished parts only if they were made for the same run and settings."""
-    plan_path = work / "plan.json"
-    if work.exists() and (not plan_path.exists() or json.loads(plan_path.read_text()) != plan):
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    if not plan_path.exists():
-        _write_json(plan, plan_path)
+    return {
+        "hessian_max_eigenvalue": top,
+        "hessian_min_eigenvalue": bottom,
+        "hessian_eigenvalue_ratio": ratio,
+    }
 
 
 # --- one run --------------------------------------------------------------------------------
-
-
-def _interp_summary(frame: pl.DataFrame) -> dict[str, Any]:
-    """Goodfellow et al.'s question: is the straight path from init to final downhill?
-
-    barrier = max over α in [0, 1] of L(α) minus the chord between L(0) and L(1);
-    ≤ 0 means no bump on the way (convex-like path)."""
-    path = frame.filter((pl.col("kind") == "interp1d") & pl.col("alpha").is_between(-1e-9, 1 + 1e-9))
-    alpha, loss = path["alpha"].to_numpy(), path["train_loss"].to_numpy()
-    if len(loss) < 2 or not np.all(np.isfinite(loss)):
-        return {"interp_barrier": None, "interp_monotonic": None}
-    chord = loss[0] + (alpha - alpha[0]) / (alpha[-1] - alpha[0]) * (loss[-1] - loss[0])
-    tol = 1e-5 * max(1.0, float(np.abs(loss).max()))  # float32 evaluation noise
-    return {"interp_barrier": float(np.max(loss - chord)), "interp_monotonic": bool(np.all(np.diff(loss) <= tol))}
 
 
 def compute_landscape(
@@ -260,22 +232,24 @@ def compute_landscape(
             continue
         if max_batches is not None and new >= max_batches:
             return None
-        _write_rows(compute(), part)
+        write_rows(compute(), part)
         new += 1
     if not hessian_path.exists():
         if max_batches is not None and new >= max_batches:
             return None
-        _write_json(_clean(_hessian(problem, snaps.weights[-1], settings)), hessian_path)
+        write_json(finite_or_none(_hessian(problem, snaps.weights[-1], settings)), hessian_path)
     frame = pl.concat([pl.read_parquet(work / f"{name}.parquet") for name, _ in batches])
     ratio = planes["_pca_ratio"]
     summary = {
         **json.loads(hessian_path.read_text()),
-        **_interp_summary(frame),
-        "landscape_final_train_loss": frame.filter(pl.col("kind") == "trajectory")["train_loss"][-1],
+        **interpolation_summary(frame),
+        "landscape_final_train_loss": frame.filter(pl.col("kind") == "trajectory")["train_loss"][
+            -1
+        ],
         "pca_explained_variance_1": ratio[0],
         "pca_explained_variance_2": ratio[1],
     }
-    return frame, _clean(summary)
+    return frame, finite_or_none(summary)
 
 
 def _snapshots(work: Path, spec: RunSpec, dataset: Any) -> Snapshots:
@@ -283,10 +257,16 @@ def _snapshots(work: Path, spec: RunSpec, dataset: Any) -> Snapshots:
     path = work / "snapshots.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
-        return Snapshots(saved["weights"], tuple(saved["steps"].tolist()), saved["final_train_loss"])
+        return Snapshots(
+            saved["weights"], tuple(saved["steps"].tolist()), saved["final_train_loss"]
+        )
     snaps = snapshot_training(spec, dataset)
-    state = {"weights": snaps.weights, "steps": torch.tensor(snaps.steps), "final_train_loss": snaps.final_train_loss}
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    state = {
+        "weights": snaps.weights,
+        "steps": torch.tensor(snaps.steps),
+        "final_train_loss": snaps.final_train_loss,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
     return snaps
 
 
@@ -326,9 +306,13 @@ def landscape_run(
 
         dataset = load_dataset(spec.data, data_cache)
     work = out_dir / f".{run_id}.parts"
-    _prepare_work_dir(work, {"schema_version": SCHEMA_VERSION, "run_id": run_id, "settings_key": settings.key})
+    prepare_work_dir(
+        work, {"schema_version": SCHEMA_VERSION, "run_id": run_id, "settings_key": settings.key}
+    )
     snaps = _snapshots(work, spec, dataset)
-    done = compute_landscape(problem_for(spec, dataset, settings), snaps, settings, work, max_batches=max_batches)
+    done = compute_landscape(
+        problem_for(spec, dataset, settings), snaps, settings, work, max_batches=max_batches
+    )
     if done is None:
         return None
     frame, summary = done
@@ -340,8 +324,10 @@ def landscape_run(
         "recorded_final_train_loss": recorded, "rerun_final_train_loss": snaps.final_train_loss,
         "reproduced": recorded is not None and recorded == snaps.final_train_loss,
     }  # fmt: skip
-    _write_rows(frame.to_dicts(), out_parquet)
-    _write_json({**meta, **summary, "settings_key": settings.key, "settings": settings.to_dict()}, out_json)
+    write_rows(frame.to_dicts(), out_parquet)
+    write_json(
+        {**meta, **summary, "settings_key": settings.key, "settings": settings.to_dict()}, out_json
+    )
     shutil.rmtree(work, ignore_errors=True)
     return out_parquet
 
@@ -374,13 +360,15 @@ def landscape_study(
         spec = parse_spec(json.loads((run_dir / "metrics.json").read_text())["spec"])
         if spec.data not in datasets:
             datasets[spec.data] = load_dataset(spec.data, data_cache)
-        done = landscape_run(run_dir, out_dir, settings, dataset=datasets[spec.data], max_batches=max_batches)
+        done = landscape_run(
+            run_dir, out_dir, settings, dataset=datasets[spec.data], max_batches=max_batches
+        )
         if done is None:
             return None
     _drop_unchosen(out_dir, set(chosen["run_id"]))
     table = read_sharpness(out_dir)
     path = out_dir / "sharpness.parquet"
-    _atomic_write(path, lambda tmp: table.write_parquet(tmp))
+    atomic_write(path, lambda tmp: table.write_parquet(tmp))
     return path
 
 
@@ -389,58 +377,3 @@ def _drop_unchosen(out_dir: Path, chosen: set[str]) -> None:
     for path in [*out_dir.glob("*.parquet"), *out_dir.glob("*.json")]:
         if path.stem != "sharpness" and path.stem not in chosen:
             path.unlink()
-
-
-# --- command line (`nnopt landscape`) -------------------------------------------------------
-
-
-def add_arguments(p: Any) -> None:
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--study", help="study name: the best seed of each configuration")
-    what.add_argument("--run-dir", metavar="DIR", help="one finished run directory")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (results/landscape/STUDY)")
-    p.add_argument("--config", metavar="FILE", help="config (YAML/JSON) whose `landscape:` mapping gives the settings")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
-    p.add_argument("--runs-table", default="results/runs.parquet", metavar="FILE", help="runs.parquet (--study)")
-    p.add_argument("--runs-dir", default="results/runs", metavar="DIR", help="run directories root (--study)")
-    p.add_argument("--data-cache", metavar="DIR", help="prepared-dataset cache folder")
-    p.add_argument("--max-batches", type=int, metavar="N", help="stop after N new batches per run (resume later)")
-    p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default 1)")
-
-
-def _settings(config: str | None, overrides: list[str]) -> LandscapeSettings:
-    import yaml
-
-    from nnopt.landscape_tables import parse_settings
-
-    raw: dict[str, Any] = {}
-    if config is not None:
-        from nnopt.check import read_yaml
-
-        doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
-        raw = dict((doc or {}).get("landscape") or {}) if isinstance(doc, dict) else {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
-        raw[key.strip()] = yaml.safe_load(value)
-    return parse_settings(raw)
-
-
-def run(args: Any) -> int:
-    """The `landscape` verb: one study (for the workflow) or one run directory."""
-    settings = _settings(args.config, args.set)
-    torch.set_num_threads(args.threads)
-    if args.run_dir is not None:
-        if not (Path(args.run_dir) / "metrics.json").exists():
-            raise SpecError(f"--run-dir {args.run_dir}: no metrics.json (not a finished run)")
-        path = landscape_run(args.run_dir, args.out, settings, data_cache=args.data_cache, max_batches=args.max_batches)
-    else:
-        if not Path(args.runs_table).exists():
-            raise SpecError(f"--runs-table {args.runs_table}: not found (run the aggregate step first)")
-        path = landscape_study(
-            args.study, args.runs_table, args.runs_dir, args.out, settings,
-            data_cache=args.data_cache, max_batches=args.max_batches,
-        )  # fmt: skip
-    print(path if path is not None else f"stopped after --max-batches {args.max_batches}; rerun to resume")
-    return 0

@@ -17,10 +17,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import polars as pl
 
 from nnopt.spec import SpecError, did_you_mean
@@ -31,6 +35,12 @@ __all__ = [
     "LANDSCAPE_SCHEMA",
     "select_landscape_runs",
     "final_loss_spread",
+    "interpolation_summary",
+    "atomic_write",
+    "write_rows",
+    "write_json",
+    "finite_or_none",
+    "prepare_work_dir",
     "read_landscapes",
     "read_sharpness",
 ]
@@ -76,7 +86,14 @@ class LandscapeSettings:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_POSITIVE_INT = ("alpha_points", "grid_points", "train_samples", "hessian_iters", "rows_per_batch", "chunk_size")
+_POSITIVE_INT = (
+    "alpha_points",
+    "grid_points",
+    "train_samples",
+    "hessian_iters",
+    "rows_per_batch",
+    "chunk_size",
+)
 
 
 def _check_field(path: str, name: str, value: Any, default: Any) -> Any:
@@ -106,11 +123,15 @@ def parse_settings(raw: Mapping[str, Any] | None, path: str = "landscape") -> La
     values = {}
     for key, value in raw.items():
         if key not in names:
-            raise SpecError(f"{path}.{key}: unknown key; allowed: {', '.join(names)}" + did_you_mean(key, names))
+            raise SpecError(
+                f"{path}.{key}: unknown key; allowed: {', '.join(names)}" + did_you_mean(key, names)
+            )
         values[key] = _check_field(path, key, value, getattr(defaults, key))
     settings = dataclasses.replace(defaults, **values)
     if settings.alpha_min >= settings.alpha_max:
-        raise SpecError(f"{path}: alpha_min ({settings.alpha_min}) must be < alpha_max ({settings.alpha_max})")
+        raise SpecError(
+            f"{path}: alpha_min ({settings.alpha_min}) must be < alpha_max ({settings.alpha_max})"
+        )
     return settings
 
 
@@ -148,10 +169,76 @@ def final_loss_spread(runs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             final_train_loss_min=loss.min(),
             final_train_loss_max=loss.max(),
         )
-        .with_columns(final_train_loss_range=pl.col("final_train_loss_max") - pl.col("final_train_loss_min"))
+        .with_columns(
+            final_train_loss_range=pl.col("final_train_loss_max") - pl.col("final_train_loss_min")
+        )
         .sort("study", "config")
         .collect()
     )
+
+
+def interpolation_summary(frame: pl.DataFrame) -> dict[str, Any]:
+    """Goodfellow et al.'s question: is the straight path from init to final downhill?
+
+    barrier = max over α in [0, 1] of L(α) minus the chord between L(0) and L(1);
+    ≤ 0 means no bump on the way (convex-like path)."""
+    path = frame.filter(
+        (pl.col("kind") == "interp1d") & pl.col("alpha").is_between(-1e-9, 1 + 1e-9)
+    )
+    alpha, loss = path["alpha"].to_numpy(), path["train_loss"].to_numpy()
+    if len(loss) < 2 or not np.all(np.isfinite(loss)):
+        return {"interp_barrier": None, "interp_monotonic": None}
+    chord = loss[0] + (alpha - alpha[0]) / (alpha[-1] - alpha[0]) * (loss[-1] - loss[0])
+    tol = 1e-5 * max(1.0, float(np.abs(loss).max()))  # float32 evaluation noise
+    return {
+        "interp_barrier": float(np.max(loss - chord)),
+        "interp_monotonic": bool(np.all(np.diff(loss) <= tol)),
+    }
+
+
+# --- atomic files (the landscape job writes these; no torch needed) ----------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp) beside `path`, then rename: a file that exists is complete."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    frame = (
+        pl.DataFrame(rows, schema=LANDSCAPE_SCHEMA, orient="row")
+        if rows
+        else pl.DataFrame(schema=LANDSCAPE_SCHEMA)
+    )
+    atomic_write(path, lambda tmp: frame.write_parquet(tmp))
+
+
+def write_json(record: dict, path: Path) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, allow_nan=False)))
+
+
+def finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf → null so the JSON stays standard."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
+
+
+def prepare_work_dir(work: Path, plan: dict[str, Any]) -> None:
+    """Keep finished parts only if they were made for the same run and settings."""
+    plan_path = work / "plan.json"
+    if work.exists() and (not plan_path.exists() or json.loads(plan_path.read_text()) != plan):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not plan_path.exists():
+        write_json(plan, plan_path)
 
 
 def read_landscapes(study_dir: str | Path) -> pl.DataFrame:
