@@ -12,7 +12,7 @@ from nnopt.data import load_dataset
 from nnopt.engine import Hooks, epoch_batches, train
 from nnopt.models import build_model
 from nnopt.results import CURVE_COLUMNS, METRIC_NAMES
-from nnopt.spec import SpecError, parse_spec
+from nnopt.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
           "time_to_target_s", "time_to_target_loss_s"}
@@ -131,11 +131,6 @@ def test_weight_decay_shrinks_weights(blobs):
     plain = train(_spec(), dataset=blobs).metrics["weight_norm"]
     decayed = train(_spec(regularization={"weight_decay": 5.0}, optimizer={"lr": 0.01}), dataset=blobs).metrics
     assert decayed["weight_norm"] < 0.5 * plain
-
-
-def test_world_size_is_refused_for_now(blobs):
-    with pytest.raises(SpecError, match="device.world_size: data-parallel"):
-        train(_spec(device={"world_size": 2}), dataset=blobs)
 
 
 def test_epoch_batches_shards_each_global_batch():

@@ -61,16 +61,17 @@ class Hooks:
     on_evaluate: Callable[[int, torch.nn.Module], None] | None = None
 
 
-def resolve_device(spec: DeviceSpec) -> torch.device:
-    if spec.world_size > 1:
-        raise SpecError(
-            "device.world_size: data-parallel training arrives with the distributed runner"
-        )
+def resolve_device(spec: DeviceSpec, rank: int = 0) -> torch.device:
+    """The run's device; a data-parallel rank on CUDA gets GPU `rank` (one GPU per rank)."""
     if spec.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.device == "cuda" and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif spec.device == "cuda" and not torch.cuda.is_available():
         raise SpecError("device.device: 'cuda' requested but torch.cuda.is_available() is False")
-    return torch.device(spec.device)
+    else:
+        device = torch.device(spec.device)
+    if device.type == "cuda" and spec.world_size > 1:
+        return torch.device("cuda", rank)
+    return device
 
 
 def _configure_torch(spec: DeviceSpec, device: torch.device, threads: int | None) -> None:
@@ -124,13 +125,24 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -
 class _Trainer:
     """State of one run; methods are the loop's parts (step, evaluate, checkpoint, finish)."""
 
-    def __init__(self, spec: RunSpec, ds: Dataset, hooks: Hooks, ckpt_dir: Path | None, threads):
+    def __init__(
+        self, spec: RunSpec, ds: Dataset, hooks: Hooks, ckpt_dir: Path | None, threads, rank=0
+    ):
         self.spec, self.hooks, self.ckpt_dir = spec, hooks, ckpt_dir
-        self.device = resolve_device(spec.device)
+        # Data-parallel ranks (nnopt.distributed) build one trainer each, in its own process.
+        self.rank, self.world_size = rank, spec.device.world_size
+        self.device = resolve_device(spec.device, rank)
         _configure_torch(spec.device, self.device, threads)
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, ds.input_shape, ds.n_classes, spec.init)
         self.model.to(self.device).train()
+        # `net` runs the training forward: the model, or its DDP wrapper (evaluation and
+        # results use the bare model: no collectives there).
+        self.net = self.model
+        if self.world_size > 1:
+            from nnopt.distributed import wrap_model
+
+            self.net = wrap_model(self.model, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.weights = weight_parameters(self.model)
@@ -196,10 +208,13 @@ class _Trainer:
                 self._epoch_end()
 
     def _train_step(self, idx: torch.Tensor) -> None:
+        n_global = len(idx)  # the global batch (all ranks together)
+        if self.world_size > 1:
+            idx = idx.tensor_split(self.world_size)[self.rank]  # this rank's contiguous shard
         xb = self.x_train.index_select(0, idx)  # (b, *input_shape)
         yb = self.y_train.index_select(0, idx)  # (b,)
         with _autocast(self.device, self.spec.device.precision):
-            loss = F.cross_entropy(self.model(xb), yb)
+            loss = self._loss(self.net(xb), yb, n_global)
         total = loss
         if self.has_penalty:
             total = loss + penalty(self.weights, self.spec.regularization)  # fp32, no autocast
@@ -221,10 +236,17 @@ class _Trainer:
             self.schedule.per_step.step()
         self.loss_sum += loss.detach().float()
         self.loss_count += 1
-        self.samples += len(idx)
+        self.samples += n_global
         self.step += 1
         if self.opt_state_bytes is None:  # after the first step the state exists
             self.opt_state_bytes = optimizer_state_bytes(self.opt)
+
+    def _loss(self, logits: torch.Tensor, yb: torch.Tensor, n_global: int) -> torch.Tensor:
+        if self.world_size == 1:
+            return F.cross_entropy(logits, yb)
+        # Shard sum × world_size / global batch: DDP's gradient average over ranks is then
+        # exactly the global-batch mean's gradient, also for an uneven or empty last shard.
+        return F.cross_entropy(logits, yb, reduction="sum") * (self.world_size / n_global)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -235,7 +257,12 @@ class _Trainer:
         now = time.perf_counter()
         if self.step > 0:
             self.train_time_s += now - self.segment_start
-        row = self._measure()
+        if self.world_size > 1:
+            from nnopt.distributed import share_evaluation
+
+            row = share_evaluation(self)  # rank 0 measures; the others get what steers them
+        else:
+            row = self._measure()
         running_loss = row.pop("running_loss")  # mean train loss since the last evaluation
         if not (math.isfinite(running_loss) and math.isfinite(row["train_loss"])):
             self.status, self.diverged_at_step, self.done = "diverged", self.step, True
@@ -304,7 +331,8 @@ class _Trainer:
 
     def _epoch_end(self) -> None:
         ck = self.spec.checkpoint
-        if self.ckpt_dir is not None and not self.done and self.step < self.total_steps:
+        saves = self.ckpt_dir is not None and self.rank == 0  # only rank 0 writes
+        if saves and not self.done and self.step < self.total_steps:
             due_epochs = ck.every_epochs is not None and self.epochs_done % ck.every_epochs == 0
             due_time = ck.every_seconds is not None and (
                 time.perf_counter() - self.last_ckpt_time >= ck.every_seconds
@@ -382,6 +410,12 @@ def train(
     (execution only); `checkpoint_dir` enables resume and spec.checkpoint saving."""
     started = now_iso()
     ds = dataset if dataset is not None else load_dataset(spec.data, data_cache)
+    if spec.device.world_size > 1:  # ranks in their own processes; see nnopt.distributed
+        from nnopt.distributed import train_distributed
+
+        return train_distributed(
+            spec, dataset=ds, hooks=hooks, checkpoint_dir=checkpoint_dir, threads=threads
+        )
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
     trainer = _Trainer(spec, ds, hooks or Hooks(), ckpt, threads)
     trainer.run()
