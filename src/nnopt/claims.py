@@ -356,7 +356,7 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
         if res.verdict == "not run" or not res.tests:
             continue
         res.verdict = _verdict(res.tests, alpha)
-        res.evidence = [f"{t['evidence']} p = {_p(t['p'])}, Holm p = {_p(t['p_holm'])}"
+        res.evidence = [f"{t['evidence']} {_p(t['p'])}, Holm {_p(t['p_holm'])}"
                         for t in res.tests]
         if res.chosen:
             res.evidence.append("best configuration used: " + "; ".join(
@@ -365,6 +365,7 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
 
 
 def _p(p: float | None) -> str:
+    """'p = 0.012', 'p < 0.0001' or 'p n/a'."""
     if p is None or math.isnan(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+        return "p n/a"
+    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"

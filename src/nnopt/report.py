@@ -191,7 +191,11 @@ def _finding(study: Study, comparisons: pl.DataFrame, summary: pl.DataFrame,
         return f"{study.title}: no configuration produced a usable {info.label.lower()}."
     best = (max if info.higher_is_better else min)(scored)[1]
     cell = format_cell(rows[best], metric)
-    name = lambda c: labels.get(c, c)  # noqa: E731
+    keys = study.factor_keys
+    prefix = f"{_pretty_key(keys[0]).lower()} " if len(keys) == 1 else ""
+
+    def name(config: str) -> str:  # 'dropout 0.5' reads better than '0.5' in a sentence
+        return prefix + labels.get(config, config)
     if best == base:
         return (f"{study.title}: the baseline {name(base)} has the best {info.label.lower()} "
                 f"({cell['value']} {info.unit}).")
