@@ -431,3 +431,27 @@ def test_short_labels_keep_what_a_reader_needs():
     assert short_label("model.activation=relu") == "relu"
     assert short_label("model.batch_norm=true, model.depth=8") == "batch_norm=true, depth=8"
     assert short_label("base") == "base"
+
+
+def test_cli_refuses_bad_settings_and_missing_inputs_with_one_line_and_exit_2(tmp_path, capsys):
+    from nnopt.cli import main
+
+    assert main(["landscape", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+    args = ["landscape", "--study", "s", "--runs-table", str(tmp_path / "none.parquet"), "--out", "o"]
+    assert main(args) == 2
+    assert "run the aggregate step first" in capsys.readouterr().err
+    args = ["landscape", "--run-dir", str(tmp_path), "--out", "o", "--set", "grid_points=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "landscape.grid_points: expected an integer >= 2" in err and len(err.splitlines()) == 1
+
+
+def test_config_validates_the_top_level_landscape_settings():
+    from nnopt.spec import SpecError
+    from nnopt.studies import parse_config
+
+    good = parse_config({"landscape": {"grid_points": 5}, "studies": [{"name": "a"}]})
+    assert good.raw["landscape"] == {"grid_points": 5}
+    with pytest.raises(SpecError, match=r"landscape\.rows_per_batch: .*out of range"):
+        parse_config({"landscape": {"rows_per_batch": 0}, "studies": [{"name": "a"}]})
