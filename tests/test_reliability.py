@@ -1,0 +1,255 @@
+"""Failures stay local and nothing finished is lost: failed runs, full disks, read-only
+folders, missing data, concurrent writers; and (slow) the workflow under `--cores 1` vs 2,
+two studies at once, and bad configs refused by `snakemake -n` before any job.
+
+Runs are tiny (blobs, 120 samples, one hidden layer of 8): ~0.1 s each once torch is loaded.
+Real read-only and full file systems need root (a tmpfs mount); without it those tests skip
+and the simulated versions still run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnopt import check, cli
+from nnopt.results import RunResult, is_finished, read_run, write_run
+from nnopt.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_CSV = ROOT / "tests" / "bad_inputs" / "data" / "good.csv"
+
+TINY = {
+    "data": {"name": "blobs", "n_samples": 120},
+    "model": {"depth": 1, "width": 8},
+    "budget": {"epochs": 2, "batch_size": 32},
+}
+
+
+def tiny_spec(**changes):
+    raw = {**TINY, **changes}
+    return parse_spec(raw)
+
+
+def stat_key(run_dir: Path) -> tuple[int, int]:
+    """inode and mtime of metrics.json: unchanged means the run was not rewritten."""
+    st = (run_dir / "metrics.json").stat()
+    return st.st_ino, st.st_mtime_ns
+
+
+def items_for(tmp_path: Path, specs) -> list[dict]:
+    return [
+        {"study": "s", "factors": {"i": i}, "spec": spec, "out": tmp_path / "runs" / spec.run_id}
+        for i, spec in enumerate(specs)
+    ]
+
+
+# --- a failing run fails alone; a rerun retries only it -----------------------------------
+
+
+def test_failed_run_is_recorded_others_go_on_and_rerun_retries_only_it(tmp_path):
+    from nnopt.runner import run_batch
+
+    table = tmp_path / "t.csv"
+    shutil.copy(GOOD_CSV, table)
+    bad = parse_spec({**TINY, "data": {"name": "table", "path": str(table)}})
+    specs = [tiny_spec(seed=0), bad, tiny_spec(seed=1)]
+    table.unlink()  # the file vanishes after validation: the run raises inside training
+    items = items_for(tmp_path, specs)
+
+    rows = run_batch(items)
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    record = read_run(items[1]["out"])
+    assert record["status"] == "failed"
+    assert str(table) in record["error"] and "Traceback" in record["traceback"]
+    assert all(v is None for v in record["metrics"].values())
+    assert not is_finished(items[1]["out"], bad.run_id)
+    kept = [stat_key(items[i]["out"]) for i in (0, 2)]
+
+    shutil.copy(GOOD_CSV, table)  # fixed: the rerun retries the failed run only
+    rows = run_batch(items)
+    assert [r["trained"] for r in rows] == [False, True, False]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert [stat_key(items[i]["out"]) for i in (0, 2)] == kept
+
+
+def test_out_of_memory_in_one_run_is_recorded(tmp_path, monkeypatch):
+    from nnopt import runner
+
+    real_train = runner._train
+    specs = [tiny_spec(seed=0), tiny_spec(seed=1)]
+
+    def train(spec, *args):
+        if spec.seed == 1:
+            raise MemoryError("simulated: cannot allocate 64 GiB")
+        return real_train(spec, *args)
+
+    monkeypatch.setattr(runner, "_train", train)
+    rows = runner.run_batch(items_for(tmp_path, specs))
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert "MemoryError: simulated" in read_run(rows[1]["out"])["error"]
+
+
+# --- partial outputs are never taken for finished ones ------------------------------------
+
+
+def test_temp_and_truncated_run_dirs_are_not_finished(tmp_path):
+    from nnopt.runner import run_batch
+
+    spec = tiny_spec()
+    runs = tmp_path / "runs"
+    write_run(runs / "ref", RunResult(status="ok"), run_id=spec.run_id, study="s", factors={},
+              spec=spec.to_dict())  # fmt: skip
+    good_json = (runs / "ref" / "metrics.json").read_text()
+    # A complete-looking temp dir of a killed writer, and a final dir with a cut-off file.
+    (runs / f".{spec.run_id}.tmp-killed").mkdir()
+    (runs / f".{spec.run_id}.tmp-killed" / "metrics.json").write_text(good_json)
+    out = runs / spec.run_id
+    out.mkdir()
+    (out / "metrics.json").write_text(good_json[: len(good_json) // 2])
+    assert not is_finished(out, spec.run_id)
+
+    rows = run_batch([{"study": "s", "spec": spec, "out": out}])
+    assert rows[0]["trained"] and rows[0]["status"] == "ok"
+    assert read_run(out)["metrics"]["test_accuracy"] is not None
+
+
+def test_wrong_run_id_in_a_dir_is_not_finished(tmp_path):
+    a, b = tiny_spec(seed=0), tiny_spec(seed=1)
+    write_run(tmp_path / "x", RunResult(status="ok"), run_id=a.run_id, study="s", factors={},
+              spec=a.to_dict())  # fmt: skip
+    assert is_finished(tmp_path / "x", a.run_id)
+    assert not is_finished(tmp_path / "x", b.run_id)
+
+
+# --- full disks and read-only folders ------------------------------------------------------
+
+
+def test_disk_full_while_writing_keeps_the_old_run_and_names_the_file(tmp_path, monkeypatch):
+    from nnopt import results
+
+    spec = tiny_spec()
+    out = tmp_path / "runs" / spec.run_id
+    write_run(out, RunResult(status="ok"), run_id=spec.run_id, study="s", factors={},
+              spec=spec.to_dict())  # fmt: skip
+    before = (out / "metrics.json").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        write_run(out, RunResult(status="failed", error="x"), run_id=spec.run_id, study="s",
+                  factors={}, spec=spec.to_dict())  # fmt: skip
+    assert info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "runs") in info.value.filename
+    assert (out / "metrics.json").read_bytes() == before  # the finished run is untouched
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [spec.run_id]  # no temp
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True)  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody can write into: a read-only tmpfs (root) or mode 0555 (others)."""
+    path = tmp_path / "ro"
+    if os.geteuid() != 0:
+        path.mkdir()
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+    elif _mount_tmpfs(path, "ro,size=64k"):
+        yield path
+        subprocess.run(["umount", str(path)], check=True)
+    else:
+        pytest.skip("root without mount rights: cannot make a read-only folder")
+
+
+@pytest.fixture
+def full_dir(tmp_path):
+    """A tmpfs with 64 KiB, filled up: writes fail with ENOSPC (needs root)."""
+    path = tmp_path / "full"
+    if not _mount_tmpfs(path, "size=64k"):
+        pytest.skip("needs root and tmpfs to fill a real file system")
+    try:
+        with open(path / "filler", "wb") as handle:
+            handle.write(b"\0" * 64 * 1024)
+    except OSError:
+        pass  # full now
+    yield path
+    subprocess.run(["umount", str(path)], check=True)
+
+
+def write_spec(tmp_path: Path, raw: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("where", ["read_only_dir", "full_dir"])
+def test_train_into_unwritable_folder_fails_first_with_one_line(where, request, tmp_path, capsys):
+    folder = request.getfixturevalue(where)
+    spec = write_spec(tmp_path, TINY)
+    code = cli.main(["train", "--spec", str(spec), "--out", str(folder / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"nnopt train: error: --out: cannot write to {folder}")
+    why = "No space left on device" if where == "full_dir" else ("Read-only", "Permission denied")
+    assert any(w in err for w in ([why] if isinstance(why, str) else why))
+
+
+def test_check_writable_names_a_file_in_the_way(tmp_path):
+    (tmp_path / "results").write_text("a file where a folder should be")
+    with pytest.raises(check.SpecError, match=f"out: cannot write to {tmp_path / 'results'}"):
+        check.check_writable(tmp_path / "results" / "runs")
+
+
+def test_missing_dataset_file_is_refused_before_training(tmp_path, capsys):
+    missing = tmp_path / "gone.csv"
+    spec = write_spec(tmp_path, {**TINY, "data": {"name": "table", "path": str(missing)}})
+    code = cli.main(["train", "--spec", str(spec), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"data.path: file or folder not found: {missing}" in err
+    assert not (tmp_path / "run").exists()
+
+
+# --- concurrent writers of one run directory -----------------------------------------------
+
+
+WRITER = """
+import sys
+from nnopt.results import RunResult, write_run
+out, value = sys.argv[1], float(sys.argv[2])
+for _ in range(15):
+    result = RunResult(status="ok")
+    result.metrics["test_accuracy"] = value
+    write_run(out, result, run_id="r1", study="s", factors={}, spec={"seed": 0})
+"""
+
+
+def test_concurrent_writers_of_one_run_never_crash_or_leave_debris(tmp_path):
+    # Separate interpreters, not fork: polars' thread pool does not survive a fork.
+    out = str(tmp_path / "runs" / "r1")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, out, str(v)], stderr=subprocess.PIPE)
+        for v in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r1"]
+    assert read_run(out)["metrics"]["test_accuracy"] in (0.0, 1.0, 2.0)
