@@ -253,6 +253,9 @@ def test_best_seed_selection_and_final_loss_spread_on_a_tiny_table():
         ("a", "a1"),
         ("b", "b1"),
     ]  # ties → lower val loss
+    assert final_loss_spread(runs).filter(pl.col("study") == "t")[
+        "final_train_loss_range"
+    ].to_list() == [None]
     spread = final_loss_spread(runs).filter(pl.col("study") == "s")
     assert spread["n_seeds"].to_list() == [2, 2]
     assert spread["final_train_loss_range"].to_list() == pytest.approx([0.1, 0.4])
@@ -359,7 +362,12 @@ def test_contour_and_interpolation_figures_are_svg_with_their_labels():
 
 
 def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weight_layers():
-    from nnopt.landscape_figures import _norm_matrix, gradient_heatmap_runs, gradient_heatmap_svg
+    from nnopt.landscape_figures import (
+        _norm_matrix,
+        gradient_heatmap_runs,
+        gradient_heatmap_svg,
+        weight_rows,
+    )
 
     runs = pl.DataFrame({
         "study": ["s"] * 4, "config": ["a", "a", "b", "b"], "config_index": [0, 0, 1, 1],
@@ -377,10 +385,12 @@ def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weig
             "layer_grad_norms": [None, [1e-4, 1.0, 2.0, 1.0], [1e-5, 1.0, 3.0, 1.0]],
         }
     )
-    steps, mat, layers = _norm_matrix(curve, names)
+    rows = weight_rows(names)  # no model spec: every '*.weight', named as the engine names it
+    steps, mat, layers = _norm_matrix(curve, rows)
     assert steps.tolist() == [10, 20] and layers == ["1.weight", "3.weight"]
     np.testing.assert_allclose(mat, [[1e-4, 1e-5], [2.0, 3.0]])
-    svg = gradient_heatmap_svg([("sigmoid", curve, names), ("relu", curve, names)], "grads")
+    assert [label for _, label in weight_rows(names, {"depth": 1})] == ["layer 1", "output"]
+    svg = gradient_heatmap_svg([("sigmoid", curve, rows), ("relu", curve, rows)], "grads")
     assert "sigmoid" in svg and "relu" in svg and "gradient L2 norm" in svg
 
 
@@ -425,6 +435,23 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
 
 
+@pytest.mark.parametrize("kind", ["mlp", "cnn1d"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_weight_rows_pick_exactly_the_linear_and_conv_weights_of_real_models(kind, batch_norm):
+    from nnopt.landscape_figures import weight_rows
+    from nnopt.models import build_model
+    from nnopt.spec import parse_spec
+
+    spec = parse_spec({"model": {"kind": kind, "depth": 3, "width": 4, "batch_norm": batch_norm}})
+    model = build_model(spec.model, (1, 16) if kind == "cnn1d" else (16,), 3, spec.init)
+    names = [n for n, _ in model.named_parameters()]
+    modules = dict(model.named_modules())
+    layers = [n for n in names if isinstance(modules[n.rsplit(".", 1)[0]], (nn.Linear, nn.Conv1d))]
+    rows = weight_rows(names, spec.to_dict()["model"])
+    assert [names[i] for i, _ in rows] == [n for n in layers if n.endswith("weight")]
+    assert rows[-1][1] == "output" and len(rows) == 4
+
+
 def test_short_labels_keep_what_a_reader_needs():
     from nnopt.landscape_figures import short_label
 
@@ -438,7 +465,15 @@ def test_cli_refuses_bad_settings_and_missing_inputs_with_one_line_and_exit_2(tm
 
     assert main(["landscape", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no metrics.json" in capsys.readouterr().err
-    args = ["landscape", "--study", "s", "--runs-table", str(tmp_path / "none.parquet"), "--out", "o"]
+    args = [
+        "landscape",
+        "--study",
+        "s",
+        "--runs-table",
+        str(tmp_path / "none.parquet"),
+        "--out",
+        "o",
+    ]
     assert main(args) == 2
     assert "run the aggregate step first" in capsys.readouterr().err
     args = ["landscape", "--run-dir", str(tmp_path), "--out", "o", "--set", "grid_points=1"]

@@ -18,7 +18,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -30,6 +30,7 @@ __all__ = [
     "interpolation_svg",
     "gradient_heatmap_svg",
     "gradient_heatmap_runs",
+    "weight_rows",
     "short_label",
     "sharpness_table",
     "landscape_section",
@@ -236,25 +237,40 @@ def gradient_heatmap_runs(runs: pl.DataFrame, study: str) -> pl.DataFrame:
     )
 
 
+def weight_rows(
+    names: Sequence[str], model: Mapping[str, Any] | None = None
+) -> list[tuple[int, str]]:
+    """(index into `names`, row label) of the layers to show: Linear/Conv weights.
+
+    Names alone cannot tell a batch-norm scale ('2.weight') from a Linear weight, so with
+    the run's model spec the nnopt block layout is used: `depth` hidden blocks of
+    [layer, norm?] then the output layer. Any other layout shows every '*.weight'."""
+    weights = [i for i, n in enumerate(names) if n.endswith("weight")] or list(range(len(names)))
+    depth, bn = (model or {}).get("depth"), bool((model or {}).get("batch_norm"))
+    if isinstance(depth, int) and len(weights) == (2 if bn else 1) * depth + 1:
+        layers = weights[: (2 if bn else 1) * depth : (2 if bn else 1)] + [weights[-1]]
+        return [(i, f"layer {k + 1}") for k, i in enumerate(layers[:-1])] + [(layers[-1], "output")]
+    return [(i, names[i]) for i in weights]
+
+
 def _norm_matrix(
-    curve: pl.DataFrame, names: Sequence[str]
+    curve: pl.DataFrame, rows: Sequence[tuple[int, str]]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(steps (T,), norms (L, T), layer labels) for the weight tensors (names '*.weight')."""
+    """(steps (T,), norms (L, T), row labels) for the chosen parameter rows."""
     curve = curve.filter(pl.col("layer_grad_norms").is_not_null()).sort("step")
-    if curve.height == 0:
+    if curve.height == 0 or not rows:
         return np.zeros(0), np.zeros((0, 0)), []
     norms = np.array(curve["layer_grad_norms"].to_list(), dtype=float).T  # (n_params, T)
-    keep = [i for i, n in enumerate(names) if n.endswith("weight")] or list(range(len(names)))
-    return curve["step"].to_numpy(), norms[keep], [names[i] for i in keep]
+    return curve["step"].to_numpy(), norms[[i for i, _ in rows]], [label for _, label in rows]
 
 
 def gradient_heatmap_svg(
-    panels: Sequence[tuple[str, pl.DataFrame, Sequence[str]]], title: str
+    panels: Sequence[tuple[str, pl.DataFrame, Sequence[tuple[int, str]]]], title: str
 ) -> str:
-    """(label, one run's curve rows, its layer_names) per configuration → layer × step maps."""
+    """(label, one run's curve rows, its `weight_rows`) per configuration → layer × step maps."""
     from matplotlib.colors import LogNorm
 
-    data = [(label, *_norm_matrix(curve, names)) for label, curve, names in panels]
+    data = [(label, *_norm_matrix(curve, rows)) for label, curve, rows in panels]
     data = [d for d in data if d[2].size]
     positive = np.concatenate([d[2][d[2] > 0].ravel() for d in data] or [np.ones(1)])
     norm = LogNorm(vmin=max(float(positive.min()), 1e-12), vmax=max(float(positive.max()), 1e-11))
@@ -311,14 +327,14 @@ def _config_order(runs: pl.DataFrame) -> dict[str, int]:
     return {r[0]: (r[1] if col else i) for i, r in enumerate(rows.iter_rows())}
 
 
-def _layer_names(runs_dir: Path, study: str, run_id: str) -> list[str]:
+def _layers(runs_dir: Path, study: str, run_id: str) -> list[tuple[int, str]]:
+    """The run's weight rows from its metrics.json (layer_names and the model spec)."""
     try:
-        return (
-            json.loads((runs_dir / study / run_id / "metrics.json").read_text()).get("layer_names")
-            or []
-        )
+        record = json.loads((runs_dir / study / run_id / "metrics.json").read_text())
     except (OSError, ValueError):
         return []
+    names = record.get("layer_names") or []
+    return weight_rows(names, (record.get("spec") or {}).get("model")) if names else []
 
 
 def landscape_section(
@@ -337,11 +353,11 @@ def landscape_section(
     if curves is not None:
         panels = []
         for config, run_id, seed, status in gradient_heatmap_runs(runs, study).iter_rows():
-            names = _layer_names(Path(runs_dir), study, run_id)
+            rows = _layers(Path(runs_dir), study, run_id)
             curve = curves.filter(pl.col("run_id") == run_id)
-            if names and curve.height:
+            if rows and curve.height:
                 note = ", diverged" if status == "diverged" else ""
-                panels.append((f"{short_label(config)} (seed {seed}{note})", curve, names))
+                panels.append((f"{short_label(config)} (seed {seed}{note})", curve, rows))
         if panels:
             figures["gradient_norms"] = gradient_heatmap_svg(
                 panels, f"{study}: per-layer gradient norms"

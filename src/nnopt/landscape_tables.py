@@ -169,8 +169,10 @@ def final_loss_spread(runs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             final_train_loss_min=loss.min(),
             final_train_loss_max=loss.max(),
         )
-        .with_columns(
-            final_train_loss_range=pl.col("final_train_loss_max") - pl.col("final_train_loss_min")
+        .with_columns(  # one seed has no spread: null, not 0
+            final_train_loss_range=pl.when(pl.col("n_seeds") >= 2).then(
+                pl.col("final_train_loss_max") - pl.col("final_train_loss_min")
+            )
         )
         .sort("study", "config")
         .collect()
