@@ -1,0 +1,153 @@
+"""Data-parallel runs: world size 2 against 1, failing ranks, the store's port, the checks.
+
+Each world-size-2 run spawns two processes that import torch (~1.5 s each, more on a busy
+2-core machine), so only four tests spawn (marked slow); the rest run in this process.
+"""
+
+import math
+import socket
+import threading
+
+import pytest
+import torch
+
+from nnopt.data import load_dataset
+from nnopt.distributed import FAIL_ENV, TIMEOUT_ENV, RankError, check_world_size, open_store, rank_threads
+from nnopt.engine import Hooks, train
+from nnopt.results import read_run
+from nnopt.runner import run_one
+from nnopt.spec import SpecError, parse_spec
+
+# 169 train samples: the last global batch of 16 holds 9, split 5 / 4 over two ranks, so
+# the uneven-shard loss scaling is exercised every epoch.
+BLOBS = {"name": "blobs", "n_samples": 241, "n_classes": 3, "noise": 0.3}
+
+
+def _spec(world_size: int, **sections):
+    raw = {
+        "data": BLOBS,
+        "model": {"width": 16, "depth": 2},  # no dropout, no batch norm: exact comparison
+        "optimizer": {"name": "adam", "lr": 0.02},
+        "budget": {"epochs": 3, "batch_size": 16},
+        "device": {"world_size": world_size},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return parse_spec(raw)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return load_dataset(_spec(1).data)
+
+
+def _bounded(fn, seconds: float = 120.0):
+    """Run fn in a thread; fail (instead of hanging the suite) if it has not returned."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # re-raised in the test's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"no answer within {seconds} s: a hang"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.mark.slow  # spawns two ranks
+def test_world_size_2_matches_world_size_1(blobs, tmp_path):
+    assert len(blobs.y_train) % 16 % 2 == 1  # an uneven last shard, as promised above
+    one = train(_spec(1), dataset=blobs)
+    rows = []
+    out = tmp_path / "ws2"
+    status = _bounded(lambda: run_one(_spec(2), out, hooks=Hooks(progress=rows.append)))
+    assert status == "ok"
+    two = read_run(out)  # written by the calling process from rank 0's result
+    m1, m2 = one.metrics, two["metrics"]
+    assert m1["final_train_loss"] < one.curve[0]["train_loss"] - 0.3  # it learned something
+    assert abs(m1["final_train_loss"] - m2["final_train_loss"]) < 1e-5
+    assert abs(m1["final_val_loss"] - m2["final_val_loss"]) < 1e-5
+    assert abs(m1["test_accuracy"] - m2["test_accuracy"]) <= 1 / len(blobs.y_test)
+    assert m1["steps"] == m2["steps"] == 3 * math.ceil(169 / 16)
+    assert m2["samples_per_s"] > 0 and m2["train_time_s"] > 0  # global samples, rank-0 time
+    prov = two["provenance"]
+    assert prov["world_size"] == 2 and prov["backend"] == "gloo" and prov["threads"] == 1
+    assert prov["launch_time_s"] >= m2["train_time_s"]
+    # rank 0's progress reached the caller's hook, one row per evaluation point
+    assert [r["step"] for r in rows] == [r["step"] for r in one.curve]
+    assert abs(rows[-1]["train_loss"] - m2["final_train_loss"]) < 1e-12
+
+
+@pytest.mark.slow  # spawns two ranks
+def test_rank_that_raises_fails_the_run_with_its_error(blobs, tmp_path, monkeypatch):
+    monkeypatch.setenv(FAIL_ENV, "1:11")  # rank 1 raises at its first evaluation (step 11)
+    out = tmp_path / "run"
+    status = _bounded(lambda: run_one(_spec(2), out))
+    assert status == "failed"
+    record = read_run(out)
+    assert record["error"].startswith("RankError: data-parallel run (world_size 2) failed: rank 1:")
+    assert "injected failure on rank 1 at step 11" in record["error"]
+    assert "injected failure" in record["traceback"]  # the rank's own traceback is kept
+    assert record["metrics"]["test_accuracy"] is None
+
+
+@pytest.mark.slow  # spawns two ranks
+def test_rank_that_dies_ends_the_others(blobs, monkeypatch):
+    monkeypatch.setenv(FAIL_ENV, "0:11:exit")  # rank 0 vanishes: no message, no result
+    with pytest.raises(RankError, match=r"rank 0 died \(exit code 3\)"):
+        _bounded(lambda: train(_spec(2), dataset=blobs))
+
+
+@pytest.mark.slow  # spawns two ranks
+def test_hung_rank_hits_the_collective_timeout(blobs, monkeypatch):
+    monkeypatch.setenv(FAIL_ENV, "1:11:hang")
+    monkeypatch.setenv(TIMEOUT_ENV, "3")
+    with pytest.raises(RankError) as info:
+        _bounded(lambda: train(_spec(2), dataset=blobs))
+    text = str(info.value)
+    assert "rank 0:" in text and "rank 1 still running, terminated" in text
+
+
+def test_model_hooks_are_refused_before_spawning(blobs):
+    with pytest.raises(ValueError, match="hooks.on_train_end / hooks.on_evaluate"):
+        train(_spec(2), dataset=blobs, hooks=Hooks(on_evaluate=lambda step, model: None))
+
+
+def test_store_binds_a_free_loopback_port():
+    first, second = open_store(5.0), open_store(5.0)
+    assert first.port > 0 and second.port > 0 and first.port != second.port
+    with socket.socket() as probe:  # the port is really taken, on loopback
+        with pytest.raises(OSError):
+            probe.bind(("127.0.0.1", first.port))
+    client = torch.distributed.TCPStore("127.0.0.1", first.port, None, False)
+    client.set("key", "value")
+    assert first.get("key") == b"value"
+
+
+def test_check_world_size(monkeypatch):
+    check_world_size(_spec(4))  # cpu ranks may outnumber the cores
+    spec = parse_spec({"device": {"device": "cuda", "world_size": 4}, "budget": {"batch_size": 64}})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SpecError, match="device.device: 'cuda'"):
+        check_world_size(spec)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SpecError, match=r"device.world_size: 4 .* this machine has 2; allowed: 1 to 2"):
+        check_world_size(spec)
+
+
+def test_rank_threads():
+    spec = _spec(2, device={"threads": 3})
+    assert rank_threads(spec) == 3  # each rank: device.threads
+    assert rank_threads(spec, 6) == 3 and rank_threads(spec, 1) == 1  # a job total, split
+
+
+def test_batch_size_must_split_over_ranks():
+    with pytest.raises(SpecError, match="budget.batch_size: 15 must be divisible by device.world_size 2"):
+        _spec(2, budget={"batch_size": 15})
