@@ -64,7 +64,8 @@ def _svg(fig) -> str:
 
     buf = io.StringIO()
     with plt.rc_context(_STYLE):
-        fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: stable output
+        # No date: stable output. Tight box: outside legends are never clipped.
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg") :]
@@ -186,7 +187,13 @@ def _log_axis(axis) -> None:
     axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
     axis.set_major_formatter(FormatStrFormatter("%.3g"))
     axis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    axis.set_tick_params(which="minor", labelsize=6)
+    axis.set_tick_params(which="both", labelsize=7)
+
+
+def _legend_columns(labels: Sequence[str], n: int) -> int:
+    """Columns for a legend under a ~6 inch figure: fewer when the labels are long."""
+    longest = max((len(t) for t in labels), default=1)
+    return max(1, min(n, 3, 90 // max(longest, 1)))
 
 
 def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) -> str:
@@ -218,7 +225,8 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
     handles, labels = ax.get_legend_handles_labels()
     keep = [i for i, t in enumerate(labels) if t.endswith("(train)")]  # one entry per colour
     fig.legend([handles[i] for i in keep], [labels[i][: -len(" (train)")] for i in keep],
-               loc="outside lower center", ncol=min(3, len(keep)) or 1, fontsize=7, frameon=False)  # fmt: skip
+               loc="outside lower center", ncol=_legend_columns(labels, len(keep)), fontsize=7,
+               frameon=False)  # fmt: skip
     return _svg(fig)
 
 
