@@ -428,6 +428,7 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     figs = report_section(config.study("act"), tmp_path)
     keys = [f.key for f in figs]
     assert keys == ["gradient_norms", f"landscape_{chosen.run_id}", "interpolation", "sharpness"]
+    assert "No landscape for tanh" in figs[-1].caption  # no run of tanh was chosen
     table = figs[-1].svg
     assert (
         "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table

@@ -352,7 +352,8 @@ def landscape_section(
     runs_dir: str | Path,
     landscape_dir: str | Path | None,
 ) -> dict[str, Any]:
-    """A study's landscape block for the report: {"figures": {name: svg}, "tables": {...}}.
+    """A study's landscape block for the report: {"figures": {name: svg}, "tables": {...},
+    "missing": [configurations without a landscape]} ("missing" only with landscape_dir).
 
     Gradient heatmaps need curves + run directories (layer names); contours, interpolation
     and the sharpness table need `landscape_dir` (results/landscape/{study}) to exist."""
@@ -374,11 +375,15 @@ def landscape_section(
     if study_dir is None or not study_dir.is_dir():
         return {"figures": figures, "tables": tables}
     sharp = read_sharpness(study_dir)
-    if sharp.height == 0 or "config" not in sharp.columns:
-        return {"figures": figures, "tables": tables}
+    study_runs = runs.filter(pl.col("study") == study)
+    done = set(sharp["config"]) if "config" in sharp.columns else set()
+    # Configurations without a landscape: none of their seeds finished with status ok.
+    missing = [short_label(c) for c in _config_order(study_runs) if c not in done]
+    if not done:
+        return {"figures": figures, "tables": tables, "missing": missing}
     frames = read_landscapes(study_dir)
     interp = []
-    order = _config_order(runs.filter(pl.col("study") == study))
+    order = _config_order(study_runs)
     records = sorted(
         sharp.iter_rows(named=True), key=lambda r: (order.get(r["config"], len(order)), r["config"])
     )
@@ -392,14 +397,14 @@ def landscape_section(
     figures["interpolation"] = interpolation_svg(
         interp, f"{study}: loss from initial to final weights"
     )
-    table = sharpness_table(sharp, runs.filter(pl.col("study") == study))
+    table = sharpness_table(sharp, study_runs)
     table = table.sort(
         pl.col("config").replace_strict(order, default=len(order), return_dtype=pl.Int64)
     )
     tables["sharpness"] = table.with_columns(
         pl.col("config").map_elements(short_label, return_dtype=pl.String)
     )
-    return {"figures": figures, "tables": tables}
+    return {"figures": figures, "tables": tables, "missing": missing}
 
 
 def register() -> None:

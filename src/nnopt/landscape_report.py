@@ -89,11 +89,18 @@ def report_section(study: Any, results_dir: Path) -> list:
         title = {"gradient_norms": "Per-layer gradient norms", "interpolation": "Linear interpolation",
                  "landscape": "Loss landscape"}[kind]  # fmt: skip
         out.append(Figure(key=key, title=title, svg=svg, caption=_CAPTIONS[kind]))
+    missing = section.get("missing") or []
+    note = (
+        f" No landscape for {', '.join(missing)}: none of its seeds finished with status ok."
+        if missing
+        else ""
+    )
     if "sharpness" in section["tables"]:
         table = _html_table(section["tables"]["sharpness"])
-        out.append(
-            Figure(key="sharpness", title="Sharpness", svg=table, caption=_CAPTIONS["sharpness"])
-        )
+        caption = _CAPTIONS["sharpness"] + note
+        out.append(Figure(key="sharpness", title="Sharpness", svg=table, caption=caption))
+    elif missing:
+        out.append(Figure(key="sharpness", title="Sharpness", svg="", caption=note.strip()))
     return out
 
 
