@@ -1,0 +1,145 @@
+"""One study grid, two ways, end to end: one Snakemake job per run vs nnopt's batched jobs.
+
+(a) the idiomatic layout: a Snakemake rule per run calls benchmarks/dataloader_script.py
+    (a new Python + torch per run, a DataLoader loop); the prepared dataset is given to it
+    for free (built before the clock starts);
+(b) nnopt: the repository's workflow on the same grid (same data, model, optimizer,
+    epochs, batch size and seeds), from a cold start including its dataset job.
+
+Both run in temporary folders with the same `--cores`; the script prints their wall times,
+the ratio, and the share of nnopt's core time spent outside training loops
+(1 - Σ train_time_s / (wall × cores)).
+
+    python benchmarks/study.py               # 4 lr × 2 activations × 4 seeds = 32 runs
+    python benchmarks/study.py --seeds 8 --epochs 20 --cores 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LRS = [0.001, 0.003, 0.01, 0.03]
+ACTIVATIONS = ["relu", "tanh"]
+
+BASELINE_SNAKEFILE = """
+RUNS = {runs!r}
+
+
+rule all:
+    input:
+        expand("runs/{{run}}/metrics.json", run=RUNS),
+
+
+rule train_one:
+    output:
+        "runs/{{run}}/metrics.json",
+    log:
+        "logs/{{run}}.log",
+    threads: 1
+    params:
+        args=lambda wildcards: RUNS[wildcards.run],
+    shell:
+        "python {script} --data {data} {{params.args}} --threads {{threads}}"
+        " --out {{output}} > {{log}} 2>&1"
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--n-samples", type=int, default=4000)
+    p.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    return p.parse_args()
+
+
+def base_spec(args: argparse.Namespace) -> dict:
+    return {
+        "data": {"name": "mnist1d", "n_samples": args.n_samples},
+        "model": {"kind": "mlp", "depth": 2, "width": 64},
+        "optimizer": {"name": "adam"},
+        "budget": {"epochs": args.epochs, "batch_size": 64},
+        "evaluation": {"every_epochs": 1},
+    }
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def run_baseline(args: argparse.Namespace, work: Path) -> float:
+    from nnopt.data import prepare_dataset
+    from nnopt.spec import parse_spec
+
+    data = prepare_dataset(parse_spec(base_spec(args)).data, work / "data")  # untimed
+    runs = {
+        f"{act}-lr{lr}-s{seed}": f"--activation {act} --lr {lr} --seed {seed} "
+        f"--epochs {args.epochs} --batch-size 64 --width 64 --depth 2"
+        for lr, act, seed in itertools.product(LRS, ACTIVATIONS, range(args.seeds))
+    }
+    script = ROOT / "benchmarks" / "dataloader_script.py"
+    text = BASELINE_SNAKEFILE.format(runs=runs, script=script, data=data)
+    (work / "Snakefile").write_text(text)
+    return timed(["snakemake", "--cores", str(args.cores), "--quiet", "all"], work)
+
+
+def run_nnopt(args: argparse.Namespace, work: Path) -> tuple[float, float, int]:
+    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, work / folder)
+    study = {
+        "name": "bench",
+        "grid": {"optimizer.lr": LRS, "model.activation": ACTIVATIONS},
+        "metrics": ["test_accuracy"],
+    }
+    raw = {"defaults": base_spec(args), "seeds": args.seeds, "studies": [study]}
+    (work / "config" / "bench.yaml").write_text(yaml.safe_dump(raw))
+    wall_s = timed(
+        ["snakemake", "train_all", "--cores", str(args.cores), "--quiet",
+         "--configfile", "config/bench.yaml"],
+        work,
+    )  # fmt: skip
+    records = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/metrics.json")]
+    train_s = sum(r["metrics"]["train_time_s"] for r in records)
+    return wall_s, train_s, len(records)
+
+
+def main() -> None:
+    args = parse_args()
+    root = Path(tempfile.mkdtemp(prefix="nnopt-bench-"))
+    (root / "baseline").mkdir()
+    (root / "nnopt").mkdir()
+    n_runs = len(LRS) * len(ACTIVATIONS) * args.seeds
+    print(f"{n_runs} runs (MNIST-1D n={args.n_samples}, MLP 2×64, {args.epochs} epochs), "
+          f"--cores {args.cores}, in {root}")  # fmt: skip
+    baseline_s = run_baseline(args, root / "baseline")
+    print(f"(a) one Snakemake job per run, DataLoader script: {baseline_s:7.1f} s")
+    nnopt_s, train_s, n_done = run_nnopt(args, root / "nnopt")
+    assert n_done == n_runs, f"nnopt finished {n_done} of {n_runs} runs"
+    print(f"(b) nnopt batched jobs (cold, incl. dataset job):  {nnopt_s:7.1f} s")
+    print(f"speed-up (a)/(b): {baseline_s / nnopt_s:.1f}x")
+    outside = 1 - train_s / (nnopt_s * args.cores)
+    print(f"nnopt: Σ train_time_s = {train_s:.1f} s over {nnopt_s:.1f} s × {args.cores} cores; "
+          f"{100 * outside:.0f}% of core time outside training loops")  # fmt: skip
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
