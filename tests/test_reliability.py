@@ -253,3 +253,62 @@ def test_concurrent_writers_of_one_run_never_crash_or_leave_debris(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r1"]
     assert read_run(out)["metrics"]["test_accuracy"] in (0.0, 1.0, 2.0)
+
+
+# --- resuming after kill -9: stale Snakemake locks and incomplete markers ------------------
+
+HOLDER = """
+import sys, time
+from nnopt.recovery import claim_working_dir
+print(claim_working_dir(sys.argv[1]) is not None, flush=True)
+time.sleep(60)
+"""
+
+
+def _marker(state: Path, output: str) -> Path:
+    import base64
+
+    marker = state / "incomplete" / base64.urlsafe_b64encode(output.encode()).decode()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("{}")
+    return marker
+
+
+def test_claim_clears_what_a_killed_instance_left(tmp_path, monkeypatch):
+    from nnopt.recovery import claim_working_dir
+
+    monkeypatch.chdir(tmp_path)
+    state = Path(".snakemake")
+    (state / "locks").mkdir(parents=True)
+    (state / "locks" / "0.output.lock").write_text("results/summary.parquet\n")
+    partial = Path("results/batches/b-0123456789.json")
+    partial.parent.mkdir(parents=True)
+    partial.write_text('{"runs": [')  # cut off by the kill
+    marker = _marker(state, str(partial))
+    outside = tmp_path.parent / "outside.txt"
+    outside.write_text("not ours")
+    _marker(state, str(outside))  # a marker pointing outside the folder is never followed
+    keep = Path("results/batches/b-9876543210.json")
+    keep.write_text("{}")
+
+    cleaned = claim_working_dir(state)
+    assert cleaned == [str(state / "locks"), str(partial)]
+    assert not (state / "locks").exists() and not partial.exists() and not marker.exists()
+    assert keep.exists() and outside.exists()
+
+
+def test_claim_leaves_a_live_instance_alone(tmp_path):
+    from nnopt.recovery import claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        (state / "locks").mkdir()
+        assert claim_working_dir(state) is None
+        assert (state / "locks").exists()  # the live instance's locks stay
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_working_dir(state) == [str(state / "locks")]  # the kernel freed its flock

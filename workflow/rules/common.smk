@@ -14,6 +14,7 @@ from snakemake.utils import validate
 
 from nnopt import packing
 from nnopt.data import cache_path
+from nnopt.recovery import claim_working_dir
 from nnopt.results import is_finished
 from nnopt.spec import SpecError
 from nnopt.check import check_config
@@ -98,6 +99,9 @@ DATASETS = {
 }
 
 if workflow.is_main_process:
+    # After a kill -9: drop stale locks and partial outputs, unless another instance runs.
+    for item in claim_working_dir() or []:
+        print(f"nnopt: removed leftover of an interrupted run: {item}", file=sys.stderr)
     FINISHED = finished_runs(BATCHES.values())
     print(
         packing.plan_table(STUDIES, list(BATCHES.values()), FINISHED), file=sys.stderr
