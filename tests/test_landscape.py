@@ -316,6 +316,13 @@ def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path
     assert read_sharpness(out)["hessian_max_eigenvalue"].to_list() == [
         record["hessian_max_eigenvalue"]
     ]
+    # Current outputs are reused; a run whose recorded result changed is recomputed.
+    assert landscape_run(run_dir, out, settings, max_batches=0) == resumed
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["metrics"]["final_train_loss"] += 1.0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    cache = tmp_path / "cache"
+    assert landscape_run(run_dir, out, settings, data_cache=cache, max_batches=0) is None
 
 
 # --- figures and tables (torch-free: nnopt.landscape_figures) ---------------------------------

@@ -111,7 +111,7 @@ def problem_for(spec: RunSpec, dataset: Any, settings: LandscapeSettings) -> Pro
     if len(dataset.y_val):
         splits["val"] = (dataset.x_val[:n_val], dataset.y_val[:n_val])
     tensors = {
-        k: (torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)))
+        k: (torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y)))  # copies: no mmap
         for k, (x, y) in splits.items()
     }
     # The data loss the engine reports as train_loss (no L1/L2 penalty).
@@ -270,13 +270,20 @@ def _snapshots(work: Path, spec: RunSpec, dataset: Any) -> Snapshots:
     return snaps
 
 
-def _is_current(json_path: Path, parquet_path: Path, settings: LandscapeSettings) -> bool:
+def _is_current(
+    json_path: Path, parquet_path: Path, settings: LandscapeSettings, recorded: Any
+) -> bool:
+    """Outputs exist for these settings and for this training result (a retrained run with
+    a different final loss gets a new landscape)."""
     if not (json_path.exists() and parquet_path.exists()):
         return False
     try:
-        return json.loads(json_path.read_text()).get("settings_key") == settings.key
+        old = json.loads(json_path.read_text())
     except ValueError:
         return False
+    return (
+        old.get("settings_key") == settings.key and old.get("recorded_final_train_loss") == recorded
+    )
 
 
 def landscape_run(
@@ -298,7 +305,8 @@ def landscape_run(
     record = read_run(run_dir)
     run_id, out_dir = record["run_id"], Path(out_dir)
     out_parquet, out_json = out_dir / f"{run_id}.parquet", out_dir / f"{run_id}.json"
-    if _is_current(out_json, out_parquet, settings):
+    recorded = (record.get("metrics") or {}).get("final_train_loss")
+    if _is_current(out_json, out_parquet, settings, recorded):
         return out_parquet
     spec = parse_spec(record["spec"])
     if dataset is None:
@@ -306,9 +314,8 @@ def landscape_run(
 
         dataset = load_dataset(spec.data, data_cache)
     work = out_dir / f".{run_id}.parts"
-    prepare_work_dir(
-        work, {"schema_version": SCHEMA_VERSION, "run_id": run_id, "settings_key": settings.key}
-    )
+    plan = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "settings_key": settings.key}
+    prepare_work_dir(work, {**plan, "recorded_final_train_loss": recorded})
     snaps = _snapshots(work, spec, dataset)
     done = compute_landscape(
         problem_for(spec, dataset, settings), snaps, settings, work, max_batches=max_batches
@@ -316,7 +323,6 @@ def landscape_run(
     if done is None:
         return None
     frame, summary = done
-    recorded = (record.get("metrics") or {}).get("final_train_loss")
     meta = {
         "schema_version": SCHEMA_VERSION, "study": record.get("study"), "run_id": run_id,
         "config": config_label(record.get("factors") or {}), "seed": record.get("seed"),
