@@ -1,7 +1,7 @@
 """Data-parallel runs: world size 2 against 1, failing ranks, the store's port, the checks.
 
 Each world-size-2 run spawns two processes that import torch (~1.5 s each, more on a busy
-2-core machine), so only four tests spawn (marked slow); the rest run in this process.
+2-core machine), so only five tests spawn (marked slow); the rest run in this process.
 """
 
 import math
@@ -82,6 +82,26 @@ def test_world_size_2_matches_world_size_1(blobs, tmp_path):
     # rank 0's progress reached the caller's hook, one row per evaluation point
     assert [r["step"] for r in rows] == [r["step"] for r in one.curve]
     assert abs(rows[-1]["train_loss"] - m2["final_train_loss"]) < 1e-12
+
+
+@pytest.mark.slow  # spawns two ranks, twice
+def test_interrupted_run_resumes_from_rank_0_checkpoint(blobs, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop(epochs: int) -> None:  # forwarded from rank 0 to this process
+        if epochs >= 2:
+            raise Stop
+
+    spec = _spec(2, budget={"epochs": 4}, checkpoint={"every_epochs": 1})
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Stop):
+        _bounded(lambda: train(spec, dataset=blobs, checkpoint_dir=ckpt, hooks=Hooks(on_epoch_end=stop)))
+    assert (ckpt / "ckpt.pt").exists()  # written by rank 0; the ranks were terminated
+    resumed = _bounded(lambda: train(spec, dataset=blobs, checkpoint_dir=ckpt))
+    reference = train(_spec(1, budget={"epochs": 4}), dataset=blobs)
+    assert [r["step"] for r in resumed.curve] == [r["step"] for r in reference.curve]
+    assert abs(resumed.metrics["final_train_loss"] - reference.metrics["final_train_loss"]) < 1e-5
 
 
 @pytest.mark.slow  # spawns two ranks
