@@ -109,3 +109,10 @@ def test_runner_resumes_then_removes_checkpoint(tmp_path, spirals):
     recorded = read_run(out)["metrics"]
     assert recorded["test_accuracy"] == whole.metrics["test_accuracy"]
     assert recorded["steps"] == whole.metrics["steps"]
+
+
+def test_every_seconds_checkpoints_at_epoch_ends(tmp_path, spirals):
+    spec = _spec(checkpoint={"every_seconds": 1e-6})
+    with pytest.raises(Interrupt):
+        train(spec, dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(2))
+    assert load_checkpoint(tmp_path)["epochs_done"] == 2

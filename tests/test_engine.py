@@ -205,3 +205,10 @@ def test_cnn2d_trains_on_images(tmp_path):
                        "budget": {"epochs": 5, "batch_size": 16}, "optimizer": {"lr": 0.01}})
     result = train(spec, dataset=ds)
     assert result.status == "ok" and result.metrics["test_accuracy"] > 0.6
+
+
+def test_schedule_drives_recorded_lr(blobs):
+    result = train(_spec(schedule={"name": "exponential", "gamma": 0.5}, optimizer={"lr": 0.1}), dataset=blobs)
+    # lr recorded after each epoch's last step: the lr the next epoch will use
+    assert [r["lr"] for r in result.curve] == pytest.approx([0.1 * 0.5**e for e in range(5)])
+    assert result.metrics["final_lr"] == pytest.approx(0.1 * 0.5**4)
