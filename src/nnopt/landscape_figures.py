@@ -289,7 +289,8 @@ def gradient_heatmap_svg(
     mesh = None
     for ax, (label, steps, mat, layers) in zip(axes, data):
         edges = np.concatenate([[0], steps]) if len(steps) else np.array([0, 1])
-        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), np.where(mat > 0, mat, np.nan), norm=norm, cmap="magma",
+        shown = np.where(mat > 0, mat, np.nan)  # (layers, steps); a zero norm has no log
+        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), shown, norm=norm, cmap="magma",
                              edgecolors="face", linewidth=0, rasterized=True)  # fmt: skip
         ax.set_yticks(np.arange(len(layers)) + 0.5, layers, fontsize=6)
         ax.invert_yaxis()  # the input layer on top, the output layer at the bottom

@@ -240,12 +240,11 @@ def compute_landscape(
         write_json(finite_or_none(_hessian(problem, snaps.weights[-1], settings)), hessian_path)
     frame = pl.concat([pl.read_parquet(work / f"{name}.parquet") for name, _ in batches])
     ratio = planes["_pca_ratio"]
+    path = frame.filter(pl.col("kind") == "trajectory")
     summary = {
         **json.loads(hessian_path.read_text()),
         **interpolation_summary(frame),
-        "landscape_final_train_loss": frame.filter(pl.col("kind") == "trajectory")["train_loss"][
-            -1
-        ],
+        "landscape_final_train_loss": path["train_loss"][-1],  # the last snapshot = final
         "pca_explained_variance_1": ratio[0],
         "pca_explained_variance_2": ratio[1],
     }

@@ -68,7 +68,7 @@ class LandscapeSettings:
     grid_points: int = 21  # per axis of each 2-D plane
     grid_range: float = 1.0  # random plane: x, y in [-r, r] (filter-normalized units)
     pca_margin: float = 0.25  # pca plane: trajectory extent widened by this fraction
-    train_samples: int = 1024  # first N training samples (the engine's train-eval subset)
+    train_samples: int = 1024  # first N training samples (a prefix of the engine's)
     val_samples: int | None = None  # None: the whole validation split
     hessian_iters: int = 30  # power-iteration steps per end of the spectrum
     hessian_tol: float = 1e-3
@@ -182,8 +182,9 @@ def final_loss_spread(runs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def interpolation_summary(frame: pl.DataFrame) -> dict[str, Any]:
     """Goodfellow et al.'s question: is the straight path from init to final downhill?
 
-    barrier = max over α in [0, 1] of L(α) minus the chord between L(0) and L(1);
-    ≤ 0 means no bump on the way (convex-like path)."""
+    barrier = max over α in [0, 1] of L(α) minus the chord between L(0) and L(1): 0 when
+    the path never rises above the chord (convex-like), > 0 for a bump on the way.
+    monotonic: L never increases from α = 0 to 1 (up to float32 evaluation noise)."""
     path = frame.filter(
         (pl.col("kind") == "interp1d") & pl.col("alpha").is_between(-1e-9, 1 + 1e-9)
     )
@@ -198,7 +199,7 @@ def interpolation_summary(frame: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-# --- atomic files (the landscape job writes these; no torch needed) ----------------------------------------------------------------------------------
+# --- atomic files (the landscape job writes these; no torch needed) --------------------------
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
