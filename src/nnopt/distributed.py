@@ -264,6 +264,8 @@ def _train_rank(rank: int, job: _Job, messages: Any) -> RunResult | None:
 
     ws = job.spec.device.world_size
     timeout = datetime.timedelta(seconds=job.timeout_s)
+    if job.backend == "nccl":
+        torch.cuda.set_device(rank)  # one GPU per rank, before NCCL creates its communicator
     store = dist.TCPStore(HOST, job.port, ws, False, timeout=timeout)
     dist.init_process_group(job.backend, store=store, rank=rank, world_size=ws, timeout=timeout)
     try:
