@@ -153,3 +153,10 @@ def test_claims_verdicts_and_failed_runs_are_shown(rendered):
     assert "out of &lt;memory&gt; &amp; &#34;quotes&#34;" in html or \
         "out of &lt;memory&gt; &amp; &quot;quotes&quot;" in html
     assert "failed" in html
+
+
+def test_pdf_links_stay_inside_the_document(rendered):
+    for page in rendered["pdf"].pages:
+        for annot in page.get("/Annots") or []:
+            action = annot.get_object().get("/A") or {}
+            assert "/URI" not in action, action  # TOC and claim links are internal jumps

@@ -91,3 +91,17 @@ def test_compare_many_fast_path_equals_one_by_one_reference():
         np.testing.assert_allclose(
             [f.diff, f.diff_ci_low, f.diff_ci_high, f.p, f.effect_size],
             [s.diff, s.diff_ci_low, s.diff_ci_high, s.p, s.effect_size], rtol=1e-9)
+
+
+def test_compare_many_mann_whitney_batches_equal_one_by_one_reference():
+    rng = np.random.default_rng(5)
+    base = np.array([300, 320, np.inf, 310, 290.0])
+    samples = [np.where(rng.random(5) < 0.3, np.inf, rng.normal(300 + 20 * k, 15, 5))
+               for k in range(10)]
+    samples += [rng.normal(250, 10, 4), np.array([np.inf] * 5), rng.normal(300, 10, 12)]
+    fast = stats.compare_many(samples, base, censored=True)
+    slow = [stats.compare(s, base, censored=True) for s in samples]
+    assert {f.test for f in fast} == {"mannwhitney"}
+    for f, s in zip(fast, slow):
+        np.testing.assert_allclose([f.p, f.effect_size], [s.p, s.effect_size], rtol=1e-12)
+        assert f.diff == s.diff or (np.isnan(f.diff) and np.isnan(s.diff))

@@ -294,7 +294,10 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
 
 
 def _pretty(key: str) -> str:
-    return key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    """'budget.batch_size' → 'Batch size'; 'optimizer.name' → 'Optimizer'."""
+    parts = key.split(".")
+    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+    return word.replace("_", " ").capitalize()
 
 
 def _metric_rows(summary: pl.DataFrame, metric: str) -> dict[str, dict]:

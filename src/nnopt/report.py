@@ -93,7 +93,10 @@ def _p_eq(p: float | None) -> str:
 
 
 def _pretty_key(key: str) -> str:
-    return key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    """'budget.batch_size' → 'Batch size'; 'optimizer.name' → 'Optimizer'."""
+    parts = key.split(".")
+    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+    return word.replace("_", " ").capitalize()
 
 
 # --- per-study view ------------------------------------------------------------------------

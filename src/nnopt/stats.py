@@ -244,8 +244,10 @@ def compare_many(samples, baseline, *, censored: bool = False,
     cleaned = [_clean(s) for s in samples]
     tests = [_choose_test(a, b, censored) for a in cleaned]
     out: list[Comparison | None] = [
-        None if t == "welch" else compare(a, b, censored=censored, confidence=confidence)
+        None if t in ("welch", "mannwhitney") else compare(a, b, censored=censored,
+                                                            confidence=confidence)
         for a, t in zip(cleaned, tests)]
+    _mannwhitney_many(cleaned, b, [i for i, t in enumerate(tests) if t == "mannwhitney"], out)
     idx = [i for i, t in enumerate(tests) if t == "welch"]
     if idx:
         stats_a = [(cleaned[i].mean(), cleaned[i].var(ddof=1), len(cleaned[i])) for i in idx]
@@ -256,6 +258,27 @@ def compare_many(samples, baseline, *, censored: bool = False,
             out[i] = Comparison(float(diff[k]), float(low[k]), float(high[k]), "welch",
                                 float(p[k]), float(g[k]), "hedges_g")
     return out
+
+
+def _mannwhitney_many(samples: list[np.ndarray], b: np.ndarray, idx: list[int],
+                      out: list) -> None:
+    """Mann-Whitney U for samples[idx] against b, one scipy call per (n, ties) group.
+    scipy's method='auto' looks at ties over the whole batch, so each group passes the
+    method that auto would pick for its own pairs (exact: n <= 8 and no ties)."""
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for i in idx:
+        both = np.sort(np.concatenate([samples[i], b]))
+        ties = bool(np.any(both[1:] == both[:-1]))
+        groups.setdefault((len(samples[i]), ties), []).append(i)
+    for (n, ties), members in groups.items():
+        method = "asymptotic" if ties or (n > 8 and len(b) > 8) else "exact"
+        stacked = np.stack([samples[i] for i in members])  # (configs, n)
+        res = sps.mannwhitneyu(stacked, b[None, :], alternative="two-sided", axis=1,
+                               method=method)
+        for k, i in enumerate(members):
+            delta = 2 * float(res.statistic[k]) / (n * len(b)) - 1
+            out[i] = Comparison(_median_diff(samples[i], b), math.nan, math.nan, "mannwhitney",
+                                float(res.pvalue[k]), delta, "cliffs_delta")
 
 
 def holm(pvalues) -> np.ndarray:
