@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -349,7 +350,7 @@ class RunSpec:
         """The canonical form: every field, defaults filled in, tuples as lists."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    @property
+    @functools.cached_property  # frozen, so computed once; a study expands thousands
     def run_id(self) -> str:
         canonical = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
