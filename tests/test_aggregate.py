@@ -136,3 +136,21 @@ def test_bad_config_exits_2_with_message(tmp_path, capsys):
     assert ag.main(["--config", str(tmp_path / "c.json"), "--runs", str(tmp_path),
                     "--out", str(tmp_path)]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_vectorized_summary_equals_stats_describe_for_every_group(tables):
+    root, config, f = tables
+    from nnopt import stats
+
+    runs = f["runs"]
+    for row in f["summary"].iter_rows(named=True):
+        part = runs.filter((pl.col("config") == row["config"]) & (pl.col("study") == row["study"]))
+        keep = ["ok", "diverged"] if row["censored"] else ["ok"]
+        vals = part.filter(pl.col("status").is_in(keep))[row["metric"]].to_numpy().astype(float)
+        if row["censored"]:
+            vals = np.where(np.isnan(vals), np.inf, vals)
+        d = stats.describe(vals)
+        got = [row[k] for k in ("mean", "std", "ci_low", "ci_high", "median", "q25", "q75")]
+        want = [d.mean, d.std, d.ci_low, d.ci_high, d.median, d.q25, d.q75]
+        np.testing.assert_allclose([np.nan if g is None else g for g in got], want, rtol=1e-12)
+        assert row["ci_method"] == d.ci_method and row["n_used"] == d.n
