@@ -2,7 +2,8 @@
 
 Same MLP (MNIST-1D, 2 hidden layers of width 256, Adam) trained by `nnopt.engine.train`
 and by a DataLoader over a TensorDataset (shuffle=True), one thread, in this process.
-Prints samples/s of each, their ratio, and the engine's training GFLOP/s (~6 x params x
+Prints samples/s of each (and of a bare loop: the engine's hot path without its
+bookkeeping, to show the engine's own overhead), their ratio, and the engine's training GFLOP/s (~6 x params x
 samples/s: forward 2, backward 4 flops per weight and sample) as a fraction of a square
 fp32 matmul's GFLOP/s measured here. Targets: engine >= 1.5x the DataLoader loop at batch
 64; >= 60% of the matmul figure at batch 128. Run: `python benchmarks/engine.py` (< 60 s).
@@ -62,6 +63,24 @@ def dataloader_rate(dataset, batch_size: int, epochs: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def bare_rate(dataset, batch_size: int, epochs: int) -> float:
+    """The engine's hot path without its bookkeeping (the floor the engine should be near)."""
+    spec = spec_for(batch_size, epochs)
+    torch.manual_seed(0)
+    model = build_model(spec.model, dataset.input_shape, dataset.n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x, y = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return epochs * len(y) / (time.perf_counter() - start)
+
+
 def matmul_gflops(n: int = 512, reps: int = 30) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
@@ -84,14 +103,16 @@ def main() -> None:
     peak = matmul_gflops()
     print(f"MLP 40-256-256-10 ({n_params} params), {len(dataset.y_train)} train samples, 1 thread")
     print(f"fp32 matmul 512x512: {peak:.1f} GFLOP/s")
-    print(f"{'batch':>5} {'engine/s':>10} {'loader/s':>10} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
+    print(f"{'batch':>5} {'engine/s':>10} {'bare/s':>10} {'loader/s':>10} {'vs loader':>9} "
+          f"{'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     for batch in BATCHES:
-        engine_epochs = max(4, batch // 4)  # ~0.5-1 s of training each
-        engine = max(engine_rate(dataset, batch, engine_epochs) for _ in range(REPEATS))
+        epochs = max(4, batch // 4)  # ~0.5-1 s of training each
+        engine = max(engine_rate(dataset, batch, epochs) for _ in range(REPEATS))
+        bare = max(bare_rate(dataset, batch, epochs) for _ in range(REPEATS))
         loader = max(dataloader_rate(dataset, batch, max(2, batch // 32)) for _ in range(REPEATS))
         gflops = 6 * n_params * engine / 1e9
         print(
-            f"{batch:>5} {engine:>10.0f} {loader:>10.0f} {engine / loader:>5.2f}x "
+            f"{batch:>5} {engine:>10.0f} {bare:>10.0f} {loader:>10.0f} {engine / loader:>8.2f}x "
             f"{gflops:>8.1f} {gflops / peak:>7.0%}"
         )
 
