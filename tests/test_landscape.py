@@ -466,6 +466,15 @@ def test_short_labels_keep_what_a_reader_needs():
     assert short_label("model.activation=relu") == "relu"
     assert short_label("model.batch_norm=true, model.depth=8") == "batch_norm=true, depth=8"
     assert short_label("base") == "base"
+    assert short_label("init.name=zero, model.activation=tanh") == "init=zero, activation=tanh"
+
+
+def test_a_heatmap_of_exactly_zero_gradients_says_so_instead_of_failing():
+    from nnopt.landscape_figures import gradient_heatmap_svg
+
+    zero = pl.DataFrame({"step": [10, 20], "layer_grad_norms": [[0.0, 0.0], [0.0, 0.0]]})
+    svg = gradient_heatmap_svg([("zero init", zero, [(0, "layer 1"), (1, "output")])], "t")
+    assert "all weight gradients are exactly 0" in svg
 
 
 def test_cli_refuses_bad_settings_and_missing_inputs_with_one_line_and_exit_2(tmp_path, capsys):

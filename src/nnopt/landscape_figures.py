@@ -276,12 +276,17 @@ def gradient_heatmap_svg(
     panels: Sequence[tuple[str, pl.DataFrame, Sequence[tuple[int, str]]]], title: str
 ) -> str:
     """(label, one run's curve rows, its `weight_rows`) per configuration → layer × step maps."""
+    from matplotlib import colormaps as matplotlib_cmaps
     from matplotlib.colors import LogNorm
+
+    matplotlib_cmap = matplotlib_cmaps.get_cmap
 
     data = [(label, *_norm_matrix(curve, rows)) for label, curve, rows in panels]
     data = [d for d in data if d[2].size]
-    positive = np.concatenate([d[2][d[2] > 0].ravel() for d in data] or [np.ones(1)])
+    positive = np.concatenate([d[2][d[2] > 0].ravel() for d in data] + [np.zeros(0)])
+    positive = positive if positive.size else np.ones(1)  # every gradient exactly zero
     norm = LogNorm(vmin=max(float(positive.min()), 1e-12), vmax=max(float(positive.max()), 1e-11))
+    cmap = matplotlib_cmap("magma").with_extremes(bad="lightgrey")  # grey: a zero gradient
     cols = min(len(data), 3) or 1
     rows = max(1, -(-len(data) // cols))
     fig = _figure(3.0 * cols + 0.8, 2.3 * rows + 0.5)
@@ -290,8 +295,11 @@ def gradient_heatmap_svg(
     for ax, (label, steps, mat, layers) in zip(axes, data):
         edges = np.concatenate([[0], steps]) if len(steps) else np.array([0, 1])
         shown = np.where(mat > 0, mat, np.nan)  # (layers, steps); a zero norm has no log
-        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), shown, norm=norm, cmap="magma",
+        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), shown, norm=norm, cmap=cmap,
                              edgecolors="face", linewidth=0, rasterized=True)  # fmt: skip
+        if not np.any(mat > 0):
+            ax.text(0.5, 0.5, "all weight gradients are exactly 0", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=7)  # fmt: skip
         ax.set_yticks(np.arange(len(layers)) + 0.5, layers, fontsize=6)
         ax.invert_yaxis()  # the input layer on top, the output layer at the bottom
         ax.set_xlabel("step", fontsize=8)
@@ -320,13 +328,20 @@ def sharpness_table(sharpness: pl.DataFrame, runs: pl.DataFrame | None = None) -
 
 
 def short_label(config: str) -> str:
-    """'model.activation=relu' → 'relu'; several factors → 'activation=relu, depth=4'."""
+    """'model.activation=relu' → 'relu'; several factors → 'activation=relu, depth=4',
+    'init.name=zero, model.activation=tanh' → 'init=zero, activation=tanh'."""
     parts = [p.partition("=") for p in config.split(", ")]
     if any(not sep for _, sep, _ in parts):
         return config  # 'base' or a label this function does not know
     if len(parts) == 1:
         return parts[0][2]
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, _, v in parts)
+    return ", ".join(f"{_short_key(k)}={v}" for k, _, v in parts)
+
+
+def _short_key(key: str) -> str:
+    """'model.depth' → 'depth'; 'init.name' → 'init' (a bare 'name' says nothing)."""
+    head, _, last = key.rpartition(".")
+    return head.rpartition(".")[2] if last in ("name", "kind") and head else last
 
 
 def _config_order(runs: pl.DataFrame) -> dict[str, int]:

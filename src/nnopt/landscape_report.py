@@ -52,9 +52,9 @@ def _wants_gradients(study: Any) -> bool:
 
 
 _CAPTIONS = {
-    "gradient_norms": "L2 norm of each weight matrix's gradient at every evaluation (log colour, "
-    "shared by the panels; input layer on top). Dark top rows that stay dark are vanishing "
-    "gradients; bright bands that grow are exploding ones.",
+    "gradient_norms": "L2 norm of each weight matrix's gradient at every evaluation (log "
+    "colour shared by the panels; input layer on top; grey = exactly zero). Dark top rows that "
+    "stay dark are vanishing gradients; bright bands that grow are exploding ones.",
     "interpolation": "Loss on the straight line θ(α) = (1−α)·θ_init + α·θ_final (Goodfellow et al. "
     "2015). A curve that falls steadily from α = 0 to 1 means no barrier separated start and end.",
     "sharpness": "Top and bottom Hessian eigenvalues of the training loss at the final weights "
