@@ -212,3 +212,12 @@ def test_schedule_drives_recorded_lr(blobs):
     # lr recorded after each epoch's last step: the lr the next epoch will use
     assert [r["lr"] for r in result.curve] == pytest.approx([0.1 * 0.5**e for e in range(5)])
     assert result.metrics["final_lr"] == pytest.approx(0.1 * 0.5**4)
+
+
+def test_eval_batch_shrinks_for_wide_conv_nets(tmp_path):
+    from nnopt.engine import EVAL_BATCH, eval_batch_size
+
+    assert eval_batch_size(_spec(), (2,)) == EVAL_BATCH
+    images = {"name": "torchvision", "path": str(tmp_path), "torchvision_name": "CIFAR10"}
+    wide = _spec(data=images, model={"kind": "cnn2d", "width": 128})
+    assert eval_batch_size(wide, (3, 32, 32)) * 128 * 32 * 32 <= 2**26  # <= 256 MB per layer

@@ -45,7 +45,8 @@ __all__ = [
     "EVAL_BATCH",
 ]
 
-EVAL_BATCH = 8192  # samples per forward pass at evaluation (few large batches)
+EVAL_BATCH = 8192  # samples per forward pass at evaluation (few large batches) ...
+_EVAL_FLOATS = 2**26  # ... unless one layer's activations would pass 256 MB (conv nets)
 
 
 @dataclass
@@ -101,6 +102,16 @@ def epoch_batches(
     return [b.tensor_split(world_size)[rank] for b in batches]
 
 
+def eval_batch_size(spec: RunSpec, input_shape: tuple[int, ...]) -> int:
+    """EVAL_BATCH, or fewer samples when a hidden layer's activations would be too large."""
+    m = spec.model
+    spatial = math.prod(input_shape[1:]) if m.kind != "mlp" and len(input_shape) > 1 else 1
+    if m.kind == "cnn1d" and len(input_shape) == 1:
+        spatial = input_shape[0]
+    per_sample = max(math.prod(input_shape), m.width * spatial)  # floats of the widest layer
+    return max(64, min(EVAL_BATCH, _EVAL_FLOATS // per_sample))
+
+
 def _autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return nullcontext()
@@ -109,14 +120,16 @@ def _autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> tuple:
+def evaluate(
+    model, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32", batch: int = EVAL_BATCH
+) -> tuple:
     """(mean loss, accuracy) of `model` in eval mode on (x, y), in few large batches."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    for start in range(0, len(y), EVAL_BATCH):
-        xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+    for start in range(0, len(y), batch):
+        xb, yb = x[start : start + batch], y[start : start + batch]
         with _autocast(x.device, precision):
             logits = model(xb)  # (b, n_classes)
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
@@ -159,6 +172,7 @@ class _Trainer:
         self.x_val, self.y_val = xs(ds.x_val), ys(ds.y_val)
         self.x_test, self.y_test = xs(ds.x_test), ys(ds.y_test)
         n_eval = spec.evaluation.max_train_eval_samples
+        self.eval_batch = eval_batch_size(spec, tuple(ds.input_shape))
         self.x_train_eval, self.y_train_eval = self.x_train[:n_eval], self.y_train[:n_eval]
         self.generator = torch.Generator(device=self.device).manual_seed(spec.seed)
         self._plan(len(ds.y_train))
@@ -280,16 +294,18 @@ class _Trainer:
         self.eval_time_s += time.perf_counter() - now
         self.segment_start = time.perf_counter()
 
+    def _eval(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        return evaluate(self.model, x, y, self.spec.device.precision, self.eval_batch)
+
     def _measure(self) -> dict[str, Any]:
         """One curve row: train/val loss and accuracy (eval mode), lr, norms."""
-        prec = self.spec.device.precision
         running = (self.loss_sum / self.loss_count).item() if self.loss_count else 0.0
         self.loss_sum.zero_()
         self.loss_count = 0
-        train_loss, train_acc = evaluate(self.model, self.x_train_eval, self.y_train_eval, prec)
+        train_loss, train_acc = self._eval(self.x_train_eval, self.y_train_eval)
         val_loss = val_acc = None
         if len(self.y_val):
-            val_loss, val_acc = evaluate(self.model, self.x_val, self.y_val, prec)
+            val_loss, val_acc = self._eval(self.x_val, self.y_val)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()  # (n_params,)
         weight_norm = torch.stack(torch._foreach_norm(self.weights)).float().norm()
@@ -368,15 +384,14 @@ class _Trainer:
             self.hooks.on_train_end(self.model)
         m = dict.fromkeys(METRIC_NAMES)
         last = self.curve[-1] if self.curve else {}
-        prec = self.spec.device.precision
         if self.status == "ok":
-            m["test_loss"], m["test_accuracy"] = evaluate(self.model, self.x_test, self.y_test, prec)
+            m["test_loss"], m["test_accuracy"] = self._eval(self.x_test, self.y_test)
             w = torch.cat([p.detach().flatten().float() for p in self.weights])
             m["weight_norm"] = w.norm().item()
             m["weight_sparsity"] = (w.abs() < 1e-3).float().mean().item()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-            m["test_accuracy_at_best_val"] = evaluate(self.model, self.x_test, self.y_test, prec)[1]
+            m["test_accuracy_at_best_val"] = self._eval(self.x_test, self.y_test)[1]
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             m[f"final_{key}"] = last.get(key)
         for suffix, name in (("", "acc"), ("_loss", "loss")):

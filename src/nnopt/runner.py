@@ -20,7 +20,7 @@ __all__ = ["run_one", "run_batch", "progress_printer", "progress_hooks"]
 
 # Prepared datasets kept in memory across the runs of a batch, keyed by DataSpec.
 _DATASETS: dict[Any, Any] = {}
-_MAX_DATASETS = 4
+_MAX_DATASETS = 2  # image sets can take GBs
 
 
 def _dataset(spec: RunSpec, data_cache: str | Path | None):
