@@ -3,14 +3,15 @@
 Takes the study's seed-0 run from config/config.yaml, overrides `device.world_size`, trains
 each once (best of REPEATS) and prints train_time_s (rank 0's training loop), the launch
 time (spawn + import + rendezvous), speed-up and efficiency against world size 1, and the
-machine's core count and load. Run: `python benchmarks/distributed.py [config.yaml]`.
+machine's core count and load. Run: `python benchmarks/distributed.py [config.yaml]
+[--width N]` (--width overrides the MLP width: a wide model shows the compute-bound case).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
-import sys
 
 from nnopt.data import load_dataset
 from nnopt.engine import train
@@ -20,9 +21,12 @@ WORLD_SIZES = (1, 2, 4)
 REPEATS = 2  # best of: the machine is shared, the best run is the least disturbed
 
 
-def parallel_spec(config_path: str):
+def parallel_spec(config_path: str, width: int | None):
     study = load_config(config_path).study("parallel")
-    return next(run.spec for run in study.runs if run.spec.seed == 0)
+    spec = next(run.spec for run in study.runs if run.spec.seed == 0)
+    if width is not None:
+        spec = spec.replace(model=dataclasses.replace(spec.model, width=width))
+    return spec
 
 
 def time_run(spec, world_size: int, dataset) -> tuple[float, float]:
@@ -37,10 +41,15 @@ def time_run(spec, world_size: int, dataset) -> tuple[float, float]:
 
 
 def main() -> None:
-    spec = parallel_spec(sys.argv[1] if len(sys.argv) > 1 else "config/config.yaml")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="config/config.yaml")
+    parser.add_argument("--width", type=int, help="override model.width")
+    args = parser.parse_args()
+    spec = parallel_spec(args.config, args.width)
     dataset = load_dataset(spec.data)
-    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, batch {spec.budget.batch_size}, "
-          f"epochs {spec.budget.epochs}, threads/rank {spec.device.threads}")  # fmt: skip
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, width {spec.model.width}, "
+          f"batch {spec.budget.batch_size}, epochs {spec.budget.epochs}, "
+          f"threads/rank {spec.device.threads}")  # fmt: skip
     base = None
     for ws in WORLD_SIZES:
         train_s, launch_s = time_run(spec, ws, dataset)
