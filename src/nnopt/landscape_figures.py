@@ -99,15 +99,16 @@ def _tick_labels(values: np.ndarray) -> list[str]:
     return labels
 
 
-def _contour_panel(ax, frame: pl.DataFrame, levels: np.ndarray, xlabel: str, ylabel: str):
+def _contour_panel(ax, frame: pl.DataFrame, xlabel: str, ylabel: str):
+    """Filled log-scale contours of one plane, its own levels and colour bar."""
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import FormatStrFormatter
 
     xs, ys, loss = _grid(frame)
+    levels = _levels(loss)
     # Non-finite points (a diverging region) stay blank; the rest is clipped to the levels.
     shown = np.ma.masked_invalid(np.clip(loss, levels[0], levels[-1]))
-    filled = ax.contourf(
-        xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis", extend="neither"
-    )
+    filled = ax.contourf(xs, ys, shown, levels=levels, norm=LogNorm(), cmap="viridis")
     filled.set_rasterized(True)  # the filled bands as one small image; lines stay vector
     ax.contour(xs, ys, shown, levels=levels, colors="white", linewidths=0.4, alpha=0.6)
     ax.plot([0], [0], marker="*", color="red", markersize=10, label="final weights")
@@ -118,64 +119,38 @@ def _contour_panel(ax, frame: pl.DataFrame, levels: np.ndarray, xlabel: str, yla
                 ha="center", fontsize=7, color="white")  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    return filled
+    ax.locator_params(nbins=5)
+    for axis in (ax.xaxis, ax.yaxis):  # plain '2e-05' ticks: no offset text over the title
+        axis.set_major_formatter(FormatStrFormatter("%.2g"))
+    bar = ax.figure.colorbar(filled, ax=ax, shrink=0.9)
+    bar.set_ticks(levels[::3], labels=_tick_labels(levels[::3]))
+    bar.ax.tick_params(labelsize=7)
 
 
 def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) -> str:
-    """Two panels for one run (rows of its `{run_id}.parquet`): random plane, PCA plane + path."""
-    fig = _figure(8.0, 3.4)
+    """Two panels for one run (rows of its `{run_id}.parquet`): random plane, PCA plane + path.
+
+    Each panel has its own colour scale: a short trajectory (a tiny learning rate) spans a
+    far smaller loss range than the random plane, and one shared scale would hide it."""
+    fig = _figure(8.4, 3.4)
     ax_r, ax_p = fig.subplots(1, 2)
     surface = landscape.filter(pl.col("kind") == "surface2d")
-    levels = _levels(surface["train_loss"].to_numpy())  # one colour scale for both panels
-    _contour_panel(
-        ax_r,
-        surface.filter(pl.col("plane") == "random"),
-        levels,
-        "δ (filter-normalized)",
-        "η (filter-normalized)",
-    )
-    ax_r.set_title("random directions", fontsize=9)
-    pc1, pc2 = (
-        summary.get("pca_explained_variance_1") or 0,
-        summary.get("pca_explained_variance_2") or 0,
-    )
-    filled = _contour_panel(
-        ax_p,
-        surface.filter(pl.col("plane") == "pca"),
-        levels,
-        f"1st PC ({pc1:.0%})",
-        f"2nd PC ({pc2:.0%})",
-    )
-    path = landscape.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca")).sort(
-        "step"
-    )
-    ax_p.plot(
-        path["x"],
-        path["y"],
-        color="orange",
-        marker=".",
-        markersize=4,
-        linewidth=1.2,
-        label="training path",
-    )
-    ax_p.plot(
-        path["x"][0],
-        path["y"][0],
-        marker="o",
-        color="orange",
-        markeredgecolor="black",
-        label="initial weights",
-    )
+    random_plane = surface.filter(pl.col("plane") == "random")
+    _contour_panel(ax_r, random_plane, "δ (filter-normalized)", "η (filter-normalized)")
+    ax_r.set_title("random directions: train loss (log colour)", fontsize=9)
+    pc1 = summary.get("pca_explained_variance_1") or 0
+    pc2 = summary.get("pca_explained_variance_2") or 0
+    pca_plane = surface.filter(pl.col("plane") == "pca")
+    _contour_panel(ax_p, pca_plane, f"1st PC ({pc1:.0%})", f"2nd PC ({pc2:.0%})")
+    path = landscape.filter((pl.col("kind") == "trajectory") & (pl.col("plane") == "pca"))
+    path = path.sort("step")
+    ax_p.plot(path["x"], path["y"], color="orange", marker=".", markersize=4, linewidth=1.2,
+              label="training path")  # fmt: skip
+    ax_p.plot(path["x"][0], path["y"][0], marker="o", color="orange", markeredgecolor="black",
+              label="initial weights")  # fmt: skip
     ax_p.set_title("PCA plane of the weight snapshots", fontsize=9)
-    fig.legend(
-        *ax_p.get_legend_handles_labels(),
-        loc="outside lower center",
-        ncol=3,
-        fontsize=7,
-        frameon=False,
-    )
-    bar = fig.colorbar(filled, ax=[ax_r, ax_p], label="train loss (log scale)", shrink=0.9)
-    bar.set_ticks(filled.levels[::3], labels=_tick_labels(filled.levels[::3]))
+    handles, labels = ax_p.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     return _svg(fig)
 

@@ -63,8 +63,8 @@ _CAPTIONS = {
     "[0, 1]. Seeds' loss range: spread of the final training loss over the configuration's seeds.",
     "landscape": "Training loss around the final weights (★) on two random filter-normalized "
     "directions (left; Li et al. 2018) and on the plane of the first two principal components of "
-    "the weight snapshots, with the training path from the initial weights (○) (right). One "
-    "log colour scale for both panels; blank areas: the loss was not finite there.",
+    "the weight snapshots, with the training path from the initial weights (○) (right). Each "
+    "panel has its own log colour scale; blank areas: the loss was not finite there.",
 }
 
 
