@@ -33,7 +33,7 @@ def test_point_plot_is_compact_svg_with_text_and_escaped_labels(world):
     part = summary.filter(pl.col("study") == "activation")
     order = part["config"].unique(maintain_order=True).to_list()
     labels = {c: f"<script>{i}</script> $x$" for i, c in enumerate(order)}
-    svg = figures.metric_points(part, "test_accuracy", order, labels, figures.palette(order))
+    svg = figures.metric_points(part, ["test_accuracy"], order, labels, figures.palette(order))
     assert svg.startswith("<svg") and "<metadata" not in svg
     assert "<script>" not in svg and "&lt;script&gt;0&lt;/script&gt;" in svg
     assert "<text" in svg  # fonttype none: labels stay text, the file stays small
@@ -51,7 +51,7 @@ def test_colours_are_consistent_across_figures(world):
     bands = figures.curve_bands(curves, "activation")
     figs = {f.key: f.svg for f in figures.study_figures(study, part, bands, order)}
     relu = _colour_hex(figures.palette(order)["model.activation=relu"])
-    assert relu in figs["curves"] and relu in figs["points-test_accuracy"]
+    assert relu in figs["curves"] and relu in figs["points-0"]
 
 
 def test_curve_band_is_mean_and_t_interval_over_seeds(world):

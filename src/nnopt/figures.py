@@ -213,25 +213,20 @@ def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, 
 # --- one metric across configurations ----------------------------------------------------------
 
 
-def metric_points(summary: pl.DataFrame, metric: str, order: list[str],
-                  labels: Mapping[str, str], colours: Mapping[str, tuple]) -> str | None:
-    """Each configuration's mean with its 95% CI (censored metrics: median and IQR)."""
+def _points_panel(ax, part: pl.DataFrame, metric: str, shown: list[str],
+                  colours: Mapping[str, tuple]) -> None:
+    """One panel: each configuration's mean with its 95% CI (censored: median and IQR)."""
     info = metric_info(metric)
-    part = summary.filter(pl.col("metric") == metric)
-    rows = {r["config"]: r for r in part.iter_rows(named=True)}
-    shown = [c for c in order if c in rows][:MAX_POINTS]
-    if not shown:
-        return None
-    fig, (ax,) = _new(height=0.5 + 0.22 * len(shown))
+    rows = {r["config"]: r for r in part.filter(pl.col("metric") == metric).iter_rows(named=True)}
     centre_key, lo_key, hi_key = (("median", "q25", "q75") if info.censored
                                   else ("mean", "ci_low", "ci_high"))
     xs, ys, los, his, cols = [], [], [], [], []
     for y, config in enumerate(reversed(shown)):
-        r = rows[config]
-        centre = r[centre_key]
+        r = rows.get(config)
+        centre = r[centre_key] if r else None
         if centre is None or not np.isfinite(centre):
             ax.annotate("not reached" if info.censored else "no data", (0.01, y),
-                        xycoords=("axes fraction", "data"), fontsize=7, va="center")
+                        xycoords=("axes fraction", "data"), fontsize=6, va="center")
             continue
         lo, hi = (r[k] if r[k] is not None and np.isfinite(r[k]) else centre
                   for k in (lo_key, hi_key))
@@ -246,10 +241,28 @@ def metric_points(summary: pl.DataFrame, metric: str, order: list[str],
         for ends in (xs - los, xs + his):
             ax.scatter(ends, ys, c=cols, marker="|", s=20, lw=1)
         ax.scatter(xs, ys, c=cols, s=16, zorder=3)
-    ax.set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
-    what = "median and IQR" if info.censored else "mean and 95% CI"
-    ax.set(xlabel=info.axis_label, title=f"{info.label}: {what}")
-    _log_if_decades(ax, [rows[c][centre_key] for c in shown], axis="x")
+        _log_if_decades(ax, xs, axis="x")
+    what = "median, IQR" if info.censored else "mean, 95% CI"
+    ax.set_xlabel(info.axis_label)
+    ax.set_title(f"{info.label}\n({what})", fontsize=8)  # two lines: panels sit side by side
+    ax.set_ylim(-0.6, len(shown) - 0.4)
+
+
+def metric_points(summary: pl.DataFrame, metrics, order: list[str],
+                  labels: Mapping[str, str], colours: Mapping[str, tuple]) -> str | None:
+    """The compared metrics side by side, one panel each, configurations on a shared y axis
+    (labels are laid out once, which is most of a figure's cost)."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    present = set(summary["config"])
+    shown = [c for c in order if c in present][:MAX_POINTS]
+    if not shown or not metrics:
+        return None
+    fig, axes = _new(height=1.0 + 0.2 * len(shown), ncols=len(metrics))
+    for ax, metric in zip(axes, metrics):
+        _points_panel(ax, summary, metric, shown, colours)
+    axes[0].set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
+    for ax in axes[1:]:
+        ax.set_yticks(range(len(shown)), [""] * len(shown))
     return to_svg(fig)
 
 
@@ -385,11 +398,14 @@ def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
                    learning_curves(bands, curve_order or order, labels, colours, title),
                    f"Mean over the ok runs' seeds with a 95% CI band; at most {MAX_LINES} "
                    "configurations (best first by the primary metric when there are more).")]
-    for metric in study.metrics:
-        if memory_bars and metric == "optimizer_state_bytes":
-            continue  # drawn as bars below
-        figs.append(Figure(f"points-{metric}", metric_info(metric).label,
-                           metric_points(summary, metric, order, labels, colours)))
+    point_metrics = [m for m in study.metrics
+                     if not (memory_bars and m == "optimizer_state_bytes")]  # bars below
+    for i in range(0, len(point_metrics), 3):  # at most three panels side by side
+        chunk = point_metrics[i:i + 3]
+        figs.append(Figure(f"points-{i // 3}", "Compared metrics",
+                           metric_points(summary, chunk, order, labels, colours),
+                           "Each configuration's mean with its 95% CI over seeds "
+                           "(time-to-target: median and interquartile range)."))
     figs.append(Figure("heatmap", "Two-factor grid", heatmap(summary, study, study.metrics[0])))
     if "model.dropout" in keys:
         figs.append(Figure("gap", "Generalization gap",
