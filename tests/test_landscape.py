@@ -53,7 +53,8 @@ def test_interpolation_on_a_convex_problem_is_convex_and_ends_at_both_losses():
     assert rows[15]["train_loss"] < rows[5]["train_loss"]  # training went downhill
 
 
-def test_top_and_bottom_hessian_eigenvalues_match_the_closed_form_of_logistic_regression():
+@pytest.mark.parametrize("method", ["power", "lobpcg"])
+def test_top_and_bottom_hessian_eigenvalues_match_the_closed_form_of_logistic_regression(method):
     x, y = _separable()
     model, xt, yt, _, theta1 = _trained_logreg(x, y)
     # H = X̃ᵀ diag(p(1-p)) X̃ / n with X̃ = [X, 1]; parameters are ordered (weight, bias).
@@ -62,7 +63,7 @@ def test_top_and_bottom_hessian_eigenvalues_match_the_closed_form_of_logistic_re
     hessian = xb.T @ (xb * (p * (1 - p))[:, None]) / len(x)
     exact = np.linalg.eigvalsh(hessian)
     top, bottom = ls.hessian_extreme_eigenvalues(
-        model, xt, yt, _bce, iters=500, tol=1e-12, chunk_size=32
+        model, xt, yt, _bce, iters=500, tol=1e-12, chunk_size=32, method=method
     )
     assert top == pytest.approx(exact[-1], rel=1e-6)
     assert bottom == pytest.approx(exact[0], rel=1e-4, abs=1e-9)
@@ -84,6 +85,31 @@ def test_hessian_vector_product_matches_the_full_hessian_of_a_small_mlp():
     v = torch.randn(theta.numel(), dtype=torch.float64)
     hv = ls.hessian_vector_product(model, x, y, nn.functional.cross_entropy, v, chunk_size=7)
     torch.testing.assert_close(hv, full @ v)
+
+
+def test_lobpcg_finds_both_ends_of_a_small_mlp_hessian_with_few_products():
+    """The fast path against the dense spectrum (P = 31 > 5: LOBPCG proper, not its dense
+    fallback), with negative curvature present at a random (untrained) point."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(40, 3, dtype=torch.float64), torch.randint(0, 3, (40,))
+    theta = ls.flat_params(model)
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(flat, [s.numel() for s in shapes])
+        params = {n: t.view(s) for (n, _), t, s in zip(model.named_parameters(), parts, shapes)}
+        return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+
+    exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, theta)).numpy()
+    assert exact[0] < -1e-3  # the test needs a saddle-like point
+    top, bottom = ls.hessian_extreme_eigenvalues(
+        model, x, y, nn.functional.cross_entropy, iters=60, tol=1e-8, method="lobpcg"
+    )
+    assert top == pytest.approx(exact[-1], rel=1e-6)
+    assert bottom == pytest.approx(exact[0], rel=1e-4)
+    with pytest.raises(ValueError, match="known: lobpcg, power"):
+        ls.hessian_extreme_eigenvalues(model, x, y, nn.functional.cross_entropy, method="qr")
 
 
 def test_filter_normalization_gives_each_direction_filter_the_weight_filter_norm():
@@ -276,9 +302,16 @@ def test_settings_validation_names_the_key():
         parse_settings({"grid_points": 1})
     with pytest.raises(SpecError, match=r"landscape\.grid_range: expected a number"):
         parse_settings({"grid_range": "big"})
+    with pytest.raises(
+        SpecError, match=r"hessian_method: unknown value 'lanczos'; allowed: lobpcg"
+    ):
+        parse_settings({"hessian_method": "lanczos"})
     with pytest.raises(SpecError, match="alpha_min"):
         parse_settings({"alpha_min": 2.0})
     assert parse_settings({"grid_range": 2}).grid_range == 2.0
+    from nnopt.landscape_tables import HESSIAN_METHOD_NAMES
+
+    assert HESSIAN_METHOD_NAMES == tuple(ls.HESSIAN_METHODS)  # torch-free names = registry
 
 
 def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path):

@@ -199,6 +199,7 @@ def _hessian(problem: Problem, center: Tensor, settings: LandscapeSettings) -> d
     top, bottom = ls.hessian_extreme_eigenvalues(
         problem.model, x, y, problem.loss_fn, iters=settings.hessian_iters,
         tol=settings.hessian_tol, seed=settings.direction_seed, chunk_size=settings.chunk_size,
+        method=settings.hessian_method,
     )  # fmt: skip
     ratio = abs(bottom / top) if top != 0 and math.isfinite(top) else None
     return {

@@ -33,6 +33,7 @@ __all__ = [
     "LandscapeSettings",
     "parse_settings",
     "LANDSCAPE_SCHEMA",
+    "HESSIAN_METHOD_NAMES",
     "select_landscape_runs",
     "final_loss_spread",
     "interpolation_summary",
@@ -70,7 +71,8 @@ class LandscapeSettings:
     pca_margin: float = 0.25  # pca plane: trajectory extent widened by this fraction
     train_samples: int = 1024  # first N training samples (a prefix of the engine's)
     val_samples: int | None = None  # None: the whole validation split
-    hessian_iters: int = 30  # power-iteration steps per end of the spectrum
+    hessian_method: str = "lobpcg"  # or "power" (the slow reference)
+    hessian_iters: int = 50  # steps (Hessian-vector products) per end of the spectrum
     hessian_tol: float = 1e-3
     direction_seed: int = 0
     rows_per_batch: int = 4  # 2-D grid rows per resumable part file
@@ -96,7 +98,18 @@ _POSITIVE_INT = (
 )
 
 
+HESSIAN_METHOD_NAMES = ("lobpcg", "power")  # keys of nnopt.landscape.HESSIAN_METHODS
+
+
 def _check_field(path: str, name: str, value: Any, default: Any) -> Any:
+    if name == "hessian_method":
+        if value not in HESSIAN_METHOD_NAMES:
+            raise SpecError(
+                f"{path}.{name}: unknown value {value!r}; allowed: "
+                + ", ".join(HESSIAN_METHOD_NAMES)
+                + did_you_mean(value, HESSIAN_METHOD_NAMES)
+            )
+        return value
     if name == "val_samples" and value is None:
         return None
     want_int = isinstance(default, int) or name == "val_samples"
