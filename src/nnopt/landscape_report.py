@@ -58,7 +58,7 @@ _CAPTIONS = {
     "interpolation": "Loss on the straight line θ(α) = (1−α)·θ_init + α·θ_final (Goodfellow et al. "
     "2015). A curve that falls steadily from α = 0 to 1 means no barrier separated start and end.",
     "sharpness": "Top and bottom Hessian eigenvalues of the training loss at the final weights "
-    "(power iteration on Hessian-vector products); large λ_max = sharp minimum, clearly negative "
+    "(LOBPCG on Hessian-vector products, by default); large λ_max = sharp minimum, clearly negative "
     "λ_min = not a minimum. Path bump = highest rise of the interpolation above its chord on "
     "[0, 1]. Seeds' loss range: spread of the final training loss over the configuration's seeds.",
     "landscape": "Training loss around the final weights (★) on two random filter-normalized "
