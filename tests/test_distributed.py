@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from nnopt.data import load_dataset
-from nnopt.distributed import FAIL_ENV, TIMEOUT_ENV, RankError, check_world_size, open_store, rank_threads
+from nnopt.distributed import (
+    FAIL_ENV, TIMEOUT_ENV, RankError, check_shards, check_world_size, open_store, rank_threads,
+)  # fmt: skip
 from nnopt.engine import Hooks, train
 from nnopt.results import read_run
 from nnopt.runner import run_one
@@ -185,3 +187,13 @@ def test_rank_threads():
 def test_batch_size_must_split_over_ranks():
     with pytest.raises(SpecError, match="budget.batch_size: 15 must be divisible by device.world_size 2"):
         _spec(2, budget={"batch_size": 15})
+
+
+def test_batch_norm_shards_of_one_sample_are_refused(blobs):
+    spec = _spec(2, model={"batch_norm": True})
+    check_shards(spec, 169)  # shards of 8, last batch 9 -> 5 and 4
+    with pytest.raises(SpecError, match="model.batch_norm: .* a rank gets a shard of 0 sample"):
+        check_shards(spec, 161)  # last batch of 1 sample -> shards of 1 and 0
+    with pytest.raises(SpecError, match="shard of 1 sample"):
+        check_shards(_spec(4, model={"batch_norm": True}, budget={"batch_size": 4}), 160)
+    check_shards(_spec(2), 161)  # without batch norm an empty shard is fine (sum loss 0)

@@ -56,6 +56,7 @@ __all__ = [
     "TIMEOUT_ENV",
     "RankError",
     "check_world_size",
+    "check_shards",
     "open_store",
     "rank_threads",
     "wrap_model",
@@ -93,6 +94,22 @@ def check_world_size(spec: RunSpec) -> None:
         )
     if not dist.is_nccl_available():
         raise SpecError("device.world_size: > 1 on cuda needs NCCL, which this torch lacks")
+
+
+def check_shards(spec: RunSpec, n_train: int) -> None:
+    """SpecError when batch norm would see a shard of fewer than 2 samples (torch refuses to
+    normalize one sample in training): a full batch's shard, or the last batch's smallest."""
+    if not spec.model.batch_norm:
+        return
+    ws, batch = spec.device.world_size, spec.budget.batch_size
+    rest = n_train % batch  # samples in the short last batch of an epoch (0: none)
+    smallest = min(batch // ws, rest // ws if rest else batch)
+    if smallest < 2:
+        raise SpecError(
+            f"model.batch_norm: with budget.batch_size {batch} over device.world_size {ws} and "
+            f"{n_train} train samples, a rank gets a shard of {smallest} sample(s); batch norm "
+            "needs at least 2: change budget.batch_size or data.n_samples"
+        )
 
 
 def rank_threads(spec: RunSpec, threads: int | None = None) -> int:
@@ -166,7 +183,8 @@ def train_distributed(
 ) -> RunResult:
     """Train `spec` over spec.device.world_size spawned ranks; rank 0's RunResult.
 
-    Raises SpecError before starting anything when the machine lacks the GPUs, and RankError
+    Raises SpecError before starting anything when the machine lacks the GPUs or a batch-norm
+    shard would be too small, and RankError
     when a rank raised or died (after terminating the others).
     """
     from nnopt.engine import Hooks
@@ -178,6 +196,7 @@ def train_distributed(
             "processes of a data-parallel run; use device.world_size 1 for them"
         )
     check_world_size(spec)
+    check_shards(spec, len(dataset.y_train))
     timeout = _timeout_s(timeout_s)
     store = open_store(timeout)  # held here, in the calling process, until the ranks are gone
     job = Job(
