@@ -198,10 +198,14 @@ def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, 
             ax.plot(x, y, color=colours[config], lw=1.2, label=_tex_safe(labels[config]))
             lo, hi = (part[f"{col}_{k}"].to_numpy() * scale for k in ("low", "high"))
             ax.fill_between(x, lo, hi, color=colours[config], alpha=0.15, lw=0)
+        if "train_accuracy_mean" in part.columns:  # train beside validation: the gap shows
+            right.plot(x, part["train_accuracy_mean"].to_numpy() * 100, color=colours[config],
+                       lw=0.8, ls="--")
     left.set(xlabel="Epoch", ylabel="Train loss", title="Training loss")
     if "train_loss_mean" in bands.columns:
         _log_if_decades(left, bands["train_loss_mean"].to_list())
-    right.set(xlabel="Epoch", ylabel="Validation accuracy (%)", title="Validation accuracy")
+    right.set(xlabel="Epoch", ylabel="Accuracy (%)",
+              title="Validation accuracy (train: dashed)")
     handles, names = left.get_legend_handles_labels()
     # Below both panels, so that no curve is hidden behind it.
     fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
