@@ -474,6 +474,10 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
         "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table
     )  # loss range
     assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
+    tanh = config.study("act").runs[2].config
+    (study_dir / "failed.json").write_text(json.dumps([{"config": tanh, "error": "OSError: x"}]))
+    caption = report_section(config.study("act"), tmp_path)[-1].caption
+    assert "failed for tanh: OSError: x" in caption and "No landscape" not in caption
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn1d"])
@@ -540,3 +544,35 @@ def test_config_validates_the_top_level_landscape_settings():
     assert good.raw["landscape"] == {"grid_points": 5}
     with pytest.raises(SpecError, match=r"landscape\.rows_per_batch: .*out of range"):
         parse_config({"landscape": {"rows_per_batch": 0}, "studies": [{"name": "a"}]})
+
+
+def test_a_failing_landscape_is_recorded_and_the_others_still_finish(tmp_path, capsys):
+    import json
+
+    from nnopt.landscape_job import landscape_study
+    from nnopt.landscape_tables import parse_settings, read_failures, read_sharpness
+    from nnopt.runner import run_one
+    from nnopt.studies import parse_config
+
+    config = parse_config({
+        "defaults": {"data": {"name": "blobs", "n_samples": 200}, "model": {"depth": 1, "width": 4},
+                     "budget": {"epochs": 2}},
+        "studies": [{"name": "s", "grid": {"model.activation": ["relu", "tanh"]}}]})  # fmt: skip
+    rows = []
+    for r in config.runs:
+        run_one(r.spec, tmp_path / "runs" / "s" / r.run_id, study="s", factors=dict(r.factors))
+        rows.append({"study": "s", "config": r.config, "run_id": r.run_id, "seed": 0,
+                     "status": "ok", "best_val_accuracy": 0.5, "final_val_loss": 1.0})  # fmt: skip
+    pl.DataFrame(rows).write_parquet(tmp_path / "runs.parquet")
+    broken = tmp_path / "runs" / "s" / config.runs[1].run_id / "metrics.json"
+    record = json.loads(broken.read_text())
+    record["spec"]["model"]["activation"] = "swish"  # no longer a valid spec
+    broken.write_text(json.dumps(record))
+    settings = parse_settings({"grid_points": 3, "alpha_points": 3, "hessian_iters": 3})
+    out = tmp_path / "landscape" / "s"
+    path = landscape_study("s", tmp_path / "runs.parquet", tmp_path / "runs", out, settings)
+    assert pl.read_parquet(path)["run_id"].to_list() == [config.runs[0].run_id]
+    failures = read_failures(out)
+    assert [f["config"] for f in failures] == ["model.activation=tanh"]
+    assert "swish" in failures[0]["error"] and "swish" in capsys.readouterr().err
+    assert read_sharpness(out).height == 1  # failed.json is not a run's record

@@ -23,7 +23,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from nnopt.landscape_tables import final_loss_spread, read_landscapes, read_sharpness
+from nnopt.landscape_tables import (
+    final_loss_spread,
+    read_failures,
+    read_landscapes,
+    read_sharpness,
+)
 
 __all__ = [
     "contour_svg",
@@ -344,7 +349,8 @@ def landscape_section(
     landscape_dir: str | Path | None,
 ) -> dict[str, Any]:
     """A study's landscape block for the report: {"figures": {name: svg}, "tables": {...},
-    "missing": [configurations without a landscape]} ("missing" only with landscape_dir).
+    "missing": [configurations without an ok seed], "failed": {configuration: error}}
+    ("missing" and "failed" only when landscape_dir exists).
 
     Gradient heatmaps need curves + run directories (layer names); contours, interpolation
     and the sharpness table need `landscape_dir` (results/landscape/{study}) to exist."""
@@ -369,9 +375,10 @@ def landscape_section(
     study_runs = runs.filter(pl.col("study") == study)
     done = set(sharp["config"]) if "config" in sharp.columns else set()
     # Configurations without a landscape: none of their seeds finished with status ok.
-    missing = [short_label(c) for c in _config_order(study_runs) if c not in done]
+    failed = {f["config"]: f["error"] for f in read_failures(study_dir)}
+    missing = [short_label(c) for c in _config_order(study_runs) if c not in done | set(failed)]
     if not done:
-        return {"figures": figures, "tables": tables, "missing": missing}
+        return {"figures": figures, "tables": tables, "missing": missing, "failed": failed}
     frames = read_landscapes(study_dir)
     interp = []
     order = _config_order(study_runs)
@@ -395,7 +402,7 @@ def landscape_section(
     tables["sharpness"] = table.with_columns(
         pl.col("config").map_elements(short_label, return_dtype=pl.String)
     )
-    return {"figures": figures, "tables": tables, "missing": missing}
+    return {"figures": figures, "tables": tables, "missing": missing, "failed": failed}
 
 
 def register() -> None:

@@ -19,6 +19,8 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 from nnopt import landscape as ls
 from nnopt.landscape_tables import (
     LANDSCAPE_SCHEMA,
+    RESERVED_STEMS,
     LandscapeSettings,
     atomic_write,
     finite_or_none,
@@ -361,17 +364,26 @@ def landscape_study(
         raise SpecError(f"--study {study}: no runs of this study in {runs_table}; studies: {known}")
     chosen = select_landscape_runs(runs, study)
     datasets: dict[Any, Any] = {}
-    for run_id in chosen["run_id"]:
+    failed = []
+    for config, run_id in chosen.select("config", "run_id").iter_rows():
         run_dir = Path(runs_root) / study / run_id
-        spec = parse_spec(json.loads((run_dir / "metrics.json").read_text())["spec"])
-        if spec.data not in datasets:
-            datasets[spec.data] = load_dataset(spec.data, data_cache)
-        done = landscape_run(
-            run_dir, out_dir, settings, dataset=datasets[spec.data], max_batches=max_batches
-        )
+        try:
+            spec = parse_spec(json.loads((run_dir / "metrics.json").read_text())["spec"])
+            if spec.data not in datasets:
+                datasets[spec.data] = load_dataset(spec.data, data_cache)
+            done = landscape_run(
+                run_dir, out_dir, settings, dataset=datasets[spec.data], max_batches=max_batches
+            )
+        except Exception as err:  # recorded and shown; the other runs and the report go on
+            traceback.print_exc(file=sys.stderr)
+            failed.append(
+                {"run_id": run_id, "config": config, "error": f"{type(err).__name__}: {err}"}
+            )
+            continue
         if done is None:
             return None
     _drop_unchosen(out_dir, set(chosen["run_id"]))
+    write_json(failed, out_dir / "failed.json")
     table = read_sharpness(out_dir)
     path = out_dir / "sharpness.parquet"
     atomic_write(path, lambda tmp: table.write_parquet(tmp))
@@ -381,5 +393,5 @@ def landscape_study(
 def _drop_unchosen(out_dir: Path, chosen: set[str]) -> None:
     """Remove landscapes of runs no longer chosen (e.g. another seed became the best)."""
     for path in [*out_dir.glob("*.parquet"), *out_dir.glob("*.json")]:
-        if path.stem != "sharpness" and path.stem not in chosen:
+        if path.stem not in RESERVED_STEMS and path.stem not in chosen:
             path.unlink()

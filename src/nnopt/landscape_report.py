@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from nnopt.landscape_figures import landscape_section
+from nnopt.landscape_figures import landscape_section, short_label
 
 __all__ = ["report_section", "register"]
 
@@ -89,17 +89,18 @@ def report_section(study: Any, results_dir: Path) -> list:
         title = {"gradient_norms": "Per-layer gradient norms", "interpolation": "Linear interpolation",
                  "landscape": "Loss landscape"}[kind]  # fmt: skip
         out.append(Figure(key=key, title=title, svg=svg, caption=_CAPTIONS[kind]))
-    missing = section.get("missing") or []
-    note = (
-        f" No landscape for {', '.join(missing)}: none of its seeds finished with status ok."
-        if missing
-        else ""
-    )
+    missing, failed = section.get("missing") or [], section.get("failed") or {}
+    note = ""
+    if missing:
+        note += f" No landscape for {', '.join(missing)}: no seed finished with status ok."
+    if failed:
+        errors = "; ".join(f"{short_label(c)}: {e}" for c, e in failed.items())
+        note += f" Landscape computation failed for {errors} (logs/landscape/{study.name}.log)."
     if "sharpness" in section["tables"]:
         table = _html_table(section["tables"]["sharpness"])
         caption = _CAPTIONS["sharpness"] + note
         out.append(Figure(key="sharpness", title="Sharpness", svg=table, caption=caption))
-    elif missing:
+    elif note:
         out.append(Figure(key="sharpness", title="Sharpness", svg="", caption=note.strip()))
     return out
 

@@ -33,6 +33,8 @@ __all__ = [
     "LandscapeSettings",
     "parse_settings",
     "LANDSCAPE_SCHEMA",
+    "RESERVED_STEMS",
+    "read_failures",
     "HESSIAN_METHOD_NAMES",
     "select_landscape_runs",
     "final_loss_spread",
@@ -45,6 +47,9 @@ __all__ = [
     "read_landscapes",
     "read_sharpness",
 ]
+
+# Files of a study folder that are not one run's output (run ids are 16 hex digits).
+RESERVED_STEMS = ("sharpness", "failed")
 
 # kind: interp1d | surface2d | trajectory; plane: random | pca (null for interp1d).
 LANDSCAPE_SCHEMA = {
@@ -236,7 +241,7 @@ def write_rows(rows: list[dict], path: Path) -> None:
     atomic_write(path, lambda tmp: frame.write_parquet(tmp))
 
 
-def write_json(record: dict, path: Path) -> None:
+def write_json(record: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, allow_nan=False)))
 
 
@@ -260,7 +265,7 @@ def prepare_work_dir(work: Path, plan: dict[str, Any]) -> None:
 def read_landscapes(study_dir: str | Path) -> pl.DataFrame:
     """All `{run_id}.parquet` of a study directory, with a run_id column (empty if none)."""
     files = sorted(Path(study_dir).glob("*.parquet"))
-    files = [f for f in files if f.stem != "sharpness"]
+    files = [f for f in files if f.stem not in RESERVED_STEMS]
     if not files:
         return pl.DataFrame(schema={"run_id": pl.String, **LANDSCAPE_SCHEMA})
     frames = [pl.read_parquet(f).with_columns(run_id=pl.lit(f.stem)) for f in files]
@@ -271,6 +276,17 @@ def read_sharpness(study_dir: str | Path) -> pl.DataFrame:
     """One row per run from the `{run_id}.json` files: the sharpness numbers (no settings)."""
     rows = []
     for path in sorted(Path(study_dir).glob("*.json")):
+        if path.stem in RESERVED_STEMS:
+            continue
         record = json.loads(path.read_text())
         rows.append({k: v for k, v in record.items() if not isinstance(v, (dict, list))})
     return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"run_id": pl.String})
+
+
+def read_failures(study_dir: str | Path) -> list[dict[str, Any]]:
+    """[{run_id, config, error}] of the runs whose landscape failed (failed.json), or []."""
+    path = Path(study_dir) / "failed.json"
+    try:
+        return list(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return []
