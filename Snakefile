@@ -9,6 +9,13 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Set by common.smk; remote jobs need it to find the same batches (see plan_cores).
+envvars:
+    "NNOPT_PLAN_CORES",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"

@@ -6,6 +6,7 @@ config prints one line naming the key and exits 1: no traceback, no job started.
 """
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -83,13 +84,27 @@ def retry_unfinished(batches, finished):
             manifest.unlink()
 
 
+def plan_cores():
+    """The parallelism the plan is made for: --cores, or --jobs on a cluster.
+
+    Remote jobs (e.g. under SLURM) parse this file again with their own cores; they read
+    the main process's value from NNOPT_PLAN_CORES so they find the same batches.
+    """
+    if not workflow.is_main_process and "NNOPT_PLAN_CORES" in os.environ:
+        return int(os.environ["NNOPT_PLAN_CORES"])
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # cluster executors run without --cores
+        cores = None
+    os.environ["NNOPT_PLAN_CORES"] = str(cores or workflow.nodes or 1)
+    return int(os.environ["NNOPT_PLAN_CORES"])
+
+
 STUDIES = load_studies()
 BATCHES = {
     b.batch_id: b
     for b in packing.plan_batches(
-        STUDIES,
-        cores=workflow.cores or 1,
-        cuda_present=packing.cuda_present(),
+        STUDIES, cores=plan_cores(), cuda_present=packing.cuda_present()
     )
 }
 DATASETS = {
@@ -109,14 +124,24 @@ if workflow.is_main_process:
     retry_unfinished(BATCHES.values(), FINISHED)
 
 
+def batch_of(wildcards):
+    try:
+        return BATCHES[wildcards.batch]
+    except KeyError:
+        raise WorkflowError(
+            f"batch {wildcards.batch} is not in the current plan (config or "
+            "NNOPT_PLAN_CORES changed since it was scheduled); run snakemake again"
+        ) from None
+
+
 def batch_data(wildcards):
     """The prepared datasets a batch reads (results/data/{name}-{key}.npz)."""
-    runs = BATCHES[wildcards.batch].runs
+    runs = batch_of(wildcards).runs
     return sorted({str(cache_path(r.spec.data, DATA_DIR)) for r in runs})
 
 
 def batch_items(wildcards):
-    return packing.run_items(BATCHES[wildcards.batch], RUNS_DIR)
+    return packing.run_items(batch_of(wildcards), RUNS_DIR)
 
 
 def all_manifests():

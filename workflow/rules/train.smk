@@ -6,14 +6,16 @@ rule train:
     log:
         "logs/train/{batch}.log",
     # Costliest batches first: LPT over jobs, so no core idles at the end.
-    priority: lambda wildcards: int(10 * BATCHES[wildcards.batch].cost_s)
+    priority: lambda wildcards: int(10 * batch_of(wildcards).cost_s)
     conda:
         ENV
-    threads: lambda wildcards: BATCHES[wildcards.batch].threads
+    threads: lambda wildcards: batch_of(wildcards).threads
     resources:
-        gpu=lambda wildcards: BATCHES[wildcards.batch].gpus,
-        mem_mb=1000,
-        runtime=lambda wildcards: 5 + int(BATCHES[wildcards.batch].cost_s / 20),
+        gpu=lambda wildcards: batch_of(wildcards).gpus,
+        # A process is ~400 MB (torch + data); data-parallel ranks are processes too.
+        mem_mb=lambda wildcards: 800 * max(batch_of(wildcards).threads, 1),
+        # Minutes, with room for a machine 3x slower than the cost model's.
+        runtime=lambda wildcards: 5 + int(3 * batch_of(wildcards).cost_s / 60),
     params:
         runs=batch_items,
         cache_dir=lambda wildcards, input: Path(input.data[0]).parent,
