@@ -470,9 +470,8 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     assert keys == ["gradient_norms", f"landscape_{chosen.run_id}", "interpolation", "sharpness"]
     assert "No landscape for tanh" in figs[-1].caption  # no run of tanh was chosen
     table = figs[-1].svg
-    assert (
-        "<td>3</td>" in table and "<td>-0.5</td>" in table and "<td>0.1</td>" in table
-    )  # loss range
+    assert "<td>relu (0)</td><td>3</td><td>-0.5</td>" in table
+    assert "<td>0.1 (2)</td>" in table  # the seeds' loss range and their number
     assert report_section(config.study("opt"), tmp_path) == []  # lr only: no heatmaps, no landscape
     tanh = config.study("act").runs[2].config
     (study_dir / "failed.json").write_text(json.dumps([{"config": tanh, "error": "OSError: x"}]))

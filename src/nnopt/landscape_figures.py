@@ -160,14 +160,22 @@ def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) ->
     return _svg(fig)
 
 
-def _log_axis(axis) -> None:
-    """Log scale with plain tick labels (0.5, 2, 3) instead of 5×10⁻¹ on short ranges."""
-    from matplotlib.ticker import FormatStrFormatter
+def _loss_axis(ax, frames: Sequence[pl.DataFrame]) -> None:
+    """Log y when the losses span more than a factor 3 (plain labels: 0.5, 2, 3, not 5×10⁻¹),
+    else linear without an offset, so that a narrow range keeps distinct tick labels."""
+    from matplotlib.ticker import FormatStrFormatter, ScalarFormatter
 
-    axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
-    axis.set_major_formatter(FormatStrFormatter("%.3g"))
-    axis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    axis.set_tick_params(which="both", labelsize=7)
+    values = np.concatenate([f.select("train_loss", "val_loss").to_numpy().ravel() for f in frames])
+    values = values[np.isfinite(values.astype(float)) & (values.astype(float) > 0)].astype(float)
+    if values.size and values.max() > 3 * values.min():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+        ax.set_ylabel("loss (log scale); solid train, dashed val")
+    else:
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+        ax.set_ylabel("loss; solid train, dashed val")
+    ax.yaxis.set_tick_params(which="both", labelsize=7)
 
 
 def _legend_columns(labels: Sequence[str], n: int) -> int:
@@ -198,9 +206,8 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
             )
     for alpha in (0.0, 1.0):
         ax.axvline(alpha, color="grey", linewidth=0.6, linestyle=":")
-    _log_axis(ax.yaxis)
+    _loss_axis(ax, [f for _, f in curves])
     ax.set_xlabel("α   (0 = initial weights, 1 = final weights)")
-    ax.set_ylabel("loss (log scale); solid train, dashed val")
     ax.set_title(title, fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     keep = [i for i, t in enumerate(labels) if t.endswith("(train)")]  # one entry per colour

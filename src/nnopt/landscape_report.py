@@ -20,12 +20,21 @@ __all__ = ["report_section", "register"]
 
 # Studies whose factors change gradient flow get gradient heatmaps even without landscapes.
 _GRADIENT_FACTORS = ("model.activation", "model.batch_norm", "model.depth", "init.")
+# Seven narrow columns: the report's page is ~16 cm wide.
 _TABLE_COLUMNS = {
-    "config": "Configuration", "seed": "Seed", "hessian_max_eigenvalue": "λ_max",
-    "hessian_min_eigenvalue": "λ_min", "hessian_eigenvalue_ratio": "|λ_min/λ_max|",
-    "interp_barrier": "Path bump", "landscape_final_train_loss": "Final train loss",
-    "n_seeds": "Seeds", "final_train_loss_range": "Seeds' loss range", "reproduced": "Re-run exact",
+    "config": "Configuration (seed)", "hessian_max_eigenvalue": "λ_max",
+    "hessian_min_eigenvalue": "λ_min", "interp_barrier": "Path bump",
+    "landscape_final_train_loss": "Final train loss",
+    "final_train_loss_range": "Seeds' loss range (n)", "reproduced": "Exact re-run",
 }  # fmt: skip
+
+
+def _cell(v: Any) -> str:
+    from html import escape
+
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "–" if v is None else escape(str(v).lower() if isinstance(v, bool) else str(v))
 
 
 def _html_table(table: pl.DataFrame) -> str:
@@ -33,18 +42,19 @@ def _html_table(table: pl.DataFrame) -> str:
     from html import escape
 
     cols = [c for c in _TABLE_COLUMNS if c in table.columns]
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "–" if v is None else escape(str(v).lower() if isinstance(v, bool) else str(v))
-
     head = "".join(f"<th>{escape(_TABLE_COLUMNS[c])}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>"
-        for r in table.iter_rows(named=True)
+    rows = []
+    for r in table.iter_rows(named=True):
+        cells = {c: _cell(r[c]) for c in cols}
+        if "seed" in r:
+            cells["config"] += f" ({_cell(r['seed'])})"
+        if "n_seeds" in r and "final_train_loss_range" in cells:
+            cells["final_train_loss_range"] += f" ({_cell(r['n_seeds'])})"
+        rows.append("<tr>" + "".join(f"<td>{cells[c]}</td>" for c in cols) + "</tr>")
+    return (
+        f'<table class="landscape-sharpness"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return f'<table class="landscape-sharpness"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _wants_gradients(study: Any) -> bool:
