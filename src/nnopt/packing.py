@@ -60,7 +60,7 @@ _NORM_STEP_S = 60e-6  # ... and each hidden layer's batch norm or dropout
 _EVAL_OVERHEAD_S = 0.5e-3
 _FLOPS_PER_S = 25e9  # sustained fp32 throughput of one core on these small matmuls
 _BF16_CPU_SLOWDOWN = 2.0  # bf16 autocast on a CPU without AMX runs slower than fp32
-_RANK_LAUNCH_S = 3.0  # data-parallel: spawning ranks that each import torch
+_RANK_LAUNCH_S = 1.5  # data-parallel: per rank, a spawned process that imports torch
 _ALLREDUCE_S = 200e-6  # data-parallel: one gradient all-reduce (gloo, small model)
 
 # (input features, classes, samples) per dataset, for the cost model only: a wrong guess
@@ -128,7 +128,7 @@ def estimate_cost_s(spec: RunSpec) -> float:
     if spec.device.precision == "bf16" and spec.device.device == "cpu":
         cost *= _BF16_CPU_SLOWDOWN
     if spec.device.world_size > 1:
-        cost += _RANK_LAUNCH_S + steps * _ALLREDUCE_S
+        cost += _RANK_LAUNCH_S * spec.device.world_size + steps * _ALLREDUCE_S
     return cost
 
 
