@@ -12,7 +12,7 @@
 #
 # Idempotent: a cluster that is already up is left as it is. Bounded: gives up with the
 # daemons' last log lines after $NNOPT_SLURM_TIMEOUT_S seconds (default 60; the install has
-# its own bound of $NNOPT_SLURM_INSTALL_TIMEOUT_S, default 300).
+# its own bound of $NNOPT_SLURM_INSTALL_TIMEOUT_S, default 180).
 # Exit codes: 0 up, 1 failed, 77 Slurm cannot be used on this machine (not root, no
 # apt-get or the install failed, or a foreign /etc/slurm/slurm.conf): callers skip.
 # scripts/slurm-down.sh stops it and removes every file written here.
@@ -20,7 +20,7 @@ set -euo pipefail
 
 STATE=${NNOPT_SLURM_STATE:-/var/lib/nnopt-slurm}
 TIMEOUT_S=${NNOPT_SLURM_TIMEOUT_S:-60}
-INSTALL_TIMEOUT_S=${NNOPT_SLURM_INSTALL_TIMEOUT_S:-300}
+INSTALL_TIMEOUT_S=${NNOPT_SLURM_INSTALL_TIMEOUT_S:-180}
 CONF=/etc/slurm/slurm.conf
 GRES_CONF=/etc/slurm/gres.conf
 HEADER="# nnopt test cluster: written by scripts/slurm-up.sh"
@@ -65,17 +65,21 @@ install_packages() {
     local policy=/usr/sbin/policy-rc.d made_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when the install is interrupted
     fi
-    local apt=(timeout "$INSTALL_TIMEOUT_S" env DEBIAN_FRONTEND=noninteractive apt-get -y -q
-        -o Dpkg::Options::=--force-confold install --no-install-recommends "${PACKAGES[@]}")
-    local ok=0
-    "${apt[@]}" >/tmp/nnopt-slurm-apt.log 2>&1 && ok=1
+    local deadline_s=$((SECONDS + INSTALL_TIMEOUT_S)) ok=0 log=/tmp/nnopt-slurm-apt.log
+    apt_get() {  # each call gets what is left of the one install budget
+        local left_s=$((deadline_s - SECONDS))
+        ((left_s > 0)) && timeout "$left_s" env DEBIAN_FRONTEND=noninteractive apt-get -y -q \
+            -o Dpkg::Options::=--force-confold "$@" >>"$log" 2>&1
+    }
+    : >"$log"
+    apt_get install --no-install-recommends "${PACKAGES[@]}" && ok=1
     if [[ $ok == 0 ]]; then  # a stale package index is the usual cause: refresh once
-        timeout "$INSTALL_TIMEOUT_S" apt-get update -q >>/tmp/nnopt-slurm-apt.log 2>&1 &&
-            "${apt[@]}" >>/tmp/nnopt-slurm-apt.log 2>&1 && ok=1
+        apt_get update && apt_get install --no-install-recommends "${PACKAGES[@]}" && ok=1
     fi
-    [[ $made_policy == 1 ]] && rm -f "$policy"
-    [[ $ok == 1 ]] || skip "apt-get install ${PACKAGES[*]} failed: $(tail -n 3 /tmp/nnopt-slurm-apt.log | tr '\n' ' ')"
+    if [[ $made_policy == 1 ]]; then rm -f "$policy" && trap - EXIT; fi
+    [[ $ok == 1 ]] || skip "apt-get install ${PACKAGES[*]} failed or took over ${INSTALL_TIMEOUT_S}s: $(tail -n 3 "$log" | tr '\n' ' ')"
     missing=$(missing_commands)
     [[ -z $missing ]] || skip "still missing after install: $(echo $missing)"
 }

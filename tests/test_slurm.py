@@ -6,8 +6,8 @@ end. Where Slurm cannot be used (not root, no apt-get, install failed) the scrip
 and every test here is skipped with its reason. Then `config/smoke.yaml` runs twice, locally
 and through `workflow/profiles/slurm`, and the two must agree run by run (micrograd's
 two-implementations test), while Slurm's own records show that the jobs really ran there.
-A CUDA study is submitted on hold, to check that it asks Slurm for a GPU, and cancelled:
-nothing here can run CUDA.
+A GPU study is submitted on hold, to check that it asks Slurm for a GPU, and cancelled:
+nothing here can run CUDA. Runtime: ~2 min (+15 s when Slurm must be installed first).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def smoke_runs(slurm_cluster, tmp_path_factory):
         slurm = subprocess.Popen(cmd, cwd=remote, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             local_done = _snakemake(local, "--cores", "2", "--configfile", SMOKE)
-            slurm_rc = slurm.wait(timeout=240)
+            slurm_rc = slurm.wait(timeout=360)
         finally:
             if slurm.poll() is None:
                 slurm.send_signal(signal.SIGINT)  # Snakemake cancels its Slurm jobs
