@@ -160,3 +160,12 @@ def test_pdf_links_stay_inside_the_document(rendered):
         for annot in page.get("/Annots") or []:
             action = annot.get_object().get("/A") or {}
             assert "/URI" not in action, action  # TOC and claim links are internal jumps
+
+
+def test_reporting_modules_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, nnopt.aggregate, nnopt.stats, nnopt.claims, nnopt.figures, "
+            "nnopt.report; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
