@@ -94,11 +94,15 @@ def report_section(study: Any, results_dir: Path) -> list:
         curves = pl.scan_parquet(curves_path).filter(pl.col("study") == study.name).collect()
     section = landscape_section(study.name, runs, curves, results_dir / "runs", landscape_dir)
     out = []
+    shown: set[str] = set()
     for key, svg in section["figures"].items():
         kind = "landscape" if key.startswith("landscape_") else key
         title = {"gradient_norms": "Per-layer gradient norms", "interpolation": "Linear interpolation",
                  "landscape": "Loss landscape"}[kind]  # fmt: skip
-        out.append(Figure(key=key, title=title, svg=svg, caption=_CAPTIONS[kind]))
+        # One landscape per configuration: the long caption once, then a pointer to it.
+        caption = _CAPTIONS[kind] if kind not in shown else "As above, for the next configuration."
+        shown.add(kind)
+        out.append(Figure(key=key, title=title, svg=svg, caption=caption))
     missing, failed = section.get("missing") or [], section.get("failed") or {}
     note = ""
     if missing:
