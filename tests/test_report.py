@@ -169,3 +169,22 @@ def test_reporting_modules_never_import_torch():
     code = ("import sys, nnopt.aggregate, nnopt.stats, nnopt.claims, nnopt.figures, "
             "nnopt.report; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_renders_when_no_run_has_finished(tmp_path):
+    raw = {"seeds": 2, "studies": [
+        {"name": "solo", "grid": {"model.activation": ["tanh"]},
+         "metrics": ["test_accuracy", "not_a_metric"]},
+        {"name": "pair", "grid": {"model.activation": ["sigmoid", "tanh"]}}]}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    ag.aggregate(parse_config(raw), tmp_path / "runs", tmp_path)  # no run directory at all
+    html = report.build_report(tmp_path / "config.json", tmp_path,
+                               _claims_file(tmp_path),
+                               tmp_path / "r.html")
+    assert html.count("no run directory") == 6  # every planned run is listed as missing
+    assert "0/2 ok" in html and "2 missing" in html
+
+
+def _claims_file(tmp_path):
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(CLAIMS))
+    return tmp_path / "claims.yaml"

@@ -122,10 +122,13 @@ def _table(study: Study, summary: pl.DataFrame, order: list[str]) -> dict:
         keys = [study.rows] + [k for k in keys if k != study.rows]
     headers = [study.columns.get(k, _pretty_key(k)) for k in keys]
     headers += [study.columns.get(m, metric_info(m).axis_label) for m in study.metrics]
-    by = {(r["config"], r["metric"]): r for r in summary.iter_rows(named=True)}
+    by, any_row = {}, {}
+    for r in summary.iter_rows(named=True):
+        by[(r["config"], r["metric"])] = r
+        any_row.setdefault(r["config"], r)  # run counts are the same on every metric row
     rows = []
     for config in order[:MAX_TABLE_ROWS]:
-        first = next((by[(config, m)] for m in study.metrics if (config, m) in by), None)
+        first = any_row.get(config)
         if first is None:
             continue
         runs = f"{first['n_ok']}/{first['n']} ok"
