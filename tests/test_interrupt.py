@@ -1,0 +1,154 @@
+"""kill -9 of a running study, then the same command again: nothing finished is lost or
+retrained, nothing partial is taken as finished, and the summary equals an uninterrupted run.
+
+One slow test (~40-90 s on 2 busy cores) in three phases, all in temporary copies of the
+workflow:
+  1. `snakemake --cores 2` on 12 runs in 6 batch jobs, in its own session; once some runs are
+     finished a second instance with another config is started in the same folder and must
+     be refused (Snakemake's lock) without touching the first; then the whole process group
+     gets SIGKILL.
+  2. the same command again: it must finish, keep every finished run's metrics.json (same
+     inode and mtime), and train the rest.
+  3. an uninterrupted `--cores 1` run in a fresh copy: summary.parquet and runs.parquet must
+     be equal, timing columns aside (so this also compares 1 and 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = """
+defaults:
+  data: {name: mnist1d, n_samples: 600}
+  model: {kind: mlp, depth: 1, width: 16}
+  budget: {epochs: 2, batch_size: 64}
+seeds: 4
+runs_per_job: 2
+studies:
+  - name: act
+    grid: {model.activation: [sigmoid, relu, tanh]}
+    metrics: [test_accuracy, final_train_loss]
+"""
+OTHER = """
+defaults: {data: {name: blobs, n_samples: 200}, budget: {epochs: 1}}
+studies:
+  - name: other
+    grid: {model.depth: [1, 2]}
+"""
+N_RUNS = 12
+TARGET = "results/summary.parquet"
+# Columns and metric rows that measure time or memory, not the computation.
+TIMING = {
+    "train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "time_to_target_s",
+    "time_to_target_loss_s", "peak_rss_mb", "peak_cuda_mb", "started_at", "finished_at",
+    "hostname", "threads",
+}  # fmt: skip
+
+
+def workflow_copy(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "config" / "interrupt.yaml").write_text(CONFIG)
+    (dest / "config" / "other.yaml").write_text(OTHER)
+    return dest
+
+
+def command(cores: int, config: str = "config/interrupt.yaml") -> list[str]:
+    return ["snakemake", TARGET, "--cores", str(cores), "--configfile", config]
+
+
+def finished_runs(cwd: Path) -> dict[str, tuple[int, int]]:
+    """run dir -> (inode, mtime) of metrics.json, for complete ok/diverged runs only."""
+    out = {}
+    for path in (cwd / "results" / "runs").glob("*/*/metrics.json"):
+        if path.parent.name.startswith("."):
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if record.get("status") in ("ok", "diverged"):
+            st = path.stat()
+            out[str(path.parent.relative_to(cwd))] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def without_timing(frame: pl.DataFrame) -> pl.DataFrame:
+    if "metric" in frame.columns:
+        frame = frame.filter(~pl.col("metric").is_in(sorted(TIMING)))
+    keep = [c for c in frame.columns if c not in TIMING]
+    return frame.select(keep).sort(frame.columns[:4])
+
+
+@pytest.mark.slow
+def test_kill_9_then_same_command_resumes_without_loss(tmp_path):
+    cwd = workflow_copy(tmp_path / "killed")
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(command(2), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while len(finished_runs(cwd)) < 2 and first.poll() is None:
+            assert time.monotonic() < deadline, "no run finished within 240 s"
+            time.sleep(0.1)
+        assert first.poll() is None, "the study ended before it could be interrupted"
+
+        # A second study in the same folder while the first runs: refused, first untouched.
+        second = subprocess.run(command(1, "config/other.yaml"), cwd=cwd, capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        assert second.returncode != 0
+        assert "cannot be locked" in second.stdout + second.stderr
+        assert "Traceback" not in second.stdout + second.stderr
+        assert not (cwd / "results" / "runs" / "other").exists()
+        assert first.poll() is None, "the refused instance must not disturb the running one"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the whole tree: snakemake and its jobs
+        first.wait()
+        log.close()
+
+    kept = finished_runs(cwd)
+    assert 2 <= len(kept) < N_RUNS
+    assert not (cwd / TARGET).exists()
+    manifests_before = {p: p.stat().st_mtime_ns for p in (cwd / "results" / "batches").glob("*.json")}
+
+    again = subprocess.run(command(2), cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    done = finished_runs(cwd)
+    assert len(done) == N_RUNS
+    assert {k: done[k] for k in kept} == kept, "a finished run was retrained or rewritten"
+    runs = pl.read_parquet(cwd / "results" / "runs.parquet")
+    assert runs.height == N_RUNS and set(runs["status"]) == {"ok"}
+    trained_again = [
+        row["run_id"]
+        for manifest in (cwd / "results" / "batches").glob("*.json")
+        if manifests_before.get(manifest) != manifest.stat().st_mtime_ns  # written by the rerun
+        for row in json.loads(manifest.read_text())["runs"]
+        if row["trained"]
+    ]
+    assert sorted(trained_again) == sorted(
+        Path(k).name for k in done if k not in kept
+    ), "only unfinished runs are trained on the rerun"
+
+    reference = workflow_copy(tmp_path / "reference")
+    clean = subprocess.run(command(1), cwd=reference, capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    for table in ("summary.parquet", "runs.parquet"):
+        assert_frame_equal(
+            without_timing(pl.read_parquet(cwd / "results" / table)),
+            without_timing(pl.read_parquet(reference / "results" / table)),
+        )
