@@ -146,11 +146,20 @@ def test_vectorized_summary_equals_stats_describe_for_every_group(tables):
     for row in f["summary"].iter_rows(named=True):
         part = runs.filter((pl.col("config") == row["config"]) & (pl.col("study") == row["study"]))
         keep = ["ok", "diverged"] if row["censored"] else ["ok"]
-        vals = part.filter(pl.col("status").is_in(keep))[row["metric"]].to_numpy().astype(float)
-        if row["censored"]:
-            vals = np.where(np.isnan(vals), np.inf, vals)
+        part = part.filter(pl.col("status").is_in(keep))
+        vals = part[row["metric"]].to_numpy().astype(float)
+        if row["censored"]:  # never reached = +inf where a target was set
+            has_target = part["target_val_accuracy"].is_not_null().to_numpy()
+            vals = np.where(np.isnan(vals) & has_target, np.inf, vals)
         d = stats.describe(vals)
         got = [row[k] for k in ("mean", "std", "ci_low", "ci_high", "median", "q25", "q75")]
         want = [d.mean, d.std, d.ci_low, d.ci_high, d.median, d.q25, d.q75]
         np.testing.assert_allclose([np.nan if g is None else g for g in got], want, rtol=1e-12)
         assert row["ci_method"] == d.ci_method and row["n_used"] == d.n
+
+
+def test_time_to_target_without_a_target_is_not_measured_rather_than_never_reached(tables):
+    _, _, f = tables
+    row = f["summary"].filter((pl.col("study") == "hyperparameter_grid")
+                              & (pl.col("metric") == "steps_to_target")).row(0, named=True)
+    assert row["n_used"] == 0 and row["n_reached"] is None and row["median"] is None

@@ -44,6 +44,7 @@ __all__ = [
     "compare_to_baseline",
     "study_frame",
     "format_value",
+    "target_is_set",
     "aggregate",
     "write_parquet_atomic",
     "main",
@@ -54,6 +55,7 @@ _RUN_COLUMNS: dict[str, Any] = {
     "study": pl.String, "run_id": pl.String, "seed": pl.Int64, "config": pl.String,
     "config_index": pl.Int64, "status": pl.String, "error": pl.String,
     "diverged_at_step": pl.Int64, "factors": pl.String,
+    "target_val_accuracy": pl.Float64, "target_train_loss": pl.Float64,
 }
 _PROVENANCE: dict[str, Any] = {
     "device": pl.String, "device_name": pl.String, "world_size": pl.Int64, "threads": pl.Int64,
@@ -113,6 +115,9 @@ def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
         "study": run.study, "run_id": run_id, "seed": run.seed, "config": run.config,
         "config_index": config_index, "status": "missing",
         "factors": json.dumps(dict(run.factors)),
+        # Without a target, a null time-to-target is 'not measured', not 'never reached'.
+        "target_val_accuracy": run.spec.evaluation.target_val_accuracy,
+        "target_train_loss": run.spec.evaluation.target_train_loss,
         "device": run.spec.device.device, "world_size": run.spec.device.world_size,
         **{key: format_value(value) for key, value in run.factors},
     }
@@ -198,15 +203,24 @@ def _long_values(runs: pl.DataFrame, pairs: pl.DataFrame) -> pl.LazyFrame:
     censored = pl.col("metric").is_in(list(CENSORED))
     return (
         runs.lazy()
-        .unpivot(on=metric_cols, index=["study", "config", "run_id", "status"],
+        .unpivot(on=metric_cols, index=["study", "config", "run_id", "status",
+                                        "target_val_accuracy", "target_train_loss"],
                  variable_name="metric", value_name="value")
         .join(pairs.lazy(), on=["study", "metric"], how="semi")  # each study's own metrics
         .filter((pl.col("status") == "ok") | (censored & (pl.col("status") == "diverged")))
         .with_columns(censored=censored)
-        .with_columns(value=pl.when(pl.col("censored") & pl.col("value").is_null())
+        .with_columns(value=pl.when(pl.col("censored") & pl.col("value").is_null()
+                                    & target_is_set(pl.col("metric")))
                       .then(float("inf")).otherwise(pl.col("value")))
         .filter(pl.col("value").is_not_null())
     )
+
+
+def target_is_set(metric: pl.Expr) -> pl.Expr:
+    """Whether the run had the target a to-target metric measures (loss or accuracy)."""
+    target = (pl.when(metric.str.ends_with("_to_target_loss") | (metric == "time_to_target_loss_s"))
+              .then(pl.col("target_train_loss")).otherwise(pl.col("target_val_accuracy")))
+    return target.is_not_null()
 
 
 _DESCRIBED = ["study", "config", "metric", "censored", "n_used", "n_reached", "mean", "std",
@@ -262,7 +276,7 @@ def summarize(runs: pl.DataFrame, config: Config) -> pl.DataFrame:
     factor_cols = [k for k in runs.columns if "." in k]
     factors = runs.group_by("study", "config").agg(pl.col(factor_cols).first())
     out = (grid.join(described, on=["study", "config", "metric"], how="left")
-           .with_columns(pl.col("n_used").fill_null(0),
+           .with_columns(pl.col("n_used").fill_null(0), pl.col("ci_method").fill_null("none"),
                          pl.col("censored").fill_null(pl.col("metric").is_in(list(CENSORED))))
            .join(factors, on=["study", "config"], how="left"))
     order = {s.name: i for i, s in enumerate(config.studies)}

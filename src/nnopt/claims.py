@@ -23,7 +23,7 @@ import polars as pl
 from scipy import stats as sps
 
 from nnopt import stats
-from nnopt.aggregate import format_value
+from nnopt.aggregate import format_value, target_is_set
 from nnopt.metrics_info import metric_info
 from nnopt.spec import SpecError
 from nnopt.studies import Config, Study
@@ -172,8 +172,12 @@ class _Runs:
         if self.pool == "best" and part["config"].n_unique() > 1:
             part = self._best_config(part, metric, info)
             self.chosen[_label(sel)] = part["config"][0]
+        if info.censored:  # never reached = +inf, but only where a target was set
+            part = part.with_columns(pl.when(pl.col(metric).is_null()
+                                             & target_is_set(pl.lit(metric)))
+                                     .then(float("inf")).otherwise(pl.col(metric)).alias(metric))
         vals = part[metric].cast(pl.Float64).to_numpy()
-        return np.where(np.isnan(vals), np.inf, vals) if info.censored else vals[~np.isnan(vals)]
+        return vals[~np.isnan(vals)]
 
     @staticmethod
     def _best_config(part: pl.DataFrame, metric: str, info) -> pl.DataFrame:
