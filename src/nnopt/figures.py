@@ -197,6 +197,10 @@ def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, 
             y = part[f"{col}_mean"].to_numpy() * scale
             ax.plot(x, y, color=colours[config], lw=1.2, label=_tex_safe(labels[config]))
             lo, hi = (part[f"{col}_{k}"].to_numpy() * scale for k in ("low", "high"))
+            # With 2-3 seeds a t band can leave the possible range; draw only the possible.
+            lowest = np.nanmin(y) if np.isfinite(y).any() else 0.0
+            floor, ceil = (0.0, 100.0) if col == "val_accuracy" else (0.5 * lowest, np.inf)
+            lo, hi = np.clip(lo, floor, ceil), np.clip(hi, floor, ceil)
             ax.fill_between(x, lo, hi, color=colours[config], alpha=0.15, lw=0)
         if "train_accuracy_mean" in part.columns:  # train beside validation: the gap shows
             right.plot(x, part["train_accuracy_mean"].to_numpy() * 100, color=colours[config],
