@@ -183,3 +183,39 @@ def test_parquet_tables_are_checked_too(tmp_path):
     pl.DataFrame({"x": [1.0, float("inf"), 2.0, 3.0], "label": [0, 1, 0, 1]}).write_parquet(path)
     with pytest.raises(SpecError, match="column 'x' has 1 missing, NaN or inf values"):
         check.check_table(path, "label")
+
+
+# --- the same specs through `nnopt train`: refused before training, nothing written -------
+
+SPECS = [p for p in CASES if p.name.startswith("spec_")]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_train_refuses_bad_spec_before_training(path, tmp_path, capsys):
+    from nnopt import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--spec", str(path.relative_to(ROOT)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("nnopt train: error: ")
+    assert expected(path) in err
+    assert not tmp_path.joinpath("run").exists()
+
+
+A_FEW_SPECS = ["spec_python_tag", "spec_table_nan", "spec_unknown_field", "spec_yaml_syntax"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", A_FEW_SPECS)
+def test_train_command_refuses_bad_spec(name, tmp_path):
+    import subprocess
+
+    path = CORPUS / f"{name}.yaml"
+    done = subprocess.run(
+        ["nnopt", "train", "--spec", str(path), "--out", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert expected(path) in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
