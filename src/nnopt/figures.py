@@ -257,7 +257,8 @@ def _points_panel(ax, part: pl.DataFrame, metric: str, shown: list[str],
 
 
 def metric_points(summary: pl.DataFrame, metrics, order: list[str],
-                  labels: Mapping[str, str], colours: Mapping[str, tuple]) -> str | None:
+                  labels: Mapping[str, str], colours: Mapping[str, tuple],
+                  ylabel: str = "") -> str | None:
     """The compared metrics side by side, one panel each, configurations on a shared y axis
     (labels are laid out once, which is most of a figure's cost)."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -269,6 +270,7 @@ def metric_points(summary: pl.DataFrame, metrics, order: list[str],
     for ax, metric in zip(axes, metrics):
         _points_panel(ax, summary, metric, shown, colours)
     axes[0].set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
+    axes[0].set_ylabel(_tex_safe(ylabel))
     for ax in axes[1:]:
         ax.set_yticks(range(len(shown)), [""] * len(shown))
     return to_svg(fig)
@@ -326,7 +328,7 @@ def _metric_rows(summary: pl.DataFrame, metric: str) -> dict[str, dict]:
 
 
 def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
-                       colours: Mapping[str, tuple]) -> str | None:
+                       colours: Mapping[str, tuple], xlabel: str = "") -> str | None:
     """Final train accuracy beside test accuracy per configuration (dropout's trade-off)."""
     train, test = (_metric_rows(summary, m) for m in ("final_train_accuracy", "test_accuracy"))
     shown = [c for c in order if c in train and c in test][:MAX_POINTS]
@@ -347,6 +349,7 @@ def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[
     if finite:
         ax.set_ylim(max(0, min(finite) * 100 - 5), min(100, max(finite) * 100 + 2))
     ax.set_xticks(x, [_tex_safe(labels[c]) for c in shown])
+    ax.set_xlabel(_tex_safe(xlabel) or "Configuration")
     ax.set(ylabel="Accuracy (%)", title="Train (light) vs test (dark) accuracy: the generalization gap")
     return to_svg(fig)
 
@@ -411,13 +414,13 @@ def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
     for i in range(0, len(point_metrics), 3):  # at most three panels side by side
         chunk = point_metrics[i:i + 3]
         figs.append(Figure(f"points-{i // 3}", "Compared metrics",
-                           metric_points(summary, chunk, order, labels, colours),
+                           metric_points(summary, chunk, order, labels, colours, title),
                            "Each configuration's mean with its 95% CI over seeds "
                            "(time-to-target: median and interquartile range)."))
     figs.append(Figure("heatmap", "Two-factor grid", heatmap(summary, study, study.metrics[0])))
     if "model.dropout" in keys:
         figs.append(Figure("gap", "Generalization gap",
-                           generalization_gap(summary, order, labels, colours)))
+                           generalization_gap(summary, order, labels, colours, title)))
     if "device.world_size" in keys:
         figs.append(Figure("speedup", "Speed-up vs workers", speedup(summary, study),
                            "Dashed: ideal linear speed-up."))
