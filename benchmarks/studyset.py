@@ -1,0 +1,144 @@
+"""The full shipped study set from a cold start: wall time, stages, peak memory of a job.
+
+Copies Snakefile, workflow/ and config/ into a temporary folder, runs
+`snakemake --cores N` there (every study of config/config.yaml, then the aggregate and the
+report), and prints the end-to-end wall time (target on the 2-core reference machine:
+≤ 5 min), when each stage finished, the peak resident memory of any training job (sampled
+from the process tree; target < 600 MB), and the cost model's estimate against each
+batch's measured wall time.
+
+    python benchmarks/studyset.py                 # --cores 2, the shipped config
+    python benchmarks/studyset.py --configfile config/smoke.yaml --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--configfile", default=None, help="extra config merged over config.yaml")
+    p.add_argument("--target", default="all", help="Snakemake target (default: all)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return p.parse_args()
+
+
+class PeakRss:
+    """Samples the resident memory of every training job (a `train_batch.py` process)."""
+
+    def __init__(self, root: psutil.Process, every_s: float = 0.2):
+        self.root, self.every_s, self.peak_mb = root, every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                children = self.root.children(recursive=True)
+            except psutil.Error:
+                children = []
+            for proc in children:
+                try:
+                    if any("train_batch" in part for part in proc.cmdline()):
+                        self.peak_mb = max(self.peak_mb, proc.memory_info().rss / 1e6)
+                except psutil.Error:
+                    continue
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_times(work: Path, started: float) -> dict[str, float]:
+    """Seconds from the start until each stage's last output appeared."""
+
+    def last(pattern: str) -> float | None:
+        times = [p.stat().st_mtime for p in work.glob(pattern)]
+        return max(times) - started if times else None
+
+    stages = {
+        "dataset": last("results/data/*.npz"),
+        "training (last batch)": last("results/batches/*.json"),
+        "aggregate": last("results/runs.parquet"),
+        "report": last("reports/report.pdf"),
+    }
+    return {k: v for k, v in stages.items() if v is not None}
+
+
+def estimates(work: Path, config_files: list[Path], cores: int) -> dict[str, float]:
+    from nnopt import packing
+    from nnopt.spec import merge
+    from nnopt.studies import parse_config
+
+    raw: dict = {}
+    for path in config_files:
+        raw = merge(raw, yaml.safe_load(path.read_text()))
+    return {b.batch_id: b.cost_s for b in packing.plan_batches(parse_config(raw), cores=cores)}
+
+
+def main() -> None:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="nnopt-studyset-"))
+    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, work / folder)
+    cmd = ["snakemake", args.target, "--cores", str(args.cores)]
+    configs = [work / "config" / "config.yaml"]
+    if args.configfile:
+        cmd += [f"--configfile={args.configfile}"]
+        configs.append(work / args.configfile)
+    print(f"{' '.join(cmd)}  (in {work})", flush=True)
+
+    started = time.time()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with PeakRss(psutil.Process(proc.pid)) as rss:
+        _, stderr = proc.communicate()
+    wall_s = time.time() - started
+    if proc.returncode != 0:
+        sys.exit(f"snakemake failed:\n{stderr[-4000:]}")
+
+    manifests = [json.loads(p.read_text()) for p in work.glob("results/batches/*.json")]
+    records = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/metrics.json")]
+    train_s = sum(r["metrics"]["train_time_s"] or 0 for r in records)
+    statuses = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
+    print(f"wall time: {wall_s:.1f} s for {len(records)} runs in {len(manifests)} training jobs "
+          f"({statuses}); Σ train_time_s = {train_s:.1f} s")  # fmt: skip
+    for stage, seconds in stage_times(work, started).items():
+        print(f"  {stage:<22} done at {seconds:6.1f} s")
+    print(f"peak RSS of a training job: {rss.peak_mb:.0f} MB "
+          f"(engine's own max peak_rss_mb: {max((r['metrics']['peak_rss_mb'] or 0) for r in records):.0f} MB)")  # fmt: skip
+
+    cost = estimates(work, configs, args.cores)
+    pairs = [(cost.get(m["batch"]), m["wall_time_s"]) for m in manifests if m["batch"] in cost]
+    if pairs:
+        ratio = sum(w for _, w in pairs) / sum(e for e, _ in pairs)
+        print(f"cost model: measured/estimated job seconds = {ratio:.2f} over {len(pairs)} jobs "
+              f"(longest job {max(w for _, w in pairs):.1f} s)")  # fmt: skip
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
