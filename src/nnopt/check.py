@@ -26,6 +26,7 @@ __all__ = [
     "check_config",
     "check_spec_file",
     "check_config_file",
+    "check_config_files",
     "check_data",
     "check_table",
     "check_device",
@@ -360,6 +361,23 @@ def _in_file(path: Path, check: Any, **kwargs: Any) -> Any:
         return check(raw, **kwargs)
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
+
+
+def check_config_files(paths: Sequence[str | Path]) -> None:
+    """Re-read config files strictly (the workflow's own loader is lenient).
+
+    Snakemake reads `--configfile` with YAML's FullLoader and YTE: duplicate keys silently
+    keep the last value and `__use_yte__: true` runs `?expr` values as Python. This finds
+    both (and alias bombs) in each file, naming it, so the workflow stops before any job.
+    """
+    for path in paths:
+        raw = read_yaml(path)
+        for key in _CODE_KEYS:
+            if isinstance(raw, Mapping) and key in raw:
+                raise SpecError(
+                    f"{path}: {key}: refused; it makes Snakemake's config loader run values "
+                    "as Python code, and nnopt configs are plain data"
+                )
 
 
 def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:

@@ -425,8 +425,9 @@ def schema_error_message(error: Any, raw: Any) -> str:
             + did_you_mean(key, allowed)
         )
     where = path or "config"
-    if error.validator in ("oneOf", "anyOf"):
-        message = f"{where}: {error.instance!r} is not valid"
+    if error.validator in ("oneOf", "anyOf") or len(error.message) > 200:
+        # jsonschema's message embeds the full repr of the value; keep one readable line.
+        message = f"{where}: {short_repr(error.instance)} is not valid ({error.validator})"
     else:
         message = f"{where}: {error.message}"
     described = schema.get("description")

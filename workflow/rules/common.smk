@@ -18,7 +18,7 @@ from nnopt.data import cache_path
 from nnopt.recovery import claim_working_dir
 from nnopt.results import is_finished
 from nnopt.spec import SpecError
-from nnopt.check import check_config
+from nnopt.check import check_config, check_config_files
 from nnopt.studies import schema_error_message
 
 RESULTS = "results"
@@ -41,6 +41,10 @@ def config_error(message):
 
 
 def load_studies():
+    try:  # Snakemake's loader keeps duplicate keys and runs YTE code: re-read strictly
+        check_config_files(workflow.configfiles)
+    except SpecError as err:
+        config_error(str(err))
     try:
         validate(config, "../schemas/config.schema.yaml", set_default=False)
     except WorkflowError as err:
