@@ -1,7 +1,7 @@
 """Data-parallel runs: world size 2 against 1, failing ranks, the store's port, the checks.
 
-Each world-size-2 run spawns two processes that import torch (~1.5 s each, more on a busy
-2-core machine), so only five tests spawn (marked slow); the rest run in this process.
+Ranks are forked from a forkserver that imports torch once per test process (~2-4 s, paid by
+the first test that trains with world size 2); each later world-size-2 run starts in ~0.2 s.
 """
 
 import math
@@ -73,7 +73,6 @@ STEERED = {
 }
 
 
-@pytest.mark.slow  # spawns two ranks
 def test_world_size_2_matches_world_size_1(blobs, tmp_path):
     assert len(blobs.y_train) % 16 % 2 == 1  # an uneven last shard, as promised above
     one = train(_spec(1, **STEERED), dataset=blobs)
@@ -100,7 +99,6 @@ def test_world_size_2_matches_world_size_1(blobs, tmp_path):
     assert abs(rows[-1]["train_loss"] - m2["final_train_loss"]) < 1e-12
 
 
-@pytest.mark.slow  # spawns two ranks, twice
 def test_interrupted_run_resumes_from_rank_0_checkpoint(blobs, tmp_path):
     class Stop(Exception):
         pass
@@ -120,7 +118,6 @@ def test_interrupted_run_resumes_from_rank_0_checkpoint(blobs, tmp_path):
     assert abs(resumed.metrics["final_train_loss"] - reference.metrics["final_train_loss"]) < 1e-5
 
 
-@pytest.mark.slow  # spawns two ranks
 def test_rank_that_raises_fails_the_run_with_its_error(blobs, tmp_path, monkeypatch):
     monkeypatch.setenv(FAIL_ENV, "1:11")  # rank 1 raises at its first evaluation (step 11)
     out = tmp_path / "run"
@@ -133,14 +130,13 @@ def test_rank_that_raises_fails_the_run_with_its_error(blobs, tmp_path, monkeypa
     assert record["metrics"]["test_accuracy"] is None
 
 
-@pytest.mark.slow  # spawns two ranks
 def test_rank_that_dies_ends_the_others(blobs, monkeypatch):
     monkeypatch.setenv(FAIL_ENV, "0:11:exit")  # rank 0 vanishes: no message, no result
     with pytest.raises(RankError, match=r"rank 0 died \(exit code 3\)"):
         _bounded(lambda: train(_spec(2), dataset=blobs))
 
 
-@pytest.mark.slow  # spawns two ranks
+@pytest.mark.slow  # waits out a 3 s collective timeout
 def test_hung_rank_hits_the_collective_timeout(blobs, monkeypatch):
     monkeypatch.setenv(FAIL_ENV, "1:11:hang")
     monkeypatch.setenv(TIMEOUT_ENV, "3")

@@ -25,15 +25,16 @@ What a run with world_size N means (docs/contract.md §1, `device.world_size`):
   and writes the checkpoints; every rank resumes from them.
 * **Timing.** `train_time_s` is rank 0's wall time in the training loop (evaluation
   excluded); process start-up, `import torch` and rendezvous are not in it but are recorded
-  as `provenance.launch_time_s` (time from spawning the ranks to rank 0's result).
+  as `provenance.launch_time_s` (time from starting the ranks to rank 0's result).
 
 Processes (`nnopt.launch`): the calling process supervises. It opens the rendezvous store on
-127.0.0.1 port 0 (the OS picks a free port, no race), starts N ranks with the `spawn` start
-method (`gloo` on CPU, `nccl` on CUDA with one GPU per rank), forwards rank 0's progress to
-the caller's hooks, and polls. A rank that raises reports its error; a rank that dies is seen
-by its exit code; either way the survivors are terminated and `train` raises `RankError`
-naming the rank and its error (the runner records the run as failed). Collectives time out
-after `timeout_s` (`NNOPT_DIST_TIMEOUT_S`, default 300 s), so even a hung rank ends the run.
+127.0.0.1 port 0 (the OS picks a free port, no race) and starts N ranks, forked by a
+forkserver that imported torch once per calling process (`spawn` where there is none);
+`gloo` on CPU, `nccl` on CUDA with one GPU per rank. It forwards rank 0's progress to the
+caller's hooks and polls. A rank that raises reports its error; a rank that dies is seen by
+its exit code; either way the survivors are terminated and `train` raises `RankError` naming
+the rank and its error (the runner records the run as failed). Collectives time out after
+`timeout_s` (`NNOPT_DIST_TIMEOUT_S`, default 300 s), so even a hung rank ends the run.
 """
 
 from __future__ import annotations

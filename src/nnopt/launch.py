@@ -2,8 +2,8 @@
 
 `nnopt.distributed` says what a data-parallel run computes; this module runs it. The calling
 process holds the rendezvous store (127.0.0.1, port 0: the OS picks a free port), starts one
-process per rank with the `spawn` start method, forwards rank 0's progress to the caller's
-hooks and polls the ranks. The first failure (a rank's error message, or a rank gone with a
+process per rank (forked by a forkserver that preloaded torch, see `_context`; `spawn` where
+there is none), forwards rank 0's progress to the caller's hooks and polls the ranks. The first failure (a rank's error message, or a rank gone with a
 non-zero exit code) ends the run: the others get a few seconds to report, then are
 terminated, and `RankError` names the root cause first. Collective timeouts (set by the
 caller) bound the wait on a rank that hangs.
@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ HOST = "127.0.0.1"  # ranks of one run live on one machine; nothing leaves loopb
 # after STEP; "RANK:STEP:exit" makes it die there without a word (os._exit(3)); "RANK:STEP:hang"
 # makes it sleep, so the others hit the collective timeout.
 FAIL_ENV = "NNOPT_DIST_FAIL"
+# Imported once by the forkserver that forks the ranks (see _context).
+_PRELOAD = ("torch", "torch._dynamo", "torch.nn.parallel", "nnopt.engine", "nnopt.launch")
 _GRACE_S = 3.0  # after a failure: time for the other ranks to report before termination
 _JOIN_S = 30.0  # after rank 0's result: time for the other ranks to exit cleanly
 
@@ -86,11 +88,13 @@ class Job:
     started_at: str
     forward_progress: bool
     forward_epochs: bool
+    # FAIL_ENV as the caller saw it: forked ranks inherit the forkserver's environment,
+    # which is the caller's at the first data-parallel run, not now.
+    fail: str = field(default_factory=lambda: os.environ.get(FAIL_ENV, ""))
 
 
-def _fail_hook(rank: int):
+def _fail_hook(rank: int, raw: str):
     """The FAIL_ENV test hook for this rank, as a progress callback (or None)."""
-    raw = os.environ.get(FAIL_ENV, "")
     parts = raw.split(":")
     if not raw or parts[0] != str(rank):
         return None
@@ -112,7 +116,7 @@ def _fail_hook(rank: int):
 def _rank_hooks(rank: int, job: Job, messages: Any):
     from nnopt.engine import Hooks
 
-    fail = _fail_hook(rank)
+    fail = _fail_hook(rank, job.fail)
     forward = rank == 0 and job.forward_progress
 
     def progress(row: dict[str, Any]) -> None:
@@ -130,7 +134,7 @@ def _rank_hooks(rank: int, job: Job, messages: Any):
     )
 
 
-def _train_rank(rank: int, job: Job, messages: Any) -> RunResult | None:
+def _train_rank(rank: int, job: Job, messages: Any, keep: list) -> RunResult | None:
     from nnopt.engine import _device_name, _Trainer
 
     ws = job.spec.device.world_size
@@ -139,37 +143,45 @@ def _train_rank(rank: int, job: Job, messages: Any) -> RunResult | None:
         torch.cuda.set_device(rank)  # one GPU per rank, before NCCL creates its communicator
     store = dist.TCPStore(HOST, job.port, ws, False, timeout=timeout)
     dist.init_process_group(job.backend, store=store, rank=rank, world_size=ws, timeout=timeout)
-    try:
-        hooks = _rank_hooks(rank, job, messages)
-        trainer = _Trainer(job.spec, job.dataset, hooks, job.checkpoint_dir, job.threads, rank=rank)
-        trainer.run()
-        if rank != 0:
-            return None
-        result = trainer.result()
-        result.provenance = provenance(
-            device=str(trainer.device), device_name=_device_name(trainer.device),
-            threads=torch.get_num_threads(), world_size=ws, backend=job.backend,
-            started_at=job.started_at, finished_at=now_iso(),
-        )  # fmt: skip
-        return result
-    finally:
-        dist.destroy_process_group()
+    hooks = _rank_hooks(rank, job, messages)
+    trainer = _Trainer(job.spec, job.dataset, hooks, job.checkpoint_dir, job.threads, rank=rank)
+    keep += [store, trainer]  # never torn down: see _rank_main
+    trainer.run()
+    if rank != 0:
+        return None
+    result = trainer.result()
+    result.provenance = provenance(
+        device=str(trainer.device), device_name=_device_name(trainer.device),
+        threads=torch.get_num_threads(), world_size=ws, backend=job.backend,
+        started_at=job.started_at, finished_at=now_iso(),
+    )  # fmt: skip
+    return result
 
 
 def _rank_main(rank: int, job: Job, messages: Any) -> None:
-    """Entry point of a spawned rank: train, send rank 0's result or any rank's error."""
+    """Entry point of a rank process: train, send rank 0's result or any rank's error, exit.
+
+    The rank ends with os._exit once its message is flushed: tearing down DDP and the gloo
+    process group at interpreter exit sometimes blocked for good (seen in ~1 of 4 runs
+    here), and nothing in a rank needs cleaning up (the OS closes its sockets).
+    """
     if job.backend == "gloo" and _loopback_name():
         os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_name())
+    keep: list = []
+    code = 0
     try:
-        result = _train_rank(rank, job, messages)
+        result = _train_rank(rank, job, messages, keep)
         if result is not None:
             messages.put(("result", rank, result))
     except BaseException as err:  # reported, then this rank exits non-zero
         text = f"{type(err).__name__}: {err}"
         messages.put(("error", rank, (time.time(), text, traceback.format_exc())))
-        messages.close()
-        messages.join_thread()
-        raise SystemExit(1) from None
+        code = 1
+    messages.close()
+    messages.join_thread()  # the message is in the pipe
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --- the calling process: start, supervise, collect ------------------------------------------
@@ -179,9 +191,10 @@ def _rank_main(rank: int, job: Job, messages: Any) -> None:
 def _no_main_reimport():
     """Keep spawned ranks from re-running the caller's main script.
 
-    `spawn` re-imports `__main__` in each child unless it names a `*.__main__` module. A
-    Snakemake `script:` runs its file unguarded, so a re-import would train the whole batch
-    again; ranks need nothing from `__main__`, so tell multiprocessing it is a package main.
+    `spawn` and `forkserver` re-import `__main__` in each child unless it names a
+    `*.__main__` module. A Snakemake `script:` runs its file unguarded, so a re-import would
+    train the whole batch again; ranks need nothing from `__main__`, so tell
+    multiprocessing it is a package main.
     """
     import importlib.machinery
 
@@ -194,10 +207,23 @@ def _no_main_reimport():
         main.__spec__ = saved
 
 
-def _start_ranks(job: Job):
+def _context():
+    """The forkserver (preloaded once per calling process), else spawn.
+
+    A spawned rank imports torch (~1.5 s) and DDP's constructor imports torch._dynamo
+    (~2 s): N ranks on 2 cores spent seconds per run on imports. A forkserver imports them
+    once, then forks each rank from that clean, single-threaded server in milliseconds.
+    """
     import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    multiprocessing.set_forkserver_preload(list(_PRELOAD))  # read when the server starts
+    return multiprocessing.get_context("forkserver")
+
+
+def _start_ranks(job: Job):
+    ctx = _context()
     messages = ctx.Queue()
     procs = []
     with _no_main_reimport():
