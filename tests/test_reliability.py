@@ -312,3 +312,41 @@ def test_claim_leaves_a_live_instance_alone(tmp_path):
         holder.kill()
         holder.wait()
     assert claim_working_dir(state) == [str(state / "locks")]  # the kernel freed its flock
+
+
+# --- bad configs through `snakemake -n`: one line naming the key, nothing started ----------
+
+SNAKEMAKE_CASES = {  # corpus file -> what stderr must name
+    "config_duplicate_yaml_key": "duplicate key 'studies'",
+    "config_use_yte": "__use_yte__: refused",
+    "config_alias_bomb": "aliases expand",
+    "config_nan_data": "data.path: tests/bad_inputs/data/nan.csv column 'x1'",
+    "config_missing_data_file": "data.path: file or folder not found",
+    "config_unknown_study_key": "studies.s.gird: unknown key",
+    "config_python_object_apply": "not valid JSON or YAML",  # Snakemake's own loader refuses
+}
+
+
+@pytest.fixture(scope="module")
+def workflow_dir(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("wf")
+    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests" / "bad_inputs", dest / "tests" / "bad_inputs")
+    return dest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SNAKEMAKE_CASES))
+def test_snakemake_dry_run_refuses_bad_config(workflow_dir, name):
+    done = subprocess.run(
+        ["snakemake", "-n", "--cores", "1", "--configfile", f"tests/bad_inputs/{name}.yaml"],
+        cwd=workflow_dir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert SNAKEMAKE_CASES[name] in output
+    assert "Traceback" not in output
+    assert max(map(len, output.splitlines())) < 600
+    assert not (workflow_dir / "results").exists()
