@@ -24,7 +24,7 @@ from nnopt.models import build_model
 from nnopt.spec import parse_spec
 
 BATCHES = (32, 64, 128)
-REPEATS = 2  # best of: the machine is shared, the best run is the least disturbed
+REPEATS = 3  # best of: the machine is shared, the best run is the least disturbed
 
 
 def spec_for(batch_size: int, epochs: int):
