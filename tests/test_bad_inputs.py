@@ -219,3 +219,32 @@ def test_train_command_refuses_bad_spec(name, tmp_path):
     assert expected(path) in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+# --- paths from a config never lead outside the working folder ----------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.one_of(
+    st.text(min_size=0, max_size=12),
+    st.sampled_from(["a\n", "..", ".", "../x", "/etc", "a/../../b", "~", "con", "-rf", "a\x00b", "ä"]),
+))  # fmt: skip
+def test_study_names_either_refused_or_confined(name):
+    from nnopt.data import cache_path
+    from nnopt.studies import parse_config
+
+    raw = {"defaults": {"data": {"name": "blobs", "n_samples": 60}}, "studies": [{"name": name}]}
+    try:
+        config = parse_config(raw)
+    except SpecError as err:
+        assert "\n" not in str(err)
+        return
+    here = Path.cwd().resolve()
+    for run in config.runs:
+        for written in (Path("results/runs", run.study, run.run_id), cache_path(run.spec.data, "results/data")):
+            resolved = written.resolve()
+            assert resolved.is_relative_to(here / "results"), (name, resolved)
+            assert ".." not in written.parts and not written.is_absolute()

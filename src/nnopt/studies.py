@@ -33,7 +33,7 @@ __all__ = [
 # Factor keys under `label.` (e.g. label.regularizer: [none, l1, l2]) name configurations
 # for tables and claims without being spec fields; pair them with spec factors in a zip.
 LABEL_PREFIX = "label."
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would accept a trailing newline
 _STUDY_KEYS = (
     "name",
     "title",
@@ -267,7 +267,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
     if not isinstance(raw, Mapping):
         raise SpecError(f"studies[{index}]: expected a mapping with at least a name")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(
             f"studies[{index}].name: expected letters, digits, '_' or '-', got {short_repr(name)}"
         )
@@ -405,7 +405,7 @@ def _schema_path(parts: list[Any], raw: Any) -> str:
         child = node[part] if isinstance(node, (Mapping, list)) else None
         if isinstance(part, int):
             name = child.get("name") if isinstance(child, Mapping) else None
-            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and _NAME.match(name)
+            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and _NAME.fullmatch(name)
             text += f".{name}" if study else f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
