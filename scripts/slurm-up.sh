@@ -46,11 +46,13 @@ parse_args() {
     [[ $GPUS =~ ^[0-9]+$ ]] || fail "--gpus: expected an integer >= 0, got '$GPUS'"
 }
 
+# The commands of COMMANDS not found, on one line ("" when none is missing).
 missing_commands() {
-    local cmd
+    local cmd missing=()
     for cmd in "${COMMANDS[@]}"; do
-        PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null || echo "$cmd"
+        PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null || missing+=("$cmd")
     done
+    echo "${missing[*]}"
 }
 
 # Install without letting the packages start their own services (policy-rc.d answers
@@ -59,9 +61,9 @@ install_packages() {
     local missing
     missing=$(missing_commands)
     [[ -z $missing ]] && return 0
-    [[ $INSTALL == 1 ]] || skip "missing $(echo $missing) and --no-install given"
-    command -v apt-get >/dev/null || skip "missing $(echo $missing) and no apt-get here"
-    say "installing ${PACKAGES[*]} (missing: $(echo $missing))"
+    [[ $INSTALL == 1 ]] || skip "missing $missing and --no-install given"
+    command -v apt-get >/dev/null || skip "missing $missing and no apt-get here"
+    say "installing ${PACKAGES[*]} (missing: $missing)"
     local policy=/usr/sbin/policy-rc.d made_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
@@ -81,7 +83,7 @@ install_packages() {
     if [[ $made_policy == 1 ]]; then rm -f "$policy" && trap - EXIT; fi
     [[ $ok == 1 ]] || skip "apt-get install ${PACKAGES[*]} failed or took over ${INSTALL_TIMEOUT_S}s: $(tail -n 3 "$log" | tr '\n' ' ')"
     missing=$(missing_commands)
-    [[ -z $missing ]] || skip "still missing after install: $(echo $missing)"
+    [[ -z $missing ]] || skip "still missing after install: $missing"
 }
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
