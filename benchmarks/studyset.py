@@ -3,7 +3,8 @@
 Copies Snakefile, workflow/ and config/ into a temporary folder, runs
 `snakemake --cores N` there (every study of config/config.yaml, then the aggregate and the
 report), and prints the end-to-end wall time (target on the 2-core reference machine:
-≤ 5 min), when each stage finished, the peak resident memory of any training job (sampled
+≤ 5 min), the CPU time of all its processes (what the wall time would be on an idle
+machine with every core busy), when each stage finished, the peak resident memory of any training job (sampled
 from the process tree; target < 600 MB), and the cost model's estimate against each
 batch's measured wall time.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -109,11 +111,14 @@ def main() -> None:
         configs.append(work / args.configfile)
     print(f"{' '.join(cmd)}  (in {work})", flush=True)
 
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     with PeakRss(psutil.Process(proc.pid)) as rss:
         _, stderr = proc.communicate()
     wall_s = time.time() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
     if proc.returncode != 0:
         sys.exit(f"snakemake failed:\n{stderr[-4000:]}")
 
@@ -123,6 +128,11 @@ def main() -> None:
     statuses = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
     print(f"wall time: {wall_s:.1f} s for {len(records)} runs in {len(manifests)} training jobs "
           f"({statuses}); Σ train_time_s = {train_s:.1f} s")  # fmt: skip
+    # On a shared machine the wall time includes waiting for other users' processes; the
+    # CPU time of the whole process tree over the cores is what an idle machine would take
+    # if the cores were kept busy (a lower bound on its wall time).
+    print(f"CPU time of all processes: {cpu_s:.1f} s -> {cpu_s / args.cores:.1f} s over "
+          f"{args.cores} cores (load average now {psutil.getloadavg()[0]:.1f})")  # fmt: skip
     for stage, seconds in stage_times(work, started).items():
         print(f"  {stage:<22} done at {seconds:6.1f} s")
     print(f"peak RSS of a training job: {rss.peak_mb:.0f} MB "
