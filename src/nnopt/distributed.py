@@ -182,11 +182,11 @@ def train_distributed(
     threads: int | None = None,
     timeout_s: float | None = None,
 ) -> RunResult:
-    """Train `spec` over spec.device.world_size spawned ranks; rank 0's RunResult.
+    """Train `spec` over spec.device.world_size rank processes; rank 0's RunResult.
 
     Raises SpecError before starting anything when the machine lacks the GPUs or a batch-norm
-    shard would be too small, and RankError
-    when a rank raised or died (after terminating the others).
+    shard would be too small, and RankError when a rank raised or died (after terminating
+    the others). `threads` is the run's total (split over ranks); None: device.threads each.
     """
     from nnopt.engine import Hooks
 

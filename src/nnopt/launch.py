@@ -3,10 +3,10 @@
 `nnopt.distributed` says what a data-parallel run computes; this module runs it. The calling
 process holds the rendezvous store (127.0.0.1, port 0: the OS picks a free port), starts one
 process per rank (forked by a forkserver that preloaded torch, see `_context`; `spawn` where
-there is none), forwards rank 0's progress to the caller's hooks and polls the ranks. The first failure (a rank's error message, or a rank gone with a
-non-zero exit code) ends the run: the others get a few seconds to report, then are
-terminated, and `RankError` names the root cause first. Collective timeouts (set by the
-caller) bound the wait on a rank that hangs.
+there is none), forwards rank 0's progress to the caller's hooks and polls the ranks. The
+first failure (a rank's error message, or a rank gone with a non-zero exit code) ends the
+run: the others get a few seconds to report, then are terminated, and `RankError` names the
+root cause first. Collective timeouts (set by the caller) bound the wait on a hung rank.
 """
 
 from __future__ import annotations
