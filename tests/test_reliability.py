@@ -350,3 +350,32 @@ def test_snakemake_dry_run_refuses_bad_config(workflow_dir, name):
     assert "Traceback" not in output
     assert max(map(len, output.splitlines())) < 600
     assert not (workflow_dir / "results").exists()
+
+
+@pytest.mark.slow
+def test_snakemake_with_read_only_results_names_the_folder(tmp_path):
+    dest = tmp_path / "wf"
+    dest.mkdir()
+    shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    results = dest / "results"
+    if os.geteuid() != 0:
+        results.mkdir()
+        results.chmod(0o555)
+    elif not _mount_tmpfs(results, "ro,size=64k"):
+        pytest.skip("root without mount rights: cannot make a read-only folder")
+    try:
+        done = subprocess.run(
+            ["snakemake", "results/summary.parquet", "--cores", "1", "--configfile",
+             "config/smoke.yaml"], cwd=dest, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(results)], check=True)
+        else:
+            results.chmod(0o755)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output
+    assert "nnopt: error: results: cannot write to " in done.stderr
+    assert not (dest / "logs" / "train").exists()  # no job started

@@ -427,7 +427,7 @@ def schema_error_message(error: Any, raw: Any) -> str:
     where = path or "config"
     if error.validator in ("oneOf", "anyOf") or len(error.message) > 200:
         # jsonschema's message embeds the full repr of the value; keep one readable line.
-        message = f"{where}: {short_repr(error.instance)} is not valid ({error.validator})"
+        message = f"{where}: {short_repr(error.instance)} is not valid"
     else:
         message = f"{where}: {error.message}"
     described = schema.get("description")

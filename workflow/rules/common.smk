@@ -18,7 +18,7 @@ from nnopt.data import cache_path
 from nnopt.recovery import claim_working_dir
 from nnopt.results import is_finished
 from nnopt.spec import SpecError
-from nnopt.check import check_config, check_config_files
+from nnopt.check import check_config, check_config_files, check_writable
 from nnopt.studies import schema_error_message
 
 RESULTS = "results"
@@ -163,3 +163,14 @@ def landscape_outputs():
         for s in STUDIES.studies
         if s.landscape
     ]
+
+
+onstart:
+    # Real runs only (not -n): a read-only or full results/logs folder gives one line naming
+    # it before any job, instead of a Snakemake traceback from the first output.
+    for folder in (RESULTS, "logs"):
+        try:
+            check_writable(folder, key=folder)
+        except SpecError as err:
+            print(f"nnopt: error: {err}", file=sys.stderr)
+            sys.exit(1)
