@@ -222,8 +222,16 @@ def check_data(data: DataSpec) -> None:
     if not path.exists():
         raise SpecError(f"data.path: file or folder not found: {path.resolve()}")
     if data.name == "torchvision":
+        import importlib.util
+
         if not path.is_dir():
             raise SpecError(f"data.path: {path} must be a folder (the torchvision root)")
+        if importlib.util.find_spec("torchvision") is None:  # else every job would fail
+            raise SpecError(
+                "data.name: 'torchvision' needs the torchvision package (pip install "
+                "torchvision matching your torch version); allowed here: "
+                "mnist1d, digits, spirals, blobs, table"
+            )
         return
     if not path.is_file():
         raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
