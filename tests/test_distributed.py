@@ -110,7 +110,8 @@ def test_interrupted_run_resumes_from_rank_0_checkpoint(blobs, tmp_path):
     spec = _spec(2, budget={"epochs": 4}, checkpoint={"every_epochs": 1})
     ckpt = tmp_path / "ckpt"
     with pytest.raises(Stop):
-        _bounded(lambda: train(spec, dataset=blobs, checkpoint_dir=ckpt, hooks=Hooks(on_epoch_end=stop)))
+        hooks = Hooks(on_epoch_end=stop)
+        _bounded(lambda: train(spec, dataset=blobs, checkpoint_dir=ckpt, hooks=hooks))
     assert (ckpt / "ckpt.pt").exists()  # written by rank 0; the ranks were terminated
     resumed = _bounded(lambda: train(spec, dataset=blobs, checkpoint_dir=ckpt))
     reference = train(_spec(1, budget={"epochs": 4}), dataset=blobs)
@@ -170,7 +171,7 @@ def test_check_world_size(monkeypatch):
         check_world_size(spec)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(SpecError, match=r"device.world_size: 4 .* this machine has 2; allowed: 1 to 2"):
+    with pytest.raises(SpecError, match=r"device.world_size: 4 .* has 2; allowed: 1 to 2"):
         check_world_size(spec)
 
 
@@ -181,7 +182,7 @@ def test_rank_threads():
 
 
 def test_batch_size_must_split_over_ranks():
-    with pytest.raises(SpecError, match="budget.batch_size: 15 must be divisible by device.world_size 2"):
+    with pytest.raises(SpecError, match="batch_size: 15 must be divisible by device.world_size 2"):
         _spec(2, budget={"batch_size": 15})
 
 
