@@ -239,7 +239,9 @@ def _held_jobs(timeout_s: float, proc: subprocess.Popen | None = None) -> list[s
 def test_gpu_runs_ask_slurm_for_a_gpu(smoke_runs):
     """Submitted on hold (never runs: no GPU here), checked in Slurm's record, cancelled.
 
-    It reuses the Slurm smoke copy, whose prepared data the CUDA study shares.
+    sbatch refuses a request that no node could ever satisfy, so an accepted, held job is
+    one that would start on the fake GPU. It reuses the Slurm smoke copy, whose prepared
+    data the GPU study shares. Interrupting Snakemake (Ctrl-C) must cancel the held jobs.
     """
     _, remote, _ = smoke_runs
     config = _gpu_config(remote / SMOKE, remote / "config" / "gpu.yaml")
@@ -247,7 +249,7 @@ def test_gpu_runs_ask_slurm_for_a_gpu(smoke_runs):
         sys.executable, "-m", "snakemake", "train_all", "--configfile", str(config),
         *_slurm_args("--retries", "0", "--set-resources", "train:slurm_extra='--hold'"),
     ]  # fmt: skip
-    with open(remote / "snakemake-cuda.out", "w") as log:
+    with open(remote / "snakemake-gpu.out", "w") as log:
         env = {**os.environ, "NNOPT_GPUS": "0"}
         proc = subprocess.Popen(
             cmd, cwd=remote, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
@@ -258,9 +260,10 @@ def test_gpu_runs_ask_slurm_for_a_gpu(smoke_runs):
         finally:
             proc.send_signal(signal.SIGINT)  # Snakemake cancels the held jobs it submitted
             proc.wait(timeout=60)
-            for job_id in _held_jobs(timeout_s=0.1):
+            states = {job_id: _job(job_id)["JobState"] for job_id in held}
+            for job_id in _held_jobs(timeout_s=0.1):  # clean up whatever it did not cancel
                 subprocess.run(["scancel", job_id], check=False)
-    out = (remote / "snakemake-cuda.out").read_text()
+    out = (remote / "snakemake-gpu.out").read_text()
     assert jobs, f"no held training job appeared in squeue:\n{out[-4000:]}"
     sbatch = [line for line in out.splitlines() if line.startswith("sbatch call:")]
     assert sbatch and all("--gpus=1" in line and " -p gpu " in line for line in sbatch)
@@ -268,3 +271,4 @@ def test_gpu_runs_ask_slurm_for_a_gpu(smoke_runs):
         assert job["Partition"] == "gpu"
         tres = job.get("TresPerJob", "") + job.get("TresPerNode", "")
         assert "gres:gpu:1" in tres, job
+    assert set(states.values()) == {"CANCELLED"}, states
