@@ -99,6 +99,15 @@ def test_world_size_2_matches_world_size_1(blobs, tmp_path):
     assert abs(rows[-1]["train_loss"] - m2["final_train_loss"]) < 1e-12
 
 
+def test_world_size_4_matches_too(blobs):
+    # 4 ranks on 2 cores: slower, same updates (shards of 4; last batch of 9 -> 3, 2, 2, 2)
+    one = train(_spec(1), dataset=blobs)
+    four = _bounded(lambda: train(_spec(4), dataset=blobs))
+    assert four.provenance["world_size"] == 4
+    assert abs(one.metrics["final_train_loss"] - four.metrics["final_train_loss"]) < 1e-5
+    assert one.metrics["steps"] == four.metrics["steps"]
+
+
 def test_interrupted_run_resumes_from_rank_0_checkpoint(blobs, tmp_path):
     class Stop(Exception):
         pass
