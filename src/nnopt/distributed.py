@@ -10,9 +10,10 @@ What a run with world_size N means (docs/contract.md §1, `device.world_size`):
   mean loss over the global batch, even for an uneven or empty last shard. The learning rate
   is unchanged (no linear scaling rule: it is the same update), so results are comparable
   across world sizes: an MLP without dropout or batch norm matches world_size 1 to float
-  rounding. Batch norm normalizes with per-shard statistics (N × smaller batches; buffers
-  broadcast from rank 0) and dropout masks come from one seeded stream per rank, so those
-  models differ from world_size 1 (statistically alike, not equal).
+  rounding. Batch norm normalizes with per-shard statistics (N × smaller batches) and its
+  running statistics are rank 0's, broadcast at each forward (plain DDP, no SyncBatchNorm);
+  dropout masks come from one seeded stream per rank. Those models differ from world_size 1
+  (statistically alike, not equal).
 * **Evaluation on rank 0.** Rank 0 alone evaluates the full train-eval, validation and test
   sets (exact, nothing to reduce). The running train loss is all-reduced, and rank 0
   broadcasts the numbers that steer the run (train/val loss, val accuracy) so every rank
