@@ -6,6 +6,8 @@ the first test that trains with world size 2); each later world-size-2 run start
 
 import math
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -203,3 +205,24 @@ def test_batch_norm_shards_of_one_sample_are_refused(blobs):
     with pytest.raises(SpecError, match="shard of 1 sample"):
         check_shards(_spec(4, model={"batch_norm": True}, budget={"batch_size": 4}), 160)
     check_shards(_spec(2), 161)  # without batch norm an empty shard is fine (sum loss 0)
+
+
+UNGUARDED = """
+print("main ran", flush=True)
+from nnopt.engine import train
+from nnopt.spec import parse_spec
+spec = parse_spec({"data": {"name": "blobs", "n_samples": 120}, "model": {"width": 8},
+                   "budget": {"epochs": 1, "batch_size": 16}, "device": {"world_size": 2}})
+print("status", train(spec).status, flush=True)
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter and forkserver
+def test_ranks_do_not_rerun_an_unguarded_main_script(tmp_path):
+    # Snakemake's `script:` runs its file without an `if __name__ == "__main__"` guard.
+    script = tmp_path / "job.py"
+    script.write_text(UNGUARDED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["main ran", "status ok"]
