@@ -1,7 +1,7 @@
 """kill -9 of a running study, then the same command again: nothing finished is lost or
 retrained, nothing partial is taken as finished, and the summary equals an uninterrupted run.
 
-One slow test (~40-90 s on 2 busy cores) in three phases, all in temporary copies of the
+The first test (~40-140 s on 2 busy cores) has three phases, all in temporary copies of the
 workflow:
   1. `snakemake --cores 2` on 12 runs in 6 batch jobs, in its own session; once some runs are
      finished a second instance with another config is started in the same folder and must
@@ -11,6 +11,8 @@ workflow:
      inode and mtime), and train the rest.
   3. an uninterrupted `--cores 1` run in a fresh copy: summary.parquet and runs.parquet must
      be equal, timing columns aside (so this also compares 1 and 2 cores).
+The second kills a long run (checkpoint every epoch) and checks that the same command
+continues from its checkpoint to the metrics and curve of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -152,3 +154,66 @@ def test_kill_9_then_same_command_resumes_without_loss(tmp_path):
             without_timing(pl.read_parquet(cwd / "results" / table)),
             without_timing(pl.read_parquet(reference / "results" / table)),
         )
+
+
+LONG = """
+defaults:
+  data: {name: mnist1d, n_samples: 1500}
+  model: {kind: mlp, depth: 2, width: 64}
+  budget: {epochs: 30, batch_size: 32}
+  checkpoint: {every_epochs: 1}
+seeds: 1
+studies:
+  - name: long
+"""
+
+
+@pytest.mark.slow
+def test_killed_long_run_resumes_from_its_checkpoint(tmp_path):
+    import torch  # noqa: F401 (checkpoint files are torch payloads)
+
+    from nnopt.checkpoint import load_checkpoint, save_checkpoint
+    from nnopt.results import read_run
+    from nnopt.runner import run_one
+    from nnopt.spec import parse_spec
+
+    cwd = workflow_copy(tmp_path / "wf")
+    (cwd / "config" / "long.yaml").write_text(LONG)
+    cmd = command(1, "config/long.yaml")
+    first = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list((cwd / "results" / "runs" / "long").glob("*.ckpt/ckpt.pt")):
+            assert first.poll() is None, "the run ended before a checkpoint was seen"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    (ckpt,) = (cwd / "results" / "runs" / "long").glob("*.ckpt")
+    run_dir = ckpt.with_suffix("")
+    assert not run_dir.exists(), "killed before the run finished"
+    state = load_checkpoint(ckpt)
+    assert 1 <= state["epochs_done"] < 30
+    # Mark the checkpoint (a timer, no effect on the computation): the mark in the final
+    # metrics proves that the rerun continued from it instead of starting again.
+    state["eval_time_s"] += 1000.0
+    save_checkpoint(ckpt, state)
+
+    again = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = read_run(run_dir)
+    assert resumed["status"] == "ok" and resumed["metrics"]["eval_time_s"] >= 1000.0
+    assert not ckpt.exists(), "the finished run directory supersedes its checkpoint"
+
+    spec = parse_spec(resumed["spec"])
+    assert run_one(spec, tmp_path / "reference") == "ok"
+    reference = read_run(tmp_path / "reference")
+    for name, value in resumed["metrics"].items():
+        if name not in TIMING and name != "eval_time_s":
+            assert value == reference["metrics"][name], name
+    assert_frame_equal(
+        pl.read_parquet(run_dir / "curve.parquet").drop("train_time_s"),
+        pl.read_parquet(tmp_path / "reference" / "curve.parquet").drop("train_time_s"),
+    )
