@@ -297,6 +297,19 @@ def test_claim_clears_what_a_killed_instance_left(tmp_path, monkeypatch):
     assert keep.exists() and outside.exists()
 
 
+def test_claim_is_free_again_once_the_holder_is_killed(tmp_path):
+    from nnopt.recovery import claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "True"
+    (state / "locks").mkdir()
+    holder.kill()  # SIGKILL: the kernel drops its flock
+    holder.wait()
+    assert claim_working_dir(state) == [str(state / "locks")]
+
+
 def test_claim_leaves_a_live_instance_alone(tmp_path):
     from nnopt.recovery import claim_working_dir
 
@@ -308,10 +321,17 @@ def test_claim_leaves_a_live_instance_alone(tmp_path):
         (state / "locks").mkdir()
         assert claim_working_dir(state) is None
         assert (state / "locks").exists()  # the live instance's locks stay
+        # A second live instance (here: this test process) keeps its shared lock after the
+        # first one dies, so a third instance still must not clean.
+        holder.kill()
+        holder.wait()
+        third = subprocess.run([sys.executable, "-c", HOLDER.replace("time.sleep(60)", ""),
+                                str(state)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert third.stdout.strip() == "False"
+        assert (state / "locks").exists()
     finally:
         holder.kill()
         holder.wait()
-    assert claim_working_dir(state) == [str(state / "locks")]  # the kernel freed its flock
 
 
 # --- bad configs through `snakemake -n`: one line naming the key, nothing started ----------

@@ -3,13 +3,14 @@
 Snakemake leaves `.snakemake/locks/*` behind when it is killed, and the next invocation then
 refuses to start ("Directory cannot be locked ... --unlock"); outputs of jobs that were
 running are marked in `.snakemake/incomplete/` and make it stop again ("--rerun-incomplete").
-Neither can be told apart from a live instance by the files alone, so the workflow's main
-process holds an exclusive `flock` on `.snakemake/nnopt-main.lock` for its whole life: the
-kernel drops it when the process dies, however it dies. Whoever gets the lock knows that no
-other nnopt Snakemake instance runs in this folder, so the locks are stale and the marked
-outputs are partial: it removes both (exactly what `--unlock` and `--rerun-incomplete` do).
-Whoever does not get it leaves everything alone, and Snakemake's own lock check refuses the
-second instance, so two invocations never write the same files at once.
+Neither can be told apart from a live instance by the files alone, so every main process of
+the workflow holds a shared `flock` on `.snakemake/nnopt-main.lock` for its whole life: the
+kernel drops it when the process dies, however it dies. An instance that can take the lock
+exclusively knows that no other nnopt Snakemake instance runs in this folder, so the locks
+are stale and the marked outputs are partial: it removes both (exactly what `--unlock` and
+`--rerun-incomplete` do), then keeps a shared lock like the others. An instance that cannot
+leaves everything alone, and Snakemake's own lock check refuses it if its files overlap a
+running one's, so two invocations never write the same files at once.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def claim_working_dir(state_dir: str | Path = ".snakemake") -> list[str] | None:
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     fd = os.open(state / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    _HELD.append(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        return None  # a live instance: its locks and markers are real
-    _HELD.append(fd)
+        # A live instance: its locks and markers are real. Hold a shared lock too, so that
+        # nobody cleans while this one runs, even after the first instance has ended.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return None
     cleaned = []
     if (state / "locks").exists():
         shutil.rmtree(state / "locks", ignore_errors=True)
@@ -78,4 +81,5 @@ def claim_working_dir(state_dir: str | Path = ".snakemake") -> list[str] | None:
             output.unlink()
             cleaned.append(str(output))
         marker.unlink(missing_ok=True)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # from now on a live instance like any other
     return cleaned
