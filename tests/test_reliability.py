@@ -399,3 +399,14 @@ def test_snakemake_with_read_only_results_names_the_folder(tmp_path):
     assert done.returncode != 0 and "Traceback" not in output
     assert "nnopt: error: results: cannot write to " in done.stderr
     assert not (dest / "logs" / "train").exists()  # no job started
+
+
+def test_device_check_can_be_left_to_the_machines_that_run_the_jobs(monkeypatch):
+    from nnopt.check_io import NO_DEVICE_CHECK, check_device
+    from nnopt.spec import DeviceSpec
+
+    many = DeviceSpec(device="cuda", world_size=64)
+    with pytest.raises(check.SpecError, match=f"device.*{NO_DEVICE_CHECK}=1|device.world_size"):
+        check_device(many)
+    monkeypatch.setenv(NO_DEVICE_CHECK, "1")
+    check_device(many)  # a Slurm submit host without GPUs: the GPU nodes decide

@@ -7,12 +7,16 @@ No torch import unless a spec asks for CUDA.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from nnopt.spec import DataSpec, DeviceSpec, SpecError, did_you_mean
 
-__all__ = ["check_table", "check_data", "check_device", "check_writable"]
+__all__ = ["check_table", "check_data", "check_device", "check_writable", "NO_DEVICE_CHECK"]
+
+# Set (to anything but 0) when jobs run on other machines than the one that checks them.
+NO_DEVICE_CHECK = "NNOPT_NO_DEVICE_CHECK"
 
 
 def _not_finite(column: Any) -> Any:
@@ -144,11 +148,14 @@ def _cuda_device_count() -> int:
 def check_device(device: DeviceSpec) -> None:
     """A spec must not ask for GPUs this machine does not have (auto falls back to cpu)."""
     needs_count = device.device == "cuda" or (device.device == "auto" and device.world_size > 1)
-    if not needs_count:
-        return
+    if not needs_count or os.environ.get(NO_DEVICE_CHECK, "") not in ("", "0"):
+        return  # jobs may run on other machines (a Slurm cluster's GPU nodes)
     n_gpus = _cuda_device_count()
     if device.device == "cuda" and n_gpus == 0:
-        raise SpecError("device.device: 'cuda' but this machine has no CUDA GPU; allowed: cpu, auto")
+        raise SpecError(
+            "device.device: 'cuda' but this machine has no CUDA GPU; allowed: cpu, auto "
+            f"(or set {NO_DEVICE_CHECK}=1 when jobs run on other machines, e.g. Slurm)"
+        )
     if n_gpus and device.world_size > n_gpus:
         raise SpecError(
             f"device.world_size: {device.world_size} ranks on device '{device.device}' need "
@@ -163,7 +170,6 @@ def check_writable(folder: str | Path, key: str = "out") -> None:
     a file where a folder should be, and a disk that is already full.
     """
     import errno
-    import os
     import tempfile
 
     folder = Path(folder)
