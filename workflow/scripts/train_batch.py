@@ -12,6 +12,7 @@ import time
 STARTED = time.time()
 
 from nnopt import packing
+from nnopt.results import read_run
 from nnopt.spec import parse_spec
 
 
@@ -27,6 +28,9 @@ def main(smk) -> None:
         records = run_batch(
             items, threads=smk.threads, log=log, data_cache=smk.params.cache_dir
         )
+        for row in records:  # the job log also says why a run failed (metrics.json has it too)
+            if row["status"] == "failed" and row["trained"]:
+                print(f"\n{row['out']}:\n{read_run(row['out']).get('traceback')}", file=log)
     packing.write_json_atomic(
         smk.output[0],
         {
