@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from nnopt.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from nnopt.data import Dataset, load_dataset
 from nnopt.models import build_model, weight_parameters
-from nnopt.optim import build_optimizer, build_schedule, decay_weights, optimizer_state_bytes, penalty
+from nnopt.optim import (
+    build_optimizer,
+    build_schedule,
+    decay_weights,
+    optimizer_state_bytes,
+    penalty,
+)
 from nnopt.results import METRIC_NAMES, RunResult, now_iso, provenance
 from nnopt.spec import DeviceSpec, RunSpec, SpecError
 
@@ -334,7 +340,8 @@ class _Trainer:
         if val_acc is not None:
             if self.best_val_accuracy is None or val_acc > self.best_val_accuracy:
                 self.best_val_accuracy, self.best_val_step, self.stale_evals = val_acc, s, 0
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                state = self.model.state_dict()
+                self.best_state = {k: v.detach().clone() for k, v in state.items()}
             elif s > 0:
                 self.stale_evals += 1
         patience = self.spec.regularization.early_stopping_patience

@@ -77,12 +77,15 @@ def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: in
         mods.append(nn.Unflatten(1, (1, *input_shape)))
         input_shape = (1, *input_shape)
     if len(input_shape) != dims + 1:
+        axes = "length" if dims == 1 else "height, width"
         raise SpecError(
-            f"model.kind: 'cnn{dims}d' needs inputs of shape (channels, {'length' if dims == 1 else 'height, width'}), "
+            f"model.kind: 'cnn{dims}d' needs inputs of shape (channels, {axes}), "
             f"the dataset gives {input_shape}; use model.kind 'mlp' or another dataset"
         )
     if spec.kernel_size % 2 == 0:
-        raise SpecError(f"model.kernel_size: must be odd for 'same' padding, got {spec.kernel_size}")
+        raise SpecError(
+            f"model.kernel_size: must be odd for 'same' padding, got {spec.kernel_size}"
+        )
     c_in = input_shape[0]
     for _ in range(spec.depth):
         layer = conv(c_in, spec.width, spec.kernel_size, padding=spec.kernel_size // 2)
@@ -138,7 +141,10 @@ def init_weights(model: nn.Module, spec: InitSpec, activation: str) -> None:
     """Apply `spec` to every Linear/Conv weight; zero their biases unless `default`."""
     if spec.name not in INIT_FUNCTIONS:
         known = ", ".join(INIT_FUNCTIONS)
-        raise SpecError(f"init.name: unknown value {spec.name!r}; allowed: {known}" + did_you_mean(spec.name, INIT_FUNCTIONS))
+        raise SpecError(
+            f"init.name: unknown value {spec.name!r}; allowed: {known}"
+            + did_you_mean(spec.name, INIT_FUNCTIONS)
+        )
     fill = INIT_FUNCTIONS[spec.name]
     if fill is None:
         return
