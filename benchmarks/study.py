@@ -7,7 +7,8 @@
     epochs, batch size and seeds), from a cold start including its dataset job.
 
 Both run in temporary folders with the same `--cores`; the script prints their wall times,
-the ratio, and the share of nnopt's core time spent outside training loops
+the ratio (of wall times and of the CPU seconds of each process tree, steadier on a shared
+machine), and the share of nnopt's core time spent outside training loops
 (1 - Σ train_time_s / (wall × cores)).
 
     python benchmarks/study.py               # 4 lr × 2 activations × 4 seeds = 32 runs
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -75,15 +78,21 @@ def base_spec(args: argparse.Namespace) -> dict:
     }
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process tree) of one command."""
+    cpu0, started = _children_cpu_s(), time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu_s() - cpu0
 
 
-def run_baseline(args: argparse.Namespace, work: Path) -> float:
+def run_baseline(args: argparse.Namespace, work: Path) -> tuple[float, float]:
     from nnopt.data import prepare_dataset
     from nnopt.spec import parse_spec
 
@@ -99,7 +108,7 @@ def run_baseline(args: argparse.Namespace, work: Path) -> float:
     return timed(["snakemake", "--cores", str(args.cores), "--quiet", "all"], work)
 
 
-def run_nnopt(args: argparse.Namespace, work: Path) -> tuple[float, float, int]:
+def run_nnopt(args: argparse.Namespace, work: Path) -> tuple[float, float, float, int]:
     shutil.copy(ROOT / "Snakefile", work / "Snakefile")
     for folder in ("workflow", "config"):
         shutil.copytree(ROOT / folder, work / folder)
@@ -110,14 +119,14 @@ def run_nnopt(args: argparse.Namespace, work: Path) -> tuple[float, float, int]:
     }
     raw = {"defaults": base_spec(args), "seeds": args.seeds, "studies": [study]}
     (work / "config" / "bench.yaml").write_text(yaml.safe_dump(raw))
-    wall_s = timed(
+    wall_s, cpu_s = timed(
         ["snakemake", "train_all", "--cores", str(args.cores), "--quiet",
          "--configfile", "config/bench.yaml"],
         work,
     )  # fmt: skip
     records = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/metrics.json")]
     train_s = sum(r["metrics"]["train_time_s"] for r in records)
-    return wall_s, train_s, len(records)
+    return wall_s, cpu_s, train_s, len(records)
 
 
 def main() -> None:
@@ -128,12 +137,17 @@ def main() -> None:
     n_runs = len(LRS) * len(ACTIVATIONS) * args.seeds
     print(f"{n_runs} runs (MNIST-1D n={args.n_samples}, MLP 2×64, {args.epochs} epochs), "
           f"--cores {args.cores}, in {root}")  # fmt: skip
-    baseline_s = run_baseline(args, root / "baseline")
-    print(f"(a) one Snakemake job per run, DataLoader script: {baseline_s:7.1f} s")
-    nnopt_s, train_s, n_done = run_nnopt(args, root / "nnopt")
+    baseline_s, baseline_cpu_s = run_baseline(args, root / "baseline")
+    print(f"(a) one Snakemake job per run, DataLoader script: {baseline_s:7.1f} s wall, "
+          f"{baseline_cpu_s:7.1f} s CPU")  # fmt: skip
+    nnopt_s, nnopt_cpu_s, train_s, n_done = run_nnopt(args, root / "nnopt")
     assert n_done == n_runs, f"nnopt finished {n_done} of {n_runs} runs"
-    print(f"(b) nnopt batched jobs (cold, incl. dataset job):  {nnopt_s:7.1f} s")
-    print(f"speed-up (a)/(b): {baseline_s / nnopt_s:.1f}x")
+    print(f"(b) nnopt batched jobs (cold, incl. dataset job):  {nnopt_s:7.1f} s wall, "
+          f"{nnopt_cpu_s:7.1f} s CPU")  # fmt: skip
+    # On a machine shared with other work, wall times swing with its load; CPU seconds of
+    # each process tree are the steadier comparison.
+    print(f"speed-up (a)/(b): {baseline_s / nnopt_s:.1f}x wall, "
+          f"{baseline_cpu_s / nnopt_cpu_s:.1f}x CPU (load average {os.getloadavg()[0]:.1f})")
     outside = 1 - train_s / (nnopt_s * args.cores)
     print(f"nnopt: Σ train_time_s = {train_s:.1f} s over {nnopt_s:.1f} s × {args.cores} cores; "
           f"{100 * outside:.0f}% of core time outside training loops")  # fmt: skip
