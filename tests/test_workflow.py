@@ -68,6 +68,15 @@ def test_dry_run_lists_every_study_with_its_runs(tmp_path):
     assert not (tmp_path / "results" / "runs").exists()
 
 
+def test_default_profile_is_valid(tmp_path):
+    done = snakemake(
+        copy_workflow(tmp_path), "-n", "--workflow-profile", "workflow/profiles/default",
+        "--configfile", "config/smoke.yaml",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Using workflow specific profile workflow/profiles/default" in done.stdout + done.stderr
+
+
 # --- bad configs: one line naming the key, exit 1, nothing started --------------------------
 
 BAD = [
