@@ -48,9 +48,8 @@ def load_studies():
     try:
         validate(config, "../schemas/config.schema.yaml", set_default=False)
     except WorkflowError as err:
-        cause = (
-            err.__context__
-        )  # the jsonschema ValidationError, raised inside validate()
+        # validate() raises WorkflowError from inside `except ValidationError`.
+        cause = err.__context__
         if hasattr(cause, "absolute_path"):
             config_error(schema_error_message(cause, config))
         config_error(str(err).splitlines()[0])
