@@ -51,6 +51,8 @@ def test_runs_table_has_every_planned_run_with_its_status(tables):
         assert col in runs.columns
     failed = runs.filter(pl.col("status") == "failed")
     assert "out of <memory>" in failed["error"][0]
+    ok = runs.filter(pl.col("status") == "ok")
+    assert ok["cpu_count"].to_list() == [2] * ok.height  # from each run's provenance
 
 
 def test_summary_matches_hand_computation(tables):

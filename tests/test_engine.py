@@ -1,6 +1,8 @@
 """The training loop: determinism, divergence, targets, memory accounting, fast path."""
 
 import math
+import resource
+from pathlib import Path
 
 import numpy as np
 
@@ -221,3 +223,16 @@ def test_eval_batch_shrinks_for_wide_conv_nets(tmp_path):
     images = {"name": "torchvision", "path": str(tmp_path), "torchvision_name": "CIFAR10"}
     wide = _spec(data=images, model={"kind": "cnn2d", "width": 128})
     assert eval_batch_size(wide, (3, 32, 32)) * 128 * 32 * 32 <= 2**26  # <= 256 MB per layer
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_peak_rss_is_the_runs_own_not_an_earlier_runs_of_the_process(blobs):
+    """Runs packed into one process: a small run after a 400 MB spike reports its own peak."""
+    first = train(_spec(), dataset=blobs).metrics["peak_rss_mb"]
+    spike = np.ones(400 * 2**20 // 8)  # 400 MB resident: the process peak is now above it
+    peak_with_spike = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del spike
+    after = train(_spec(), dataset=blobs).metrics["peak_rss_mb"]
+    assert peak_with_spike > first + 350
+    assert after < peak_with_spike - 300
+    assert abs(after - first) < 100  # the same small run, the same resident torch and data

@@ -59,8 +59,8 @@ _RUN_COLUMNS: dict[str, Any] = {
 }
 _PROVENANCE: dict[str, Any] = {
     "device": pl.String, "device_name": pl.String, "world_size": pl.Int64, "threads": pl.Int64,
-    "hostname": pl.String, "nnopt_version": pl.String, "torch_version": pl.String,
-    "python_version": pl.String, "started_at": pl.String, "finished_at": pl.String,
+    "cpu_count": pl.Int64, "hostname": pl.String, "nnopt_version": pl.String,
+    "torch_version": pl.String, "python_version": pl.String, "started_at": pl.String, "finished_at": pl.String,
 }
 _CURVE_SCHEMA: dict[str, Any] = {
     "step": pl.Int64, "epoch": pl.Float64, "train_time_s": pl.Float64, "lr": pl.Float64,
@@ -131,8 +131,8 @@ def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
         status=doc.get("status") if doc.get("status") in STATUSES else "failed",
         error=doc.get("error"), diverged_at_step=doc.get("diverged_at_step"),
         **{k: prov.get(k, row.get(k)) for k in ("device", "device_name", "world_size",
-                                                "threads", "hostname", "started_at",
-                                                "finished_at")},
+                                                "threads", "cpu_count", "hostname",
+                                                "started_at", "finished_at")},
         nnopt_version=prov.get("nnopt"), torch_version=prov.get("torch"),
         python_version=prov.get("python"),
     )

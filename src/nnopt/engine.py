@@ -435,6 +435,7 @@ def train(
     non-finite loss returns status 'diverged'. `threads` overrides spec.device.threads
     (execution only); `checkpoint_dir` enables resume and spec.checkpoint saving."""
     started = now_iso()
+    reset_peak_rss()
     ds = dataset if dataset is not None else load_dataset(spec.data, data_cache)
     if spec.device.world_size > 1:  # ranks in their own processes; see nnopt.distributed
         from nnopt.distributed import train_distributed
@@ -471,7 +472,20 @@ def _peak_cuda_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def reset_peak_rss() -> bool:
+    """Restart the process's peak-RSS count, so that a run packed after others in one
+    process reports its own peak, not theirs. Linux only ('5' to /proc/self/clear_refs
+    resets VmHWM and ru_maxrss, proc(5)); elsewhere the peak stays the process's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    """Peak resident set size of this process since the last reset_peak_rss() (ru_maxrss
+    is KiB on Linux): the run's resident torch, data and model, at their highest."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

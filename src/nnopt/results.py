@@ -82,6 +82,15 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask: a Slurm allocation or a
+    container limit, not the whole host)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """Versions and host facts that explain a run's numbers; `extra` adds engine facts."""
     from importlib.metadata import PackageNotFoundError, version
@@ -100,6 +109,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
+        "cpu_count": usable_cpus(),
     }
     info.update(extra)
     return info
