@@ -144,3 +144,20 @@ def test_shipped_claims_match_the_shipped_config():
     problems = check_claims(claims, load_config(root / "config" / "config.yaml"))
     # Only the parallel study may lack configurations (world sizes the machine cannot run).
     assert all(p.split(":")[0].endswith("speedup") for p in problems), problems
+
+
+def test_holm_family_is_the_claims_of_one_study(world):
+    """Claims about different studies are adjusted apart; claims about one study together."""
+    from nnopt import stats
+
+    config, runs = world
+    acc = dict(study="activation", metric="test_accuracy", kind="greater")
+    grid = dict(study="hyperparameter_grid", metric="test_accuracy", kind="greater",
+                left={"optimizer.lr": 0.01}, right={"optimizer.lr": 0.001})
+    res = evaluate_claims(_claims({**acc, "left": "tanh", "right": "sigmoid"}, grid,
+                                  {**acc, "left": "relu", "right": "tanh"}), config, runs)
+    tanh_sigmoid, lr_grid, relu_tanh = (r.tests[0] for r in res)
+    assert lr_grid["p_holm"] == pytest.approx(lr_grid["p"])  # alone in its study's family
+    expected = stats.holm([tanh_sigmoid["p"], relu_tanh["p"]])
+    assert [tanh_sigmoid["p_holm"], relu_tanh["p_holm"]] == pytest.approx(list(expected))
+    assert relu_tanh["p_holm"] == pytest.approx(2 * relu_tanh["p"])  # smallest of a family of 2

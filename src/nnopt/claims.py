@@ -2,7 +2,8 @@
 
 A claims file (YAML) is `{alpha: 0.05, claims: [claim, ...]}`; its grammar is documented at
 the top of config/claims.yaml. Each claim becomes one or more two-sample tests (nnopt.stats
-rules), all claims' tests form one Holm family, and each claim gets a verdict:
+rules), the tests of all claims about one study form one Holm family, and each claim gets
+a verdict:
 
 * supported    every test is significant after Holm, in the claimed direction;
 * contradicted some test is significant after Holm in the opposite direction (for `best`:
@@ -336,7 +337,7 @@ def _verdict(tests: list[dict], alpha: float) -> str:
 
 def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
                     alpha: float = 0.05) -> list[ClaimResult]:
-    """Judge every claim; all tests of all claims form one Holm family."""
+    """Judge every claim; the tests of all claims about one study form one Holm family."""
     names = {s.name: s for s in config.studies}
     results = []
     for claim in claims:
@@ -353,9 +354,8 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
         except LookupError as err:
             res.evidence = [str(err).strip("'\"")]
         res.chosen = dict(study_runs.chosen)
-    flat = [t for r in results for t in r.tests]
-    for t, p in zip(flat, stats.holm([math.nan if t["p"] is None else t["p"] for t in flat])):
-        t["p_holm"] = None if math.isnan(p) else float(p)
+    for study in dict.fromkeys(r.claim.study for r in results):
+        _holm_adjust([t for r in results if r.claim.study == study for t in r.tests])
     for res in results:
         if res.verdict == "not run" or not res.tests:
             continue
@@ -366,6 +366,15 @@ def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
             res.evidence.append("best configuration used: " + "; ".join(
                 f"{k} → {v}" for k, v in res.chosen.items()))
     return results
+
+
+def _holm_adjust(tests: list[dict]) -> None:
+    """Set each test's `p_holm` within one family (one study's claims, like the study's own
+    comparisons against its baseline): a family of every claim would make a 5-seed rank test
+    (smallest two-sided p = 2/252) unable to support anything, however clear the data."""
+    adjusted = stats.holm([math.nan if t["p"] is None else t["p"] for t in tests])
+    for t, p in zip(tests, adjusted):
+        t["p_holm"] = None if math.isnan(p) else float(p)
 
 
 def _p(p: float | None) -> str:
