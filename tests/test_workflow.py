@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -122,8 +123,12 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_every_output(smoke_run):
     cwd = smoke_run
     for path in ("reports/report.html", "reports/report.pdf", "results/runs.parquet",
-                 "results/summary.parquet", "results/config.json"):  # fmt: skip
+                 "results/summary.parquet", "results/config.json",
+                 "results/landscape/activation/sharpness.parquet"):  # fmt: skip
         assert (cwd / path).stat().st_size > 0, path
+    sharpness = pl.read_parquet(cwd / "results/landscape/activation/sharpness.parquet")
+    assert sharpness.height == 2 and sharpness["reproduced"].all()  # sigmoid, relu: best seed
+    assert "Loss landscape" in (cwd / "reports" / "report.html").read_text()
     batches = manifests(cwd)
     rows = [row for m in batches.values() for row in m["runs"]]
     assert all(row["trained"] and row["status"] in ("ok", "diverged") for row in rows)
