@@ -92,3 +92,137 @@ def test_extra_sections_registry_feeds_the_study(world, tmp_path):
         figures.EXTRA_SECTIONS.pop("test-landscape")
     assert [f.key for f in out] == ["landscape"] and none == []
     assert seen[0] == ("activation", tmp_path)
+
+
+# --- display labels: one function for every table, sentence and figure -----------------------
+
+
+def _labels(study_raw):
+    study = parse_config({"seeds": 1, "studies": [study_raw]}).studies[0]
+    frame = pl.DataFrame({"config": [r.config for r in study.runs]})  # labels need only config
+    return study, figures.short_labels(frame, study)
+
+
+def test_a_label_study_is_named_by_its_labels_alone():
+    study, labels = _labels({
+        "name": "sched", "rows": "label.schedule",
+        "zip": {"label.schedule": ["constant", "step"], "schedule.name": ["constant", "step"],
+                "schedule.gamma": [0.5, 0.5], "schedule.warmup_epochs": [0, 0]}})
+    assert sorted(labels.values()) == ["constant", "step"]
+    assert all("schedule.name=" in config for config in labels)  # table keys stay machine labels
+    assert figures.label_title(study) == "Schedule"
+
+
+def test_a_one_factor_study_is_named_by_the_value():
+    study, labels = _labels({"name": "act", "grid": {"model.activation": ["relu", "tanh"]}})
+    assert labels == {"model.activation=relu": "relu", "model.activation=tanh": "tanh"}
+    assert figures.label_title(study) == "Activation"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"zip": {"optimizer.lr": [0.1, 0.003], "optimizer.name": ["sgd", "adam"]},
+      "rows": "optimizer.name"}, {"sgd, lr=0.1", "adam, lr=0.003"}),
+    ({"grid": {"init.name": ["xavier_uniform"], "model.activation": ["tanh", "relu"]},
+      "rows": "init.name"}, {"xavier_uniform, activation=tanh", "xavier_uniform, activation=relu"}),
+    # A bare 'true' or '16' does not say what it is: the rows factor keeps its key.
+    ({"grid": {"model.batch_norm": [False, True], "model.depth": [4]}, "rows": "model.batch_norm"},
+     {"batch_norm=false, depth=4", "batch_norm=true, depth=4"}),
+    ({"grid": {"budget.batch_size": [16], "optimizer.lr": [0.01]}}, {"batch_size=16, lr=0.01"}),
+])
+def test_several_factors_put_the_rows_value_first_then_short_keys(raw, expected):
+    study, labels = _labels({"name": "s", **raw})
+    assert set(labels.values()) == expected
+    assert figures.label_title(study) == ""
+
+
+def test_labels_fall_back_to_frame_columns_then_to_the_machine_label():
+    study = parse_config({"seeds": 1, "studies": [
+        {"name": "act", "grid": {"model.activation": ["relu"]}}]}).studies[0]
+    frame = pl.DataFrame({"config": ["model.activation=elu", "old"],
+                          "model.activation": ["elu", None]})
+    assert figures.short_labels(frame, study) == {"model.activation=elu": "elu", "old": "old"}
+
+
+# --- heatmap of a time-to-target metric ---------------------------------------------------------
+
+
+def _grid_summary(study, metric, cells):
+    """Summary rows of a 2 × 2 grid: cells maps (lr, batch) → (median, n_reached) of 3 runs."""
+    rows = []
+    for r in study.runs:
+        f = dict(r.factors)
+        median, reached = cells[(f["optimizer.lr"], f["budget.batch_size"])]
+        rows.append({"config": r.config, "optimizer.lr": ag.format_value(f["optimizer.lr"]),
+                     "budget.batch_size": ag.format_value(f["budget.batch_size"]),
+                     "metric": metric, "n_used": 3, "n_reached": reached, "median": median,
+                     "mean": None if reached < 3 else median})
+    return pl.DataFrame(rows).unique("config", maintain_order=True)
+
+
+def test_heatmap_of_a_censored_metric_shows_medians_and_says_not_reached():
+    study = parse_config({"seeds": 1, "studies": [{"name": "g", "grid": {
+        "optimizer.lr": [0.1, 0.01], "budget.batch_size": [16, 64]}}]}).studies[0]
+    cells = {(0.1, 16): (4.0, 3), (0.1, 64): (6.0, 2), (0.01, 16): (float("inf"), 1),
+             (0.01, 64): (float("inf"), 0)}
+    svg = figures.heatmap(_grid_summary(study, "epochs_to_target", cells), study,
+                          "epochs_to_target")
+    assert "median over seeds" in svg and "mean over seeds" not in svg
+    assert svg.count("not reached") == 2  # the two cells whose median run never got there
+    assert "6.0" in svg  # a median although one run of three never reached the target
+    assert "Learning rate" in svg and "Batch size" in svg  # readable axes, not spec paths
+
+
+def test_heatmap_of_an_ordinary_metric_says_mean():
+    study = parse_config({"seeds": 1, "studies": [{"name": "g", "grid": {
+        "optimizer.lr": [0.1, 0.01], "budget.batch_size": [16, 64]}}]}).studies[0]
+    cells = {k: (0.5, 3) for k in [(0.1, 16), (0.1, 64), (0.01, 16), (0.01, 64)]}
+    svg = figures.heatmap(_grid_summary(study, "final_train_loss", cells), study,
+                          "final_train_loss")
+    assert "mean over seeds" in svg and "not reached" not in svg
+
+
+# --- the data-parallel speed-up in words --------------------------------------------------------
+
+
+def _parallel_summary(times):
+    return pl.DataFrame([{"config": f"device.world_size={w}", "device.world_size": str(w),
+                          "metric": "train_time_s", "mean": t, "ci_low": t, "ci_high": t}
+                         for w, t in times.items()])
+
+
+def test_speedup_note_says_what_it_measured_on_and_why_there_is_no_speedup():
+    summary = _parallel_summary({1: 0.14, 2: 0.98, 4: 4.41})
+    note = figures.speedup_note(summary, {"device_name": "x86_64", "cpu_count": 2, "threads": 1})
+    assert note.startswith("Measured on x86_64, 2 CPU cores, 1 thread per worker: 2 workers "
+                           "took 7.0× the 1-worker time (speed-up 0.14×, efficiency 7 %); "
+                           "4 workers took 31.5×")
+    assert "no speed-up is possible on this machine" in note
+    assert "a core or GPU per worker" in note
+
+
+def test_speedup_note_without_a_core_count_leaves_it_out():
+    summary = _parallel_summary({1: 0.14, 2: 0.98})
+    note = figures.speedup_note(summary, {"device_name": "x86_64", "cpu_count": None,
+                                          "threads": 1})
+    assert note.startswith("Measured on x86_64, 1 thread per worker: 2 workers took 7.0×")
+    assert "CPU core" not in note
+
+
+def test_speedup_note_of_a_real_speedup_does_not_explain_it_away():
+    note = figures.speedup_note(_parallel_summary({1: 1.0, 2: 0.625, 4: 0.3125}),
+                                {"device_name": "NVIDIA A100", "threads": 4})
+    assert note.startswith("Measured on NVIDIA A100, 4 threads per worker: 2 workers took 0.6× "
+                           "the 1-worker time (speed-up 1.60×, efficiency 80 %)")
+    assert "no speed-up is possible" not in note
+    assert figures.speedup_note(_parallel_summary({2: 1.0, 4: 0.5})) == ""  # no 1-worker time
+
+
+def test_speedup_figure_carries_the_note_under_it():
+    study = parse_config({"seeds": 1, "studies": [
+        {"name": "p", "grid": {"device.world_size": [1, 2]}}]}).studies[0]
+    summary = _parallel_summary({1: 0.14, 2: 0.98})
+    figs = {f.key: f for f in figures.study_figures(
+        study, summary, pl.DataFrame(), ["device.world_size=1", "device.world_size=2"],
+        machine={"device_name": "x86_64", "cpu_count": 2, "threads": 1})}
+    assert figs["speedup"].caption == "Dashed: ideal linear speed-up."
+    assert figs["speedup"].note.startswith("Measured on x86_64, 2 CPU cores")

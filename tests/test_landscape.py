@@ -575,3 +575,24 @@ def test_a_failing_landscape_is_recorded_and_the_others_still_finish(tmp_path, c
     assert [f["config"] for f in failures] == ["model.activation=tanh"]
     assert "swish" in failures[0]["error"] and "swish" in capsys.readouterr().err
     assert read_sharpness(out).height == 1  # failed.json is not a run's record
+
+
+def test_landscape_captions_name_configurations_as_the_rest_of_the_report(tmp_path):
+    from nnopt.landscape_figures import landscape_section
+    from nnopt.landscape_report import report_section
+    from nnopt.studies import parse_config
+
+    config = parse_config({"seeds": 1, "studies": [{
+        "name": "init", "rows": "init.name",
+        "grid": {"init.name": ["zero", "normal"], "model.activation": ["tanh"]}}]})
+    runs = pl.DataFrame([{"study": r.study, "config": r.config, "run_id": r.run_id,
+                          "seed": r.seed, "status": "ok"} for r in config.runs])
+    runs.write_parquet(tmp_path / "runs.parquet")
+    (tmp_path / "landscape" / "init").mkdir(parents=True)  # landscapes expected, none done
+    caption = report_section(config.study("init"), tmp_path)[-1].caption
+    assert "No landscape for zero, activation=tanh, normal, activation=tanh" in caption
+    # Without the report's labels a panel still gets a short one from the machine label.
+    section = landscape_section("init", runs, None, tmp_path / "runs",
+                                tmp_path / "landscape" / "init",
+                                labels={config.runs[0].config: "zero (tanh)"})
+    assert section["missing"] == ["zero (tanh)", "init=normal, activation=tanh"]

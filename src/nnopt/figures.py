@@ -12,6 +12,7 @@ shows what each returns under the study, and skips a section whose function retu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -19,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import matplotlib
 
@@ -31,7 +32,7 @@ import polars as pl  # noqa: E402
 from nnopt import stats  # noqa: E402
 from nnopt.aggregate import format_value  # noqa: E402
 from nnopt.metrics_info import metric_info  # noqa: E402
-from nnopt.studies import Study  # noqa: E402
+from nnopt.studies import LABEL_PREFIX, Study  # noqa: E402
 
 __all__ = [
     "Figure",
@@ -41,6 +42,10 @@ __all__ = [
     "extra_sections",
     "palette",
     "short_labels",
+    "display_label",
+    "label_title",
+    "pretty_key",
+    "speedup_note",
     "curve_bands",
     "learning_curves",
     "metric_points",
@@ -68,7 +73,8 @@ class Figure:
     key: str  # stable id within a study, e.g. "curves"
     title: str
     svg: str  # inline <svg> markup (trusted: produced here or by a registered section)
-    caption: str = ""
+    caption: str = ""  # above the figure: what it shows
+    note: str = ""  # under the figure: what the reader should take from it
 
 
 # --- registry for extra per-study sections --------------------------------------------------
@@ -101,19 +107,84 @@ def _tex_safe(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def short_labels(summary: pl.DataFrame, study: Study) -> dict[str, str]:
-    """Configuration label → what a reader needs: the value alone for one factor, else
-    'lr=0.01, batch_size=16' (last part of each key)."""
-    keys = [k for k in study.factor_keys if k in summary.columns]
-    rows = summary.select("config", *keys).unique(subset="config", maintain_order=True)
+# --- configuration labels ----------------------------------------------------------------------
+# One display label per configuration, used by every table, sentence and figure of the report;
+# the machine label ('schedule.name=step, schedule.gamma=0.5, ...') stays the table key.
+
+_ABBREVIATIONS = {"lr": "learning rate"}
+
+
+def pretty_key(key: str) -> str:
+    """'budget.batch_size' → 'Batch size'; 'optimizer.name' → 'Optimizer'; 'label.schedule' →
+    'Schedule'; 'optimizer.lr' → 'Learning rate'."""
+    parts = key.split(".")
+    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+    word = _ABBREVIATIONS.get(word, word)
+    return word.replace("_", " ").capitalize()
+
+
+def factor_name(key: str) -> str:
+    """The key's last part for 'key=value': 'model.depth' → 'depth'; 'init.name' → 'init' (a
+    bare 'name' says nothing)."""
+    head, _, last = key.rpartition(".")
+    return head.rpartition(".")[2] if last in ("name", "kind") and head else last
+
+
+def _label_keys(keys) -> list[str]:
+    return [k for k in keys if k.startswith(LABEL_PREFIX)]
+
+
+def _means_nothing_alone(value: str) -> bool:
+    """'true', '16', '0.001' do not say which factor they are; 'sgd' or 'tanh' do."""
+    if value in ("true", "false"):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def display_label(values: Mapping[str, str], study: Study) -> str | None:
+    """A configuration's label for readers, from its factor values (as strings):
+    (a) a study with `label.*` factors: those labels ('step', 'decoupled');
+    (b) one factor: its value ('relu');
+    (c) else the rows factor's value first, then 'key=value' with the key's last part
+        ('sgd, lr=0.1'); a rows value that means nothing alone keeps its key
+        ('batch_norm=true, depth=4'). None when the study has no factor."""
+    keys = [k for k in study.factor_keys if k in values]
+    if _label_keys(keys):
+        return ", ".join(str(values[k]) for k in _label_keys(keys))
+    if len(keys) <= 1:
+        return str(values[keys[0]]) if keys else None
+    rows = study.rows if study.rows in keys else keys[0]
+    ordered = [rows] + [k for k in keys if k != rows]
+    parts = [f"{factor_name(k)}={values[k]}" for k in ordered]
+    if not _means_nothing_alone(str(values[rows])):
+        parts[0] = str(values[rows])
+    return ", ".join(parts)
+
+
+def label_title(study: Study) -> str:
+    """What a display label names when it is a single value ('Activation', 'Schedule'), for
+    legend titles and sentences ('activation relu'); '' when labels name several factors."""
+    keys = _label_keys(study.factor_keys) or list(study.factor_keys)
+    return pretty_key(keys[0]) if len(keys) == 1 else ""
+
+
+def short_labels(frame: pl.DataFrame, study: Study) -> dict[str, str]:
+    """Configuration (table key) → its display label (`display_label`), for every
+    configuration of `frame` (summary or runs rows). Factor values come from the study's
+    planned runs, so `frame` needs only a 'config' column; a configuration the study no longer
+    plans falls back to the frame's factor columns, then to its machine label."""
+    planned = {r.config: {k: format_value(v) for k, v in r.factors} for r in study.runs}
+    columns = [k for k in study.factor_keys if k in frame.columns]
+    rows = frame.select("config", *columns).unique(subset="config", maintain_order=True)
     out = {}
     for row in rows.iter_rows(named=True):
-        if len(keys) == 1:
-            out[row["config"]] = str(row[keys[0]])
-        elif keys:
-            out[row["config"]] = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in keys)
-        else:
-            out[row["config"]] = row["config"]
+        config = row["config"]
+        values = planned.get(config) or {k: row[k] for k in columns if row[k] is not None}
+        out[config] = display_label(values, study) or config
     return out
 
 
@@ -149,6 +220,17 @@ def _new(width: float = 6.3, height: float = 2.6, ncols: int = 1):
     return fig, list(axes[0])
 
 
+def _styled(fn):
+    """Build the figure inside the report's style: titles, axis labels, legends and colour bars
+    read rcParams when they are created, so a style applied only at save time (to_svg) would
+    reach the tick labels alone and leave titles and legends at matplotlib's larger defaults."""
+    @functools.wraps(fn)
+    def styled(*args, **kwargs):
+        with plt.rc_context(_STYLE):
+            return fn(*args, **kwargs)
+    return styled
+
+
 def _log_if_decades(ax, values, axis: str = "y") -> None:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0])
     if len(v) and v.max() / v.min() > 30:
@@ -181,6 +263,7 @@ def curve_bands(curves: pl.DataFrame, study: str, run_ids=None,
     return bands
 
 
+@_styled
 def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, str],
                     colours: Mapping[str, tuple], legend_title: str = "") -> str | None:
     """Train loss and validation accuracy per epoch, mean with a 95% CI band across seeds."""
@@ -256,6 +339,7 @@ def _points_panel(ax, part: pl.DataFrame, metric: str, shown: list[str],
     ax.set_ylim(-0.6, len(shown) - 0.4)
 
 
+@_styled
 def metric_points(summary: pl.DataFrame, metrics, order: list[str],
                   labels: Mapping[str, str], colours: Mapping[str, tuple],
                   ylabel: str = "") -> str | None:
@@ -276,8 +360,34 @@ def metric_points(summary: pl.DataFrame, metrics, order: list[str],
     return to_svg(fig)
 
 
+def _text_colour(rgba) -> str:
+    """Black on light cells, white on dark ones (by luminance: a reversed colour map puts light
+    colours at low values, so the normalized value alone picks the wrong ink)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _heatmap_grid(part: pl.DataFrame, keys: list[str], fmt: dict, metric: str):
+    """(values, not_reached): the cell values (mean, or median for time-to-target) and the
+    cells whose median run never reached the target."""
+    info = metric_info(metric)
+    centre = "median" if info.censored else "mean"
+    shape = (len(fmt[keys[0]]), len(fmt[keys[1]]))
+    grid, not_reached = np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+    for r in part.iter_rows(named=True):
+        cell = fmt[keys[0]].index(r[keys[0]]), fmt[keys[1]].index(r[keys[1]])
+        value = r[centre]
+        if value is not None and math.isfinite(value):
+            grid[cell] = value * info.scale
+        elif info.censored and r["n_used"]:
+            not_reached[cell] = True
+    return grid, not_reached
+
+
+@_styled
 def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
-    """Two-factor grids (e.g. learning rate × batch size): mean of `metric` per cell."""
+    """Two-factor grids (e.g. learning rate × batch size): mean of `metric` per cell (median
+    for time-to-target, whose runs that never reach the target are censored)."""
     keys = list(study.grid)
     if len(study.factor_keys) != 2 or len(keys) != 2:
         return None
@@ -288,26 +398,31 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
     values = {k: sorted({v for r in study.runs for kk, v in r.factors if kk == k},
                         key=lambda v: (isinstance(v, str), v)) for k in keys}
     fmt = {k: [format_value(v) for v in values[k]] for k in keys}
-    grid = np.full((len(values[keys[0]]), len(values[keys[1]])), np.nan)
-    for r in part.iter_rows(named=True):
-        if r["mean"] is not None:
-            grid[fmt[keys[0]].index(r[keys[0]]), fmt[keys[1]].index(r[keys[1]])] = r["mean"] * info.scale
+    grid, not_reached = _heatmap_grid(part, keys, fmt, metric)
     fig, (ax,) = _new(width=4.2, height=min(7.0, 0.9 + 0.3 * grid.shape[0]))
+    ax.set_facecolor("#eeeeee")  # cells without a value are grey, not blank paper
     cmap = "viridis" if info.higher_is_better else "viridis_r"
     # pcolormesh draws vector cells (imshow would embed a raster image in the SVG).
     im = ax.pcolormesh(np.arange(grid.shape[1] + 1) - 0.5, np.arange(grid.shape[0] + 1) - 0.5,
                        np.ma.masked_invalid(grid), cmap=cmap)
     ax.invert_yaxis()
-    for (i, j), v in np.ndenumerate(grid):
-        if np.isfinite(v) and grid.size <= 100:
-            ax.text(j, i, f"{v:.{info.digits}f}", ha="center", va="center", fontsize=6,
-                    color="white" if im.norm(v) < 0.5 else "black")
+    if grid.size <= 100:  # numbers in the cells while they stay readable
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.{info.digits}f}", ha="center", va="center", fontsize=6,
+                        color=_text_colour(im.cmap(im.norm(v))))
+            elif not_reached[i, j]:
+                ax.text(j, i, "not reached", ha="center", va="center", fontsize=6,
+                        color="#333333")
     for axis, labels_, set_ticks in ((0, fmt[keys[0]], ax.set_yticks),
                                      (1, fmt[keys[1]], ax.set_xticks)):
         step = max(1, math.ceil(len(labels_) / 20))  # at most ~20 readable tick labels
         ticks = range(0, len(labels_), step)
         set_ticks(list(ticks), [_tex_safe(labels_[i]) for i in ticks])
-    ax.set(ylabel=keys[0], xlabel=keys[1], title=f"{info.axis_label}, mean over seeds")
+    over = "median" if info.censored else "mean"
+    ax.set(ylabel=_tex_safe(study.columns.get(keys[0], pretty_key(keys[0]))),
+           xlabel=_tex_safe(study.columns.get(keys[1], pretty_key(keys[1]))),
+           title=f"{info.axis_label}, {over} over seeds")
     bar = fig.colorbar(im, ax=ax, label=info.axis_label, shrink=0.9)
     bar.solids.set_rasterized(False)  # matplotlib rasterizes the colour ramp by default
     return to_svg(fig)
@@ -316,17 +431,11 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
 # --- study-specific figures -------------------------------------------------------------------
 
 
-def _pretty(key: str) -> str:
-    """'budget.batch_size' → 'Batch size'; 'optimizer.name' → 'Optimizer'."""
-    parts = key.split(".")
-    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
-    return word.replace("_", " ").capitalize()
-
-
 def _metric_rows(summary: pl.DataFrame, metric: str) -> dict[str, dict]:
     return {r["config"]: r for r in summary.filter(pl.col("metric") == metric).iter_rows(named=True)}
 
 
+@_styled
 def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
                        colours: Mapping[str, tuple], xlabel: str = "") -> str | None:
     """Final train accuracy beside test accuracy per configuration (dropout's trade-off)."""
@@ -354,12 +463,62 @@ def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[
     return to_svg(fig)
 
 
-def speedup(summary: pl.DataFrame, study: Study) -> str | None:
-    """Training-time speed-up over one worker against the number of workers, with the ideal."""
+def _times_by_workers(summary: pl.DataFrame) -> dict[int, dict] | None:
+    """Workers → the training-time summary row; None without a 1-worker time to compare with."""
     key = "device.world_size"
     rows = _metric_rows(summary, "train_time_s")
     by_w = {int(r[key]): r for r in rows.values() if r.get(key) not in (None, "")}
     if 1 not in by_w or len(by_w) < 2 or by_w[1]["mean"] is None:
+        return None
+    return by_w
+
+
+def _plural(n, word: str) -> str:
+    return f"{n} {word}" if str(n) == "1" else f"{n} {word}s"
+
+
+def _measured_on(machine: Mapping[str, Any]) -> str:
+    """'x86_64, 2 CPU cores, 1 thread per worker' from what the runs recorded; a value the
+    runs did not record (older results have no cpu_count) is left out."""
+    parts = [str(machine.get("device_name") or "this machine")]
+    if machine.get("cpu_count"):
+        parts.append(_plural(machine["cpu_count"], "CPU core"))
+    if machine.get("threads"):
+        parts.append(f"{_plural(machine['threads'], 'thread')} per worker")
+    return ", ".join(parts)
+
+
+def speedup_note(summary: pl.DataFrame, machine: Mapping[str, Any] | None = None) -> str:
+    """The speed-up figure in words: where it was measured, each worker count's time against
+    one worker, and why a machine without a core per worker shows no speed-up ('' without a
+    1-worker time)."""
+    by_w = _times_by_workers(summary)
+    if by_w is None:
+        return ""
+    t1 = by_w[1]["mean"]
+    steps, speedups = [], []
+    for w in sorted(by_w)[1:]:
+        tw = by_w[w]["mean"]
+        if not tw:
+            continue
+        speedups.append(t1 / tw)
+        steps.append(f"{w} workers took {tw / t1:.1f}× the 1-worker time (speed-up "
+                     f"{t1 / tw:.2f}×, efficiency {100 * t1 / tw / w:.0f} %)")
+    if not steps:
+        return ""
+    note = f"Measured on {_measured_on(machine or {})}: " + "; ".join(steps) + "."
+    if max(speedups) < 1:
+        note += (" With more workers than cores, or tiny per-step compute, the all-reduce costs "
+                 "more than the split saves, so no speed-up is possible on this machine; real "
+                 "speed-ups need a core or GPU per worker and enough compute per step.")
+    return note
+
+
+@_styled
+def speedup(summary: pl.DataFrame, study: Study) -> str | None:
+    """Training-time speed-up over one worker against the number of workers, with the ideal."""
+    by_w = _times_by_workers(summary)
+    if by_w is None:
         return None
     ws = sorted(by_w)
     t1 = by_w[1]["mean"]
@@ -378,6 +537,7 @@ def speedup(summary: pl.DataFrame, study: Study) -> str | None:
     return to_svg(fig)
 
 
+@_styled
 def optimizer_memory(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
                      colours: Mapping[str, tuple]) -> str | None:
     """Optimizer-state memory per configuration (bytes the optimizer keeps beside weights)."""
@@ -395,15 +555,17 @@ def optimizer_memory(summary: pl.DataFrame, order: list[str], labels: Mapping[st
 
 
 def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
-                  order: list[str], curve_order: list[str] | None = None) -> list[Figure]:
+                  order: list[str], curve_order: list[str] | None = None,
+                  machine: Mapping[str, Any] | None = None) -> list[Figure]:
     """All standard figures of one study (summary and bands already filtered to it).
     `order` lists configurations for point plots (and fixes colours); `curve_order` the
-    ones whose learning curves are drawn (default: `order`)."""
+    ones whose learning curves are drawn (default: `order`); `machine` (device_name, cpu_count,
+    threads of the study's runs) is what the speed-up caption says it was measured on."""
     all_configs = summary["config"].unique(maintain_order=True).to_list()
     labels, colours = short_labels(summary, study), palette(all_configs)
     labels = {c: labels.get(c, c) for c in all_configs}
     keys = study.factor_keys
-    title = _pretty(keys[0]) if len(keys) == 1 else ""
+    title = label_title(study)
     memory_bars = "optimizer.name" in keys or "optimizer_state_bytes" in study.metrics
     figs = [Figure("curves", "Learning curves",
                    learning_curves(bands, curve_order or order, labels, colours, title),
@@ -423,7 +585,7 @@ def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
                            generalization_gap(summary, order, labels, colours, title)))
     if "device.world_size" in keys:
         figs.append(Figure("speedup", "Speed-up vs workers", speedup(summary, study),
-                           "Dashed: ideal linear speed-up."))
+                           "Dashed: ideal linear speed-up.", speedup_note(summary, machine)))
     if memory_bars:
         figs.append(Figure("memory", "Optimizer-state memory",
                            optimizer_memory(summary, order, labels, colours)))

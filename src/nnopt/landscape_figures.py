@@ -171,10 +171,10 @@ def _loss_axis(ax, frames: Sequence[pl.DataFrame]) -> None:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
-        ax.set_ylabel("loss (log scale); solid train, dashed val")
+        ax.set_ylabel("loss (log scale)")
     else:
         ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
-        ax.set_ylabel("loss; solid train, dashed val")
+        ax.set_ylabel("loss")
     ax.yaxis.set_tick_params(which="both", labelsize=7)
 
 
@@ -187,6 +187,7 @@ def _legend_columns(labels: Sequence[str], n: int) -> int:
 def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) -> str:
     """(label, rows of kind interp1d) per configuration → train (solid) and val (dashed) loss."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig = _figure(6.0, 3.4)
     ax = fig.subplots()
@@ -211,9 +212,16 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
     ax.set_title(title, fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     keep = [i for i, t in enumerate(labels) if t.endswith("(train)")]  # one entry per colour
-    fig.legend([handles[i] for i in keep], [labels[i][: -len(" (train)")] for i in keep],
-               loc="outside lower center", ncol=_legend_columns(labels, len(keep)), fontsize=7,
-               frameon=False)  # fmt: skip
+    names = [labels[i][: -len(" (train)")] for i in keep]
+    handles = [handles[i] for i in keep]
+    # The line styles in the legend: as a y label they were longer than the axis and clipped.
+    handles.append(Line2D([], [], color="black", linewidth=1.5))
+    names.append("train")
+    if any(t.endswith("(val)") for t in labels):
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1))
+        names.append("validation")
+    fig.legend(handles, names, loc="outside lower center", ncol=_legend_columns(names, len(names)),
+               fontsize=7, frameon=False)  # fmt: skip
     return _svg(fig)
 
 
@@ -354,13 +362,19 @@ def landscape_section(
     curves: pl.DataFrame | None,
     runs_dir: str | Path,
     landscape_dir: str | Path | None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A study's landscape block for the report: {"figures": {name: svg}, "tables": {...},
     "missing": [configurations without an ok seed], "failed": {configuration: error}}
     ("missing" and "failed" only when landscape_dir exists).
 
     Gradient heatmaps need curves + run directories (layer names); contours, interpolation
-    and the sharpness table need `landscape_dir` (results/landscape/{study}) to exist."""
+    and the sharpness table need `landscape_dir` (results/landscape/{study}) to exist.
+    `labels` (configuration → the report's display label) names the panels as the rest of
+    the report does; a configuration it lacks gets `short_label`."""
+    def name(config: str) -> str:
+        return (labels or {}).get(config) or short_label(config)
+
     figures: dict[str, str] = {}
     tables: dict[str, pl.DataFrame] = {}
     if curves is not None:
@@ -370,7 +384,7 @@ def landscape_section(
             curve = curves.filter(pl.col("run_id") == run_id)
             if rows and curve.height:
                 note = ", diverged" if status == "diverged" else ""
-                panels.append((f"{short_label(config)} (seed {seed}{note})", curve, rows))
+                panels.append((f"{name(config)} (seed {seed}{note})", curve, rows))
         if panels:
             figures["gradient_norms"] = gradient_heatmap_svg(
                 panels, f"{study}: per-layer gradient norms"
@@ -383,7 +397,7 @@ def landscape_section(
     done = set(sharp["config"]) if "config" in sharp.columns else set()
     # Configurations without a landscape: none of their seeds finished with status ok.
     failed = {f["config"]: f["error"] for f in read_failures(study_dir)}
-    missing = [short_label(c) for c in _config_order(study_runs) if c not in done | set(failed)]
+    missing = [name(c) for c in _config_order(study_runs) if c not in done | set(failed)]
     if not done:
         return {"figures": figures, "tables": tables, "missing": missing, "failed": failed}
     frames = read_landscapes(study_dir)
@@ -394,7 +408,7 @@ def landscape_section(
     )
     for record in records:
         rows = frames.filter(pl.col("run_id") == record["run_id"])
-        label = short_label(record["config"])
+        label = name(record["config"])
         figures[f"landscape_{record['run_id']}"] = contour_svg(
             rows, record, f"{study}: {label} (seed {record['seed']})"
         )
@@ -407,7 +421,7 @@ def landscape_section(
         pl.col("config").replace_strict(order, default=len(order), return_dtype=pl.Int64)
     )
     tables["sharpness"] = table.with_columns(
-        pl.col("config").map_elements(short_label, return_dtype=pl.String)
+        pl.col("config").map_elements(name, return_dtype=pl.String)
     )
     return {"figures": figures, "tables": tables, "missing": missing, "failed": failed}
 

@@ -92,7 +92,11 @@ def report_section(study: Any, results_dir: Path) -> list:
     curves = None
     if _wants_gradients(study) and curves_path.exists():
         curves = pl.scan_parquet(curves_path).filter(pl.col("study") == study.name).collect()
-    section = landscape_section(study.name, runs, curves, results_dir / "runs", landscape_dir)
+    from nnopt.figures import short_labels
+
+    labels = short_labels(runs, study)  # the report's labels, in panel titles and the table
+    section = landscape_section(study.name, runs, curves, results_dir / "runs", landscape_dir,
+                                labels)
     out = []
     shown: set[str] = set()
     for key, svg in section["figures"].items():
@@ -108,7 +112,7 @@ def report_section(study: Any, results_dir: Path) -> list:
     if missing:
         note += f" No landscape for {', '.join(missing)}: no seed finished with status ok."
     if failed:
-        errors = "; ".join(f"{short_label(c)}: {e}" for c, e in failed.items())
+        errors = "; ".join(f"{labels.get(c) or short_label(c)}: {e}" for c, e in failed.items())
         note += f" Landscape computation failed for {errors} (logs/landscape/{study.name}.log)."
     if "sharpness" in section["tables"]:
         table = _html_table(section["tables"]["sharpness"])
