@@ -188,3 +188,97 @@ def test_report_renders_when_no_run_has_finished(tmp_path):
 def _claims_file(tmp_path):
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(CLAIMS))
     return tmp_path / "claims.yaml"
+
+
+# --- labels, words for censored differences, the parallel note --------------------------------
+
+
+def test_hardware_line_names_the_core_count_when_the_runs_recorded_it(rendered):
+    import polars as pl
+
+    assert "Test CPU, 2 CPU cores (cpu; 1 thread per run; hosts fixture-host)" in rendered["html"]
+    runs = pl.read_parquet(rendered["root"] / "runs.parquet").drop("cpu_count")  # older results
+    assert report._hardware(runs) == "Test CPU (cpu; 1 thread per run; hosts fixture-host)"
+    assert report._machine(runs) == {"device_name": "Test CPU", "cpu_count": None, "threads": 1}
+
+
+@pytest.mark.parametrize("diff, medians, expected", [
+    (float("-inf"), {}, ("−∞", "baseline never reached")),
+    (float("inf"), {}, ("+∞", "never reached")),
+    (None, {("a", "epochs_to_target"): float("inf"), ("b", "epochs_to_target"): float("inf")},
+     ("—", "neither reached")),
+    (None, {("a", "epochs_to_target"): 5.0, ("b", "epochs_to_target"): float("inf")}, ("—", "")),
+    (-2.0, {}, ("-2.0\u00a0epochs", "")),
+])
+def test_time_to_target_differences_say_who_never_reached_the_target(diff, medians, expected):
+    row = {"metric": "epochs_to_target", "diff": diff, "config": "a", "baseline": "b"}
+    assert report._difference(row, medians) == expected
+
+
+def test_a_difference_without_unit_has_no_trailing_space():
+    row = {"metric": "final_train_loss", "diff": 0.2111, "config": "a", "baseline": "b"}
+    assert report._difference(row, {}) == ("0.211", "")
+    row = {"metric": "test_accuracy", "diff": -0.0001, "config": "a", "baseline": "b"}
+    assert report._difference(row, {}) == ("0.0\u00a0%", "")  # never '-0.0 %'
+
+
+SMALL = {
+    "defaults": {"budget": {"epochs": 2}},
+    "seeds": 3,
+    "studies": [
+        {"name": "reg", "title": "Regularizers", "rows": "label.regularizer",
+         "zip": {"label.regularizer": ["none", "l2"], "regularization.l2": [0.0, 0.001],
+                 "regularization.weight_decay": [0.0, 0.0]},
+         "baseline": {"label.regularizer": "none"}, "metrics": ["final_train_loss"]},
+        {"name": "par", "title": "Workers", "grid": {"device.world_size": [1, 2]},
+         "baseline": {"device.world_size": 1}, "metrics": ["train_time_s"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    config = parse_config(SMALL)
+    par = {r.config for r in config.study("par").runs}
+    means = {("par", c): {"train_time_s": 0.1 if c.endswith("=1") else 0.7} for c in par}
+    make_runs(config, root / "runs", means=means, sd=0.001)  # little noise: ratios near 7.0
+    ag.aggregate(config, root / "runs", root)
+    return config, root, report.load_tables(root)
+
+
+def _views(small, tables=None):
+    config, root, loaded = small
+    context = report.build_context(config, tables or loaded, [], root)
+    return {s["name"]: s for s in context["studies"]}, context
+
+
+def test_a_label_study_is_shown_by_its_labels(small):
+    views, context = _views(small)
+    reg = views["reg"]
+    assert reg["table"]["headers"] == ["Regularizer", "Final train loss"]  # no l2/decay columns
+    assert [r["factors"] for r in reg["table"]["rows"]] == [["none"], ["l2"]]
+    assert [r["config"] for r in reg["comparisons"]] == ["l2"]
+    assert reg["baseline"] == "regularizer none"
+    finding = context["findings"][0]
+    assert "regularizer " in finding and "label.regularizer" not in finding
+    assert re.search(r"\(\d\.\d{3} ± \d\.\d{3}\)", finding), finding  # no unit, no ' )'
+
+
+def test_the_parallel_study_says_in_words_what_it_measured(small):
+    views, _ = _views(small)
+    note = {f.key: f for f in views["par"]["figures"]}["speedup"].note
+    assert note.startswith("Measured on Test CPU, 2 CPU cores, 1 thread per worker: 2 workers "
+                           "took 7.0× the 1-worker time (speed-up 0.14×, efficiency 7 %)"), note
+    assert "no speed-up is possible on this machine" in note
+    html = report.render_html(_views(small)[1])
+    assert html.index("Measured on Test CPU") > html.index("Speed-up of training time")
+
+
+def test_the_parallel_note_without_cpu_count_omits_the_cores(small):
+    _, _, tables = small
+    older = {**tables, "runs": tables["runs"].drop("cpu_count")}  # results before cpu_count
+    views, context = _views(small, older)
+    note = {f.key: f for f in views["par"]["figures"]}["speedup"].note
+    assert note.startswith("Measured on Test CPU, 1 thread per worker: 2 workers took 7.0×")
+    assert "CPU core" not in note and "CPU core" not in context["overview"]["hardware"]

@@ -27,7 +27,7 @@ from nnopt.aggregate import read_config
 from nnopt.claims import ClaimResult, evaluate_claims, load_claims
 from nnopt.metrics_info import metric_info
 from nnopt.spec import SpecError
-from nnopt.studies import Config, Study
+from nnopt.studies import LABEL_PREFIX, Config, Study
 
 __all__ = ["load_tables", "build_context", "render_html", "write_pdf", "build_report",
            "RefusingFetcher", "main"]
@@ -60,6 +60,8 @@ def _num(value: float | None, digits: int) -> str:
         return "—"
     if math.isinf(value):
         return "never"
+    if round(value, digits) == 0:
+        value = 0.0  # '-0.0 %' reads as a loss; a difference that rounds to zero is zero
     return f"{value:,.{digits}f}"
 
 
@@ -92,11 +94,13 @@ def _p_eq(p: float | None) -> str:
     return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
-def _pretty_key(key: str) -> str:
-    """'budget.batch_size' → 'Batch size'; 'optimizer.name' → 'Optimizer'."""
-    parts = key.split(".")
-    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
-    return word.replace("_", " ").capitalize()
+def _with_unit(text: str, unit: str) -> str:
+    """'0.61 s' with a no-break space (a unit never starts a line); a unitless metric (a loss)
+    gets no trailing space, so '(0.331)' not '(0.331 )'."""
+    return f"{text}\u00a0{unit}" if unit else text
+
+
+_pretty_key = figures.pretty_key  # 'budget.batch_size' → 'Batch size' (one definition)
 
 
 # --- per-study view ------------------------------------------------------------------------
@@ -116,10 +120,21 @@ def _order(study: Study, summary: pl.DataFrame, comparisons: pl.DataFrame, cap: 
     return list(dict.fromkeys(base + ranked))
 
 
-def _table(study: Study, summary: pl.DataFrame, order: list[str]) -> dict:
+def _factor_columns(study: Study, summary: pl.DataFrame) -> list[str]:
+    """The factor columns of a study's table. A study with `label.*` factors shows just its
+    labels: the zipped spec values they name (gamma, name, warmup_epochs, ...) are noise beside
+    them. Other studies show every factor, the rows factor first, as the article's tables do."""
     keys = [k for k in study.factor_keys if k in summary.columns]
-    if study.rows in keys:  # the rows factor first, as the article's tables do
-        keys = [study.rows] + [k for k in keys if k != study.rows]
+    labels = [k for k in keys if k.startswith(LABEL_PREFIX)]
+    if labels:
+        return labels
+    if study.rows in keys:
+        return [study.rows] + [k for k in keys if k != study.rows]
+    return keys
+
+
+def _table(study: Study, summary: pl.DataFrame, order: list[str]) -> dict:
+    keys = _factor_columns(study, summary)
     headers = [study.columns.get(k, _pretty_key(k)) for k in keys]
     headers += [study.columns.get(m, metric_info(m).axis_label) for m in study.metrics]
     by, any_row = {}, {}
@@ -141,8 +156,35 @@ def _table(study: Study, summary: pl.DataFrame, order: list[str]) -> dict:
     return {"headers": headers, "n_factors": len(keys), "rows": rows, "more": more}
 
 
+def _reached(median: float | None) -> bool:
+    return median is not None and math.isfinite(median)
+
+
+def _difference(r: dict, medians: dict) -> tuple[str, str]:
+    """The 'Difference' cell (configuration − baseline) and, when it is not a number, why.
+    A time-to-target run that never reaches the target counts as +∞, so a median difference
+    can be infinite (one side never reached) or undefined (neither did): say which in words
+    rather than '∞ epochs'."""
+    info = metric_info(r["metric"])
+    diff = r["diff"]
+    if diff is None or math.isnan(diff):
+        both_censored = not (_reached(medians.get((r["config"], r["metric"])))
+                             or _reached(medians.get((r["baseline"], r["metric"]))))
+        return ("—", "neither reached") if info.censored and both_censored else ("—", "")
+    if math.isinf(diff):
+        return ("+∞", "never reached") if diff > 0 else ("−∞", "baseline never reached")
+    return _with_unit(_num(diff * info.scale, info.digits), info.unit), ""
+
+
+def _effect(r: dict) -> str:
+    """'1.28 (g)' (Hedges' g) or '-1.00 (δ)' (Cliff's delta); '—' without one."""
+    if r["effect_size"] is None:
+        return "—"
+    return f"{_num(r['effect_size'], 2)} ({'g' if r['effect_kind'] == 'hedges_g' else 'δ'})"
+
+
 def _comparison_rows(comparisons: pl.DataFrame, labels: dict, order: list[str],
-                     primary: str) -> list[dict]:
+                     primary: str, medians: dict) -> list[dict]:
     """Rows of the 'against the baseline' table; a large study shows its primary metric only
     (every metric is in results/comparisons.parquet)."""
     keep = set(order[:MAX_TABLE_ROWS])
@@ -155,16 +197,14 @@ def _comparison_rows(comparisons: pl.DataFrame, labels: dict, order: list[str],
             continue
         info = metric_info(r["metric"])
         s, d = info.scale, info.digits
-        diff = None if r["diff"] is None else r["diff"] * s
         ci = ("—" if r["diff_ci_low"] is None else
               f"[{_num(r['diff_ci_low'] * s, d)}, {_num(r['diff_ci_high'] * s, d)}]")
         sig = r["p_holm"] is not None and r["p_holm"] < 0.05
+        diff, why = _difference(r, medians)
         rows.append({"config": labels.get(r["config"], r["config"]), "metric": info.label,
-                     "diff": _num(diff, d) if diff is None or not math.isinf(diff) else "∞",
-                     "unit": info.unit, "ci": ci, "test": r["test"], "p": _p(r["p"]),
+                     "diff": diff, "diff_why": why, "ci": ci, "test": r["test"], "p": _p(r["p"]),
                      "p_holm": _p(r["p_holm"]), "significant": sig,
-                     "effect": "—" if r["effect_size"] is None else
-                     f"{r['effect_size']:.2f} ({'g' if r['effect_kind'] == 'hedges_g' else 'δ'})",
+                     "effect": _effect(r),
                      "rank": r["rank"] if r["rank"] is not None else "—"})
     return rows
 
@@ -178,6 +218,14 @@ def _problems(runs: pl.DataFrame, labels: dict) -> dict:
                    is not None else ("no run directory" if r["status"] == "missing" else ""))}
             for r in bad.head(MAX_PROBLEM_ROWS).iter_rows(named=True)]
     return {"rows": rows, "more": max(0, bad.height - MAX_PROBLEM_ROWS), "total": bad.height}
+
+
+def _sentence_name(study: Study, labels: dict, config: str) -> str:
+    """A configuration as a sentence names it: 'dropout 0.5' or 'schedule step' reads better
+    than a bare '0.5' or 'step'; labels of several factors ('sgd, lr=0.1') stand alone."""
+    title = figures.label_title(study)
+    label = labels.get(config, config)
+    return f"{title.lower()} {label}" if title else label
 
 
 def _finding(study: Study, comparisons: pl.DataFrame, summary: pl.DataFrame,
@@ -196,20 +244,18 @@ def _finding(study: Study, comparisons: pl.DataFrame, summary: pl.DataFrame,
     if not scored:
         return f"{study.title}: no configuration produced a usable {info.label.lower()}."
     best = (max if info.higher_is_better else min)(scored)[1]
-    cell = format_cell(rows[best], metric)
-    keys = study.factor_keys
-    prefix = f"{_pretty_key(keys[0]).lower()} " if len(keys) == 1 else ""
+    value = _with_unit(format_cell(rows[best], metric)["value"], info.unit)
 
-    def name(config: str) -> str:  # 'dropout 0.5' reads better than '0.5' in a sentence
-        return prefix + labels.get(config, config)
+    def name(config: str) -> str:
+        return _sentence_name(study, labels, config)
     if best == base:
         return (f"{study.title}: the baseline {name(base)} has the best {info.label.lower()} "
-                f"({cell['value']} {info.unit}).")
+                f"({value}).")
     r = comp.filter(pl.col("config") == best).row(0, named=True)
     verdict = ("significantly better than" if r["p_holm"] is not None and r["p_holm"] < 0.05
                else "not significantly different from")
-    return (f"{study.title}: {name(best)} has the best {info.label.lower()} ({cell['value']} "
-            f"{info.unit}), {verdict} the baseline {name(base)} (Holm {_p_eq(r['p_holm'])}).")
+    return (f"{study.title}: {name(best)} has the best {info.label.lower()} ({value}), "
+            f"{verdict} the baseline {name(base)} (Holm {_p_eq(r['p_holm'])}).")
 
 
 def _study_view(study: Study, tables: dict, results_dir: Path) -> dict:
@@ -221,15 +267,17 @@ def _study_view(study: Study, tables: dict, results_dir: Path) -> dict:
     curve_order = _order(study, summary, comparisons, figures.MAX_LINES)
     ok_runs = runs.filter(pl.col("status") == "ok")["run_id"]
     bands = figures.curve_bands(tables["curves"], study.name, ok_runs)
-    figs = figures.study_figures(study, summary, bands, order, curve_order)
+    figs = figures.study_figures(study, summary, bands, order, curve_order, _machine(runs))
+    medians = {(r["config"], r["metric"]): r["median"] for r in summary.iter_rows(named=True)}
     return {
         "name": study.name, "anchor": f"study-{study.name}", "title": study.title,
         "description": study.description, "factors": list(study.factor_keys),
         "n_runs": runs.height, "n_configs": len(order), "seeds": len(study.seeds),
         "table": _table(study, summary, order),
-        "comparisons": _comparison_rows(comparisons, labels, order, study.metrics[0]),
+        "comparisons": _comparison_rows(comparisons, labels, order, study.metrics[0], medians),
         "comparisons_cut": len(order) > MAX_ALL_METRICS and len(study.metrics) > 1,
-        "baseline": labels.get(comparisons["baseline"][0], "") if comparisons.height else "",
+        "baseline": (_sentence_name(study, labels, comparisons["baseline"][0])
+                     if comparisons.height else ""),
         "figures": figs, "extra": figures.extra_sections(study, results_dir),
         "problems": _problems(runs, labels),
         "finding": _finding(study, comparisons, summary, labels),
@@ -244,6 +292,35 @@ def _unique(runs: pl.DataFrame, column: str) -> str:
         return "—"
     values = [str(v) for v in runs[column].drop_nulls().unique(maintain_order=True).to_list()]
     return ", ".join(values[:4]) + (f" (+{len(values) - 4} more)" if len(values) > 4 else "") or "—"
+
+
+def _single(runs: pl.DataFrame, column: str):
+    """The one value a column holds (None when absent, empty or several values)."""
+    if column not in runs.columns:
+        return None
+    values = runs[column].drop_nulls().unique().to_list()
+    return values[0] if len(values) == 1 else None
+
+
+def _machine(runs: pl.DataFrame) -> dict:
+    """What a study's runs were measured on, for the speed-up caption. `cpu_count` is recent
+    provenance: results written before it have no such column and the caption omits it."""
+    return {"device_name": _single(runs, "device_name"), "cpu_count": _single(runs, "cpu_count"),
+            "threads": _single(runs, "threads")}
+
+
+def _hardware(runs: pl.DataFrame) -> str:
+    """'x86_64, 2 CPU cores (cpu; 1 thread per run; hosts vm)'; the core count only when the
+    runs recorded it."""
+    def counted(column: str, word: str) -> str:  # '2 CPU cores', '1 thread'; '' if unrecorded
+        n = _unique(runs, column)
+        return "" if n == "—" else f"{n} {word}{'' if n == '1' else 's'}"
+
+    cores, threads = counted("cpu_count", "CPU core"), counted("threads", "thread")
+    details = [_unique(runs, "device"), f"{threads} per run" if threads else "",
+               f"hosts {_unique(runs, 'hostname')}"]
+    name = ", ".join(x for x in (_unique(runs, "device_name"), cores) if x)
+    return f"{name} ({'; '.join(d for d in details if d)})"
 
 
 def _duration(seconds: float) -> str:
@@ -262,8 +339,7 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
         "n_configs": runs.select("study", "config").unique().height,
         "status": {s: counts.get(s, 0) for s in ("ok", "diverged", "failed", "missing")},
         "seeds": " or ".join(map(str, seeds)) + " per configuration",
-        "hardware": f"{_unique(runs, 'device_name')} ({_unique(runs, 'device')}; "
-                    f"threads {_unique(runs, 'threads')}; hosts {_unique(runs, 'hostname')})",
+        "hardware": _hardware(runs),
         "versions": f"nnopt {_unique(runs, 'nnopt_version')}, torch "
                     f"{_unique(runs, 'torch_version')}, Python {_unique(runs, 'python_version')}",
         "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:16],
