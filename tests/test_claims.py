@@ -7,6 +7,7 @@ import pytest
 from fixtures.make_runs import SMALL_CONFIG, make_runs
 from nnopt import aggregate as ag
 from nnopt.claims import evaluate_claims, load_claims, parse_claims
+from nnopt.labels import short_labels
 from nnopt.spec import SpecError
 from nnopt.studies import parse_config
 
@@ -131,7 +132,8 @@ def test_pool_best_picks_the_best_configuration_of_a_selector(world):
     grid = runs.filter((runs["study"] == "hyperparameter_grid") & (runs["budget.batch_size"] == "16"))
     means = {c: grid.filter(grid["config"] == c)["test_accuracy"].mean()
              for c in grid["config"].unique()}
-    assert picked == max(means, key=means.get)
+    names = short_labels(grid, config.study("hyperparameter_grid"))  # as the report names them
+    assert picked == names[max(means, key=means.get)] == "lr=0.001, batch_size=16"
     assert "best configuration used" in best.evidence[-1]
 
 
@@ -161,3 +163,13 @@ def test_holm_family_is_the_claims_of_one_study(world):
     expected = stats.holm([tanh_sigmoid["p"], relu_tanh["p"]])
     assert [tanh_sigmoid["p_holm"], relu_tanh["p_holm"]] == pytest.approx(list(expected))
     assert relu_tanh["p_holm"] == pytest.approx(2 * relu_tanh["p"])  # smallest of a family of 2
+
+
+def test_censored_evidence_says_never_reached_or_the_median_with_counts():
+    import numpy as np
+
+    from nnopt.claims import _describe
+
+    assert _describe(np.array([np.inf] * 5), "epochs_to_target") == "never reached (0 of 5)"
+    assert _describe(np.array([4.0, 6.0, np.inf]), "epochs_to_target") == (
+        "median 6.0 epochs (2 of 3 reached)")

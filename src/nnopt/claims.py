@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from nnopt import stats
+from nnopt import labels, stats
 from nnopt.aggregate import format_value, target_is_set
 from nnopt.metrics_info import metric_info
 from nnopt.spec import SpecError
@@ -137,11 +137,6 @@ def _selector(study: Study, sel: Any) -> dict[str, str]:
     return {key: format_value(sel)}
 
 
-def _label(sel: Mapping[str, str]) -> str:
-    return ", ".join(sel.values()) if len(sel) == 1 else ", ".join(
-        f"{k.split('.')[-1]}={v}" for k, v in sel.items())
-
-
 class _Runs:
     """One study's runs, selected by configuration selectors. With pool='best', a selector
     that matches several configurations stands for the best of them by the claim's metric
@@ -151,6 +146,10 @@ class _Runs:
         self.study, self.pool = study, pool
         self.frame = runs.filter(pl.col("study") == study.name)
         self.chosen: dict[str, str] = {}  # selector label → configuration picked by pool=best
+
+    def label(self, sel: Mapping[str, str]) -> str:
+        """The selector as the report names configurations ('relu', 'sgd, lr=0.1')."""
+        return labels.display_label(sel, self.study) or ", ".join(sel.values())
 
     def select(self, sel: Mapping[str, str]) -> pl.DataFrame:
         missing = [k for k in sel if k not in self.frame.columns]
@@ -172,7 +171,8 @@ class _Runs:
         part = part.filter(pl.col("status").is_in(keep))
         if self.pool == "best" and part["config"].n_unique() > 1:
             part = self._best_config(part, metric, info)
-            self.chosen[_label(sel)] = part["config"][0]
+            config = part["config"][0]
+            self.chosen[self.label(sel)] = labels.short_labels(part, self.study)[config]
         if info.censored:  # never reached = +inf, but only where a target was set
             part = part.with_columns(pl.when(pl.col(metric).is_null()
                                              & target_is_set(pl.lit(metric)))
@@ -196,8 +196,9 @@ def _describe(vals: np.ndarray, metric: str) -> str:
     if info.censored:
         reached = int(np.isfinite(vals).sum())
         med = np.median(vals) if len(vals) else math.nan
-        text = "never" if not np.isfinite(med) else f"median {med * info.scale:.{info.digits}f}"
-        return f"{text} {info.unit} ({reached} of {len(vals)} reached)"
+        if not np.isfinite(med):
+            return f"never reached ({reached} of {len(vals)})"
+        return f"median {med * info.scale:.{info.digits}f} {info.unit} ({reached} of {len(vals)} reached)"
     d = stats.describe(vals)
     if d.n == 0:
         return "no usable runs"
@@ -212,7 +213,7 @@ def _pair_test(runs: _Runs, metric: str, a_sel, b_sel, want: int, what: str) -> 
     c = stats.compare(a, b, censored=metric_info(metric).censored)
     observed = np.sign(c.effect_size if c.test == "mannwhitney" else c.diff)
     observed = 0 if (isinstance(observed, float) and math.isnan(observed)) else int(observed)
-    evidence = (f"{_label(a_sel)}: {_describe(a, metric)} vs {_label(b_sel)}: "
+    evidence = (f"{runs.label(a_sel)}: {_describe(a, metric)} vs {runs.label(b_sel)}: "
                 f"{_describe(b, metric)}; {c.test}")
     return {"label": what, "p": c.p, "sign": observed * want, "evidence": evidence}
 
@@ -226,7 +227,7 @@ def _tests_for(claim: Claim, runs: _Runs) -> list[dict]:
     if claim.kind == "ordering":
         want = -1 if r.get("direction", "increasing") == "increasing" else 1
         configs = [sel(c) for c in r["configs"]]
-        return [_pair_test(runs, metric, a, b, want, f"{_label(a)} vs {_label(b)}")
+        return [_pair_test(runs, metric, a, b, want, f"{runs.label(a)} vs {runs.label(b)}")
                 for a, b in zip(configs, configs[1:])]
     if claim.kind == "best":
         return _best_tests(claim, runs)
@@ -247,7 +248,7 @@ def _best_tests(claim: Claim, runs: _Runs) -> list[dict]:
         combos = runs.frame.select(keys).unique(maintain_order=True).iter_rows(named=True)
         others = [dict(c) for c in combos]
     others = [o for o in others if not all(o.get(k) == v for k, v in best.items())]
-    return [_pair_test(runs, claim.metric, best, o, want, f"vs {_label(o)}") for o in others]
+    return [_pair_test(runs, claim.metric, best, o, want, f"vs {runs.label(o)}") for o in others]
 
 
 def _ratio_test(claim: Claim, runs: _Runs) -> dict:
@@ -260,7 +261,7 @@ def _ratio_test(claim: Claim, runs: _Runs) -> dict:
     c = stats.compare(np.log(a) - math.log(bound), np.log(b))
     ratio = math.exp(np.log(a).mean() - np.log(b).mean()) if len(a) and len(b) else math.nan
     sign = 0 if math.isnan(c.diff) else int(np.sign(c.diff))
-    evidence = (f"{_label(left)}/{_label(right)} ratio of geometric means {ratio:.2f} "
+    evidence = (f"{runs.label(left)}/{runs.label(right)} ratio of geometric means {ratio:.2f} "
                 f"(claimed {'≥' if want > 0 else '≤'} {bound:g}; n={len(a)}, {len(b)}); {c.test} on logs")
     return {"label": "ratio", "p": c.p, "sign": sign * want, "evidence": evidence}
 
@@ -274,8 +275,8 @@ def _divergence_test(runs: _Runs, left, right) -> dict:
     p = float(sps.fisher_exact(counts).pvalue) if min(map(sum, counts)) > 0 else math.nan
     rate = [d / (d + o) if d + o else math.nan for d, o in counts]
     sign = 0 if any(map(math.isnan, rate)) else int(np.sign(rate[0] - rate[1]))
-    evidence = (f"{_label(left)}: {counts[0][0]} of {sum(counts[0])} diverged vs "
-                f"{_label(right)}: {counts[1][0]} of {sum(counts[1])}; Fisher exact")
+    evidence = (f"{runs.label(left)}: {counts[0][0]} of {sum(counts[0])} diverged vs "
+                f"{runs.label(right)}: {counts[1][0]} of {sum(counts[1])}; Fisher exact")
     return {"label": "diverged", "p": p, "sign": sign, "evidence": evidence}
 
 
@@ -321,7 +322,7 @@ def _article_rows(claim: Claim, runs: _Runs) -> list[dict]:
             ours = _describe(runs.values(sel, claim.metric), claim.metric) if claim.metric else ""
         except LookupError as err:
             ours = str(err)
-        rows.append({"label": _label(sel), "article": item["value"], "ours": ours})
+        rows.append({"label": runs.label(sel), "article": item["value"], "ours": ours})
     return rows
 
 
