@@ -144,6 +144,15 @@ def test_smoke_run_writes_every_output(smoke_run):
 
 
 @pytest.mark.slow
+def test_snakemake_report_carries_the_html_and_pdf_report(smoke_run, tmp_path):
+    out = tmp_path / "snakemake-report.html"
+    done = snakemake(smoke_run, "--report", str(out), "--configfile", "config/smoke.yaml")
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "reports/report.pdf" in text and "reports/report.html" in text
+
+
+@pytest.mark.slow
 def test_rerun_does_nothing(smoke_run):
     done = snakemake(smoke_run, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert done.returncode == 0

@@ -8,8 +8,13 @@ rule report:
         comparisons="results/comparisons.parquet",
         landscapes=landscape_outputs(),
     output:
-        html="reports/report.html",
-        pdf="reports/report.pdf",
+        # Flagged for `snakemake --report`: its own report then carries ours too.
+        html=report(
+            "reports/report.html", category="nnopt report", labels={"format": "HTML"}
+        ),
+        pdf=report(
+            "reports/report.pdf", category="nnopt report", labels={"format": "PDF"}
+        ),
     log:
         "logs/report.log",
     conda:
