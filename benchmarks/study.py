@@ -15,7 +15,7 @@ on one thread, and the share of nnopt's core time spent outside the runs' traini
 Targets (issue "Speed"): (a)/(b) >= 6x; >= 60% of the matmul at batch 128; <= 20% outside.
 
 The default grid, 4 lr × 2 activations × 16 seeds = 128 runs of a 2×256 MLP at batch 128
-for 10 epochs (~0.25 s each), shows both fixed costs for what they are: (a) pays ~2 s of
+for 15 epochs (~0.4 s each), shows both fixed costs for what they are: (a) pays ~2 s of
 process start-up (Python, torch, torch._dynamo) per run, (b) pays it once per job (one per
 core here) plus ~3 s once per study (Snakemake, the dataset job). Longer runs lower (b)'s
 share outside the loops and the (a)/(b) ratio alike; shorter runs raise both.
@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seeds", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-samples", type=int, default=4000)

@@ -48,6 +48,16 @@ def test_a_one_study_config_fills_every_core():
     assert len(packing.plan_batches(c, cores=4)) == 4
 
 
+def test_a_one_study_config_gets_a_whole_number_of_jobs_per_core(monkeypatch):
+    one = config(GRID)
+    total = sum(packing.estimate_cost_s(r.spec) for r in one.runs)
+    monkeypatch.setattr(packing, "TARGET_JOB_S", total / 4.7)  # by cost alone: 5 jobs
+    batches = packing.plan_batches(one, cores=2)
+    costs = sorted(b.cost_s for b in batches)
+    assert len(batches) == 4  # 2 rounds of 2 parallel jobs, not 5 with a lone last one
+    assert costs[-1] - costs[0] < 0.25 * costs[-1]
+
+
 def test_costly_studies_split_into_balanced_jobs(monkeypatch):
     monkeypatch.setattr(packing, "TARGET_JOB_S", 0.01)  # force several jobs
     batches = packing.plan_batches(config(GRID), cores=1)

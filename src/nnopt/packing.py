@@ -45,10 +45,12 @@ __all__ = [
     "cuda_present",
 ]
 
-# A job of ~20 s amortizes its ~2 s start (python, torch, dataset) to ~10% while leaving
-# enough jobs for an even finish on a few cores; 64 runs at most, so that a crashed
-# process (OOM, segfault) loses at most one run and delays few.
-TARGET_JOB_S = 20.0
+# A job pays ~3 s before its first step (python, torch, torch._dynamo via torch.optim, the
+# dataset): 60 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so 30-40 s
+# of real training) keep that under 10%, and whole jobs per core (_n_bins) still finish
+# together; 64 runs at most, so that a crashed process (OOM, segfault) delays few runs
+# (each finished run is already written).
+TARGET_JOB_S = 60.0
 MAX_RUNS_PER_JOB = 64
 
 # Cost model constants, measured on the 2-core reference machine with the engine's
@@ -164,11 +166,14 @@ def batch_id(study: str, run_ids: Iterable[str]) -> str:
 
 
 def _n_bins(n_runs: int, cost_s: float, share: float, *, per_job: int | None) -> int:
+    """Jobs for one group: a whole number of jobs of about TARGET_JOB_S per core of its
+    share, so its cores finish together (5 equal jobs on 2 cores leave one idle for the
+    last; 4 or 6 do not)."""
     if per_job is not None:
         return math.ceil(n_runs / per_job)
-    by_cost = math.ceil(cost_s / TARGET_JOB_S)
-    by_cores = math.ceil(share)  # this group's share of the cores, so none idles
-    return min(n_runs, max(by_cost, by_cores, math.ceil(n_runs / MAX_RUNS_PER_JOB), 1))
+    cores = math.ceil(share)  # this group's share of the cores, so none idles
+    per_core = max(1, round(cost_s / cores / TARGET_JOB_S))
+    return min(n_runs, max(cores * per_core, math.ceil(n_runs / MAX_RUNS_PER_JOB), 1))
 
 
 def plan_batches(
