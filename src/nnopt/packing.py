@@ -46,12 +46,12 @@ __all__ = [
 ]
 
 # A job pays ~3 s before its first step (python, torch, torch._dynamo via torch.optim, the
-# dataset): 60 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so 30-40 s
-# of real training) keep that under 10%, and whole jobs per core (_n_bins) still finish
-# together; 64 runs at most, so that a crashed process (OOM, segfault) delays few runs
-# (each finished run is already written).
-TARGET_JOB_S = 60.0
-MAX_RUNS_PER_JOB = 64
+# dataset): 120 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so about a
+# minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
+# finish together; 128 runs at most, so that a crashed process (OOM, segfault) delays few
+# runs (each finished run is already written and never retrained).
+TARGET_JOB_S = 120.0
+MAX_RUNS_PER_JOB = 128
 
 # Cost model constants, measured on the 2-core reference machine with the engine's
 # preloaded-tensor loop (benchmarks/studyset.py prints estimate vs measured per batch).
