@@ -163,3 +163,35 @@ def test_batch_runs_are_independent_of_their_neighbours(tmp_path):
     metrics = [{k: v for k, v in read_run(tmp_path / d)["metrics"].items() if k not in timing}
                for d in ("b", "b_alone")]
     assert metrics[0] == metrics[1]
+
+
+@pytest.mark.slow
+def test_packed_runs_equal_runs_trained_one_per_process(tmp_path):
+    """Speed must not change results: three runs trained one after another in one process
+    (`train-batch`, as a Snakemake job does) equal the same runs each in its own process."""
+    import yaml
+
+    specs = [{**TINY, "seed": s, "optimizer": {"name": name}, "model": {"width": 8, "dropout": d}}
+             for s, name, d in ((0, "adam", 0.0), (1, "momentum", 0.3), (2, "rmsprop", 0.0))]
+    items = [{"study": "s", "spec": spec, "out": str(tmp_path / "packed" / str(i))}
+             for i, spec in enumerate(specs)]
+    (tmp_path / "runs.json").write_text(json.dumps(items))
+    nnopt = [sys.executable, "-m", "nnopt"]
+    subprocess.run([*nnopt, "train-batch", "--runs", str(tmp_path / "runs.json"),
+                    "--manifest", str(tmp_path / "manifest.json"), "--threads", "1"],
+                   check=True, capture_output=True)
+    for i, spec in enumerate(specs):
+        path = tmp_path / f"spec{i}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        subprocess.run([*nnopt, "train", "--spec", str(path), "--out", str(tmp_path / "alone" / str(i))],
+                       check=True, capture_output=True)
+    timing = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
+              "time_to_target_s", "time_to_target_loss_s"}
+    for i in range(len(specs)):
+        packed, alone = (read_run(tmp_path / kind / str(i)) for kind in ("packed", "alone"))
+        assert packed["run_id"] == alone["run_id"] and packed["status"] == "ok"
+        assert ({k: v for k, v in packed["metrics"].items() if k not in timing}
+                == {k: v for k, v in alone["metrics"].items() if k not in timing})
+        strip = ["train_time_s"]
+        assert (read_curve(tmp_path / "packed" / str(i)).drop(strip).equals(
+                read_curve(tmp_path / "alone" / str(i)).drop(strip)))
