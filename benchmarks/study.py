@@ -142,20 +142,13 @@ def run_nnopt(args: argparse.Namespace, work: Path) -> tuple[float, float, float
     return wall_s, cpu_s, [r["metrics"] for r in records]
 
 
-def matmul_gflops(n: int = 512, reps: int = 30) -> float:
-    """Best of 3 timings of a square fp32 matmul on one thread (the per-core ceiling)."""
+def matmul_gflops() -> float:
+    """The per-core ceiling: benchmarks/engine.py's square fp32 matmul, on one thread."""
     import torch
+    from engine import matmul_gflops as square_matmul_gflops  # benchmarks/ is on sys.path
 
     torch.set_num_threads(1)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = min(best, (time.perf_counter() - start) / reps)
-    return 2 * n**3 / best / 1e9
+    return square_matmul_gflops()
 
 
 def training_gflops(metrics: list[dict]) -> float:
