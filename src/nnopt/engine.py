@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from nnopt.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from nnopt.data import Dataset, load_dataset
+from nnopt.memory import peak_rss_mb, reset_peak_rss
 from nnopt.models import build_model, weight_parameters
 from nnopt.optim import (
     build_optimizer,
@@ -470,22 +470,3 @@ def _peak_cuda_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def reset_peak_rss() -> bool:
-    """Restart the process's peak-RSS count, so that a run packed after others in one
-    process reports its own peak, not theirs. Linux only ('5' to /proc/self/clear_refs
-    resets VmHWM and ru_maxrss, proc(5)); elsewhere the peak stays the process's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process since the last reset_peak_rss() (ru_maxrss
-    is KiB on Linux): the run's resident torch, data and model, at their highest."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
