@@ -198,7 +198,8 @@ def _describe(vals: np.ndarray, metric: str) -> str:
         med = np.median(vals) if len(vals) else math.nan
         if not np.isfinite(med):
             return f"never reached ({reached} of {len(vals)})"
-        return f"median {med * info.scale:.{info.digits}f} {info.unit} ({reached} of {len(vals)} reached)"
+        median = f"{med * info.scale:.{info.digits}f} {info.unit}"
+        return f"median {median} ({reached} of {len(vals)} reached)"
     d = stats.describe(vals)
     if d.n == 0:
         return "no usable runs"

@@ -13,7 +13,8 @@ import polars as pl
 from nnopt.aggregate import format_value
 from nnopt.studies import LABEL_PREFIX, Study
 
-__all__ = ["display_label", "factor_name", "label_title", "pretty_key", "short_labels"]
+__all__ = ["display_label", "factor_name", "label_keys", "label_title", "pretty_key",
+           "short_labels"]
 
 
 _ABBREVIATIONS = {"lr": "learning rate"}
@@ -35,7 +36,8 @@ def factor_name(key: str) -> str:
     return head.rpartition(".")[2] if last in ("name", "kind") and head else last
 
 
-def _label_keys(keys) -> list[str]:
+def label_keys(keys) -> list[str]:
+    """The `label.*` factor keys among `keys` (readable names of configurations)."""
     return [k for k in keys if k.startswith(LABEL_PREFIX)]
 
 
@@ -58,8 +60,9 @@ def display_label(values: Mapping[str, str], study: Study) -> str | None:
         ('sgd, lr=0.1'); a rows value that means nothing alone keeps its key
         ('batch_norm=true, depth=4'). None when the study has no factor."""
     keys = [k for k in study.factor_keys if k in values]
-    if _label_keys(keys):
-        return ", ".join(str(values[k]) for k in _label_keys(keys))
+    named = label_keys(keys)
+    if named:
+        return ", ".join(str(values[k]) for k in named)
     if len(keys) <= 1:
         return str(values[keys[0]]) if keys else None
     rows = study.rows if study.rows in keys else keys[0]
@@ -73,7 +76,7 @@ def display_label(values: Mapping[str, str], study: Study) -> str | None:
 def label_title(study: Study) -> str:
     """What a display label names when it is a single value ('Activation', 'Schedule'), for
     legend titles and sentences ('activation relu'); '' when labels name several factors."""
-    keys = _label_keys(study.factor_keys) or list(study.factor_keys)
+    keys = label_keys(study.factor_keys) or list(study.factor_keys)
     return pretty_key(keys[0]) if len(keys) == 1 else ""
 
 

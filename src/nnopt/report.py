@@ -25,9 +25,10 @@ from weasyprint.urls import URLFetcher
 from nnopt import figures, landscape_figures
 from nnopt.aggregate import read_config
 from nnopt.claims import ClaimResult, evaluate_claims, load_claims
+from nnopt.labels import label_keys
 from nnopt.metrics_info import metric_info
 from nnopt.spec import SpecError
-from nnopt.studies import LABEL_PREFIX, Config, Study
+from nnopt.studies import Config, Study
 
 __all__ = ["load_tables", "build_context", "render_html", "write_pdf", "build_report",
            "RefusingFetcher", "main"]
@@ -125,9 +126,9 @@ def _factor_columns(study: Study, summary: pl.DataFrame) -> list[str]:
     labels: the zipped spec values they name (gamma, name, warmup_epochs, ...) are noise beside
     them. Other studies show every factor, the rows factor first, as the article's tables do."""
     keys = [k for k in study.factor_keys if k in summary.columns]
-    labels = [k for k in keys if k.startswith(LABEL_PREFIX)]
-    if labels:
-        return labels
+    named = label_keys(keys)
+    if named:
+        return named
     if study.rows in keys:
         return [study.rows] + [k for k in keys if k != study.rows]
     return keys
