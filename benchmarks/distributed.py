@@ -13,9 +13,9 @@ import argparse
 import dataclasses
 import os
 
-from nnopt.data import load_dataset
-from nnopt.engine import train
-from nnopt.studies import load_config
+from nnopt.train.data import load_dataset
+from nnopt.train.engine import train
+from nnopt.config.studies import load_config
 
 WORLD_SIZES = (1, 2, 4)
 REPEATS = 2  # best of: the machine is shared, the best run is the least disturbed

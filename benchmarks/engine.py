@@ -1,6 +1,6 @@
 """Benchmark (not a test): the engine's training loop against an idiomatic PyTorch loop.
 
-Same MLP (MNIST-1D, 2 hidden layers of width 256, Adam) trained by `nnopt.engine.train`
+Same MLP (MNIST-1D, 2 hidden layers of width 256, Adam) trained by `nnopt.train.engine.train`
 and by a DataLoader over a TensorDataset (shuffle=True), one thread, in this process.
 Prints samples/s of each (and of a bare loop: the engine's hot path without its
 bookkeeping, to show the engine's own overhead), their ratio, and the engine's training GFLOP/s (~6 x params x
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from nnopt.data import load_dataset
-from nnopt.engine import train
-from nnopt.models import build_model
-from nnopt.spec import parse_spec
+from nnopt.train.data import load_dataset
+from nnopt.train.engine import train
+from nnopt.train.models import build_model
+from nnopt.config.spec import parse_spec
 
 BATCHES = (32, 64, 128)
 REPEATS = 3  # best of: the machine is shared, the best run is the least disturbed

@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.make_runs import make_runs, synthetic_config  # noqa: E402
 
-from nnopt import aggregate, report  # noqa: E402
-from nnopt.studies import parse_config  # noqa: E402
+from nnopt import cli  # noqa: E402
+
+from nnopt.report import build as report  # noqa: E402
+from nnopt.config.studies import parse_config  # noqa: E402
 
 
 def _time(fn) -> float:
@@ -41,11 +43,11 @@ def bench(n_runs: int, workdir: Path, pdf: bool) -> dict:
     (workdir / "config.json").write_text(json.dumps(raw))
     make_runs(config, workdir / "runs", n_points=20)
     cfg = str(workdir / "config.json")
-    agg_s = _time(lambda: aggregate.main(["--config", cfg, "--runs", str(workdir / "runs"),
+    agg_s = _time(lambda: cli.main(["aggregate", "--config", cfg, "--runs", str(workdir / "runs"),
                                           "--out", str(workdir)]))
-    args = ["--config", cfg, "--results", str(workdir), "--claims",
+    args = ["report", "--config", cfg, "--results", str(workdir), "--claims",
             str(ROOT / "config" / "claims.yaml"), "--html", str(workdir / "report.html")]
-    html_s = _time(lambda: report.main(args))
+    html_s = _time(lambda: cli.main(args))
     html = (workdir / "report.html").read_text()
     pdf_s = _time(lambda: report.write_pdf(html, workdir / "report.pdf")) if pdf else 0.0
     return {"runs": len(config.runs), "studies": len(config.studies), "aggregate_s": agg_s,

@@ -106,8 +106,8 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def run_baseline(args: argparse.Namespace, work: Path) -> tuple[float, float]:
-    from nnopt.data import prepare_dataset
-    from nnopt.spec import parse_spec
+    from nnopt.train.data import prepare_dataset
+    from nnopt.config.spec import parse_spec
 
     data = prepare_dataset(parse_spec(base_spec(args)).data, work / "data")  # untimed
     runs = {

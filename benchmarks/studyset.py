@@ -88,9 +88,9 @@ def stage_times(work: Path, started: float) -> dict[str, float]:
 
 
 def estimates(work: Path, config_files: list[Path], cores: int) -> dict[str, float]:
-    from nnopt import packing
-    from nnopt.spec import merge
-    from nnopt.studies import parse_config
+    from nnopt.plan import packing
+    from nnopt.config.spec import merge
+    from nnopt.config.studies import parse_config
 
     raw: dict = {}
     for path in config_files:

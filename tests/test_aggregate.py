@@ -1,4 +1,4 @@
-"""nnopt.aggregate on fixture run directories: tables, statuses, hand-computed statistics."""
+"""nnopt.analysis.aggregate on fixture run directories: tables, statuses, hand-computed statistics."""
 
 import json
 import math
@@ -9,8 +9,9 @@ import pytest
 from scipy import stats as sps
 
 from fixtures.make_runs import SMALL_CONFIG, make_runs
-from nnopt import aggregate as ag
-from nnopt.studies import parse_config
+from nnopt import cli
+from nnopt.analysis import aggregate as ag
+from nnopt.config.studies import parse_config
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def tables(tmp_path_factory):
              ("activation", "model.activation=tanh"): {"steps_to_target": 2000.0}}
     make_runs(config, root / "runs", statuses=statuses, skip=(runs[2].run_id,), means=means)
     (root / "config.json").write_text(json.dumps(SMALL_CONFIG))
-    assert ag.main(["--config", str(root / "config.json"), "--runs", str(root / "runs"),
+    assert cli.main(["aggregate", "--config", str(root / "config.json"), "--runs", str(root / "runs"),
                     "--out", str(root)]) == 0
     frames = {n: pl.read_parquet(root / f"{n}.parquet")
               for n in ("runs", "curves", "summary", "comparisons")}
@@ -135,14 +136,14 @@ def test_study_frame_types_factor_columns_per_study(tables):
 
 def test_bad_config_exits_2_with_message(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"studies": [{"name": "x", "bogus": 1}]}))
-    assert ag.main(["--config", str(tmp_path / "c.json"), "--runs", str(tmp_path),
+    assert cli.main(["aggregate", "--config", str(tmp_path / "c.json"), "--runs", str(tmp_path),
                     "--out", str(tmp_path)]) == 2
     assert "bogus" in capsys.readouterr().err
 
 
 def test_vectorized_summary_equals_stats_describe_for_every_group(tables):
     root, config, f = tables
-    from nnopt import stats
+    from nnopt.analysis import stats
 
     runs = f["runs"]
     for row in f["summary"].iter_rows(named=True):

@@ -2,7 +2,7 @@
 
 Each corpus file starts with `# expect: <substring>`; `config_*` files are study configs and
 `spec_*` files are run specs. Data paths inside them are relative to the repository root.
-The cases run three ways: in-process through `nnopt.check` (all of them), through the
+The cases run three ways: in-process through `nnopt.config.check` (all of them), through the
 `nnopt check` command line (all, in-process), and through `snakemake -n` / `nnopt train`
 (a handful each, in tests/test_reliability.py and below, marked slow).
 """
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from nnopt import check
-from nnopt.spec import SpecError
+from nnopt import cli
+from nnopt.config import check
+from nnopt.config.spec import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "bad_inputs"
@@ -63,7 +64,7 @@ def test_check_refuses_with_one_clear_line(path):
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_check_command_prints_one_line_and_exits_2(path, capsys):
     flag = "--config" if path.name.startswith("config_") else "--spec"
-    assert check.main([flag, str(path.relative_to(ROOT))]) == 2
+    assert cli.main(["check", flag, str(path.relative_to(ROOT))]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
@@ -94,11 +95,11 @@ def test_good_config_passes_and_expands(tmp_path):
     config = check.check_config_file(path)
     assert [s.name for s in config.studies] == ["act", "lr"]
     assert len(config.runs) == 2 * 2 + 3 * 1
-    assert check.main(["--config", str(path)]) == 0
+    assert cli.main(["check", "--config", str(path)]) == 0
 
 
 def test_good_table_spec_passes_and_loads(tmp_path):
-    from nnopt.data import load_dataset
+    from nnopt.train.data import load_dataset
 
     path = tmp_path / "spec.yaml"
     path.write_text("data: {name: table, path: tests/bad_inputs/data/good.csv}\n")
@@ -155,19 +156,19 @@ def test_yte_code_in_config_is_refused_and_not_run(tmp_path):
 
 def test_missing_config_file_names_the_path(tmp_path, capsys):
     missing = tmp_path / "nope.yaml"
-    assert check.main(["--config", str(missing)]) == 2
+    assert cli.main(["check", "--config", str(missing)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: file not found"
 
 
 def test_folder_given_as_spec(tmp_path, capsys):
-    assert check.main(["--spec", str(tmp_path)]) == 2
+    assert cli.main(["check", "--spec", str(tmp_path)]) == 2
     assert "is a folder, not a file" in capsys.readouterr().err
 
 
 def test_binary_file_given_as_config(tmp_path, capsys):
     path = tmp_path / "config.yaml"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
-    assert check.main(["--config", str(path)]) == 2
+    assert cli.main(["check", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: ") and len(err.splitlines()) == 1
 
@@ -239,8 +240,8 @@ from hypothesis import strategies as st  # noqa: E402
     st.sampled_from(["a\n", "..", ".", "../x", "/etc", "a/../../b", "~", "con", "-rf", "a\x00b", "ä"]),
 ))  # fmt: skip
 def test_study_names_either_refused_or_confined(name):
-    from nnopt.data import cache_path
-    from nnopt.studies import parse_config
+    from nnopt.train.data import cache_path
+    from nnopt.config.studies import parse_config
 
     raw = {"defaults": {"data": {"name": "blobs", "n_samples": 60}}, "studies": [{"name": name}]}
     try:

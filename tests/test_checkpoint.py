@@ -2,12 +2,12 @@
 
 import pytest
 
-from nnopt.checkpoint import CHECKPOINT_NAME, checkpoint_dir_for, load_checkpoint, save_checkpoint
-from nnopt.data import load_dataset
-from nnopt.engine import Hooks, train
-from nnopt.results import read_run
-from nnopt.runner import run_one
-from nnopt.spec import parse_spec
+from nnopt.train.checkpoint import CHECKPOINT_NAME, checkpoint_dir_for, load_checkpoint, save_checkpoint
+from nnopt.train.data import load_dataset
+from nnopt.train.engine import Hooks, train
+from nnopt.store.runs import read_run
+from nnopt.train.runner import run_one
+from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
           "time_to_target_s", "time_to_target_loss_s"}

@@ -1,15 +1,15 @@
-"""nnopt.claims: grammar errors, and supported / contradicted / inconclusive / not run."""
+"""nnopt.analysis.claims: grammar errors, and supported / contradicted / inconclusive / not run."""
 
 from pathlib import Path
 
 import pytest
 
 from fixtures.make_runs import SMALL_CONFIG, make_runs
-from nnopt import aggregate as ag
-from nnopt.claims import evaluate_claims, load_claims, parse_claims
-from nnopt.labels import short_labels
-from nnopt.spec import SpecError
-from nnopt.studies import parse_config
+from nnopt.analysis import aggregate as ag
+from nnopt.analysis.claims import evaluate_claims, load_claims, parse_claims
+from nnopt.analysis.labels import short_labels
+from nnopt.config.spec import SpecError
+from nnopt.config.studies import parse_config
 
 MEANS = {
     ("activation", "model.activation=relu"): {"test_accuracy": 0.90, "train_time_s": 2.0,
@@ -138,8 +138,8 @@ def test_pool_best_picks_the_best_configuration_of_a_selector(world):
 
 
 def test_shipped_claims_match_the_shipped_config():
-    from nnopt.claims import check_claims
-    from nnopt.studies import load_config
+    from nnopt.analysis.claims import check_claims
+    from nnopt.config.studies import load_config
 
     root = Path(__file__).parents[1]
     _, claims = load_claims(root / "config" / "claims.yaml")
@@ -150,7 +150,7 @@ def test_shipped_claims_match_the_shipped_config():
 
 def test_holm_family_is_the_claims_of_one_study(world):
     """Claims about different studies are adjusted apart; claims about one study together."""
-    from nnopt import stats
+    from nnopt.analysis import stats
 
     config, runs = world
     acc = dict(study="activation", metric="test_accuracy", kind="greater")
@@ -168,7 +168,7 @@ def test_holm_family_is_the_claims_of_one_study(world):
 def test_censored_evidence_says_never_reached_or_the_median_with_counts():
     import numpy as np
 
-    from nnopt.claims import _describe
+    from nnopt.analysis.claims import _describe
 
     assert _describe(np.array([np.inf] * 5), "epochs_to_target") == "never reached (0 of 5)"
     assert _describe(np.array([4.0, 6.0, np.inf]), "epochs_to_target") == (

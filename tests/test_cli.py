@@ -7,11 +7,11 @@ import sys
 import polars as pl
 import pytest
 
-from nnopt import results
-from nnopt.cli import VERBS, main
-from nnopt.results import RunResult, is_finished, read_curve, read_run, write_run
-from nnopt.runner import run_batch, run_one
-from nnopt.spec import parse_spec
+from nnopt.store import runs as results
+from nnopt.cli.main import VERBS, main
+from nnopt.store.runs import RunResult, is_finished, read_curve, read_run, write_run
+from nnopt.train.runner import run_batch, run_one
+from nnopt.config.spec import parse_spec
 
 TINY = {"data": {"name": "blobs", "n_samples": 120}, "model": {"width": 8},
         "budget": {"epochs": 2, "batch_size": 32}}
@@ -144,7 +144,7 @@ def test_prepare_data(tmp_path, capsys):
 def test_progress_line():
     import io
 
-    from nnopt.runner import progress_printer
+    from nnopt.train.runner import progress_printer
 
     stream = io.StringIO()
     show = progress_printer(stream, "s/abc")

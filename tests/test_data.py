@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nnopt.data import DATASET_LOADERS, cache_path, load_dataset, prepare_dataset, split_indices
-from nnopt.spec import DATASETS, DataSpec, SpecError
+from nnopt.train.data import DATASET_LOADERS, cache_path, load_dataset, prepare_dataset, split_indices
+from nnopt.config.spec import DATASETS, DataSpec, SpecError
 
 
 def test_registry_keys_match_spec():

@@ -13,14 +13,14 @@ import threading
 import pytest
 import torch
 
-from nnopt.data import load_dataset
-from nnopt.distributed import (
+from nnopt.train.data import load_dataset
+from nnopt.train.distributed import (
     FAIL_ENV, TIMEOUT_ENV, RankError, check_shards, check_world_size, open_store, rank_threads,
 )  # fmt: skip
-from nnopt.engine import Hooks, train
-from nnopt.results import read_run
-from nnopt.runner import run_one
-from nnopt.spec import SpecError, parse_spec
+from nnopt.train.engine import Hooks, train
+from nnopt.store.runs import read_run
+from nnopt.train.runner import run_one
+from nnopt.config.spec import SpecError, parse_spec
 
 # 169 train samples: the last global batch of 16 holds 9, split 5 / 4 over two ranks, so
 # the uneven-shard loss scaling is exercised every epoch.
@@ -209,8 +209,8 @@ def test_batch_norm_shards_of_one_sample_are_refused(blobs):
 
 UNGUARDED = """
 print("main ran", flush=True)
-from nnopt.engine import train
-from nnopt.spec import parse_spec
+from nnopt.train.engine import train
+from nnopt.config.spec import parse_spec
 spec = parse_spec({"data": {"name": "blobs", "n_samples": 120}, "model": {"width": 8},
                    "budget": {"epochs": 1, "batch_size": 16}, "device": {"world_size": 2}})
 print("status", train(spec).status, flush=True)

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnopt.data import load_dataset
-from nnopt.engine import Hooks, epoch_batches, train
-from nnopt.models import build_model
-from nnopt.results import CURVE_COLUMNS, METRIC_NAMES
-from nnopt.spec import parse_spec
+from nnopt.train.data import load_dataset
+from nnopt.train.engine import Hooks, epoch_batches, train
+from nnopt.train.models import build_model
+from nnopt.store.runs import CURVE_COLUMNS, METRIC_NAMES
+from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
           "time_to_target_s", "time_to_target_loss_s"}
@@ -196,7 +196,7 @@ def test_l1_makes_weights_sparser(blobs):
 
 
 def test_cnn2d_trains_on_images(tmp_path):
-    from nnopt.data import Dataset
+    from nnopt.train.data import Dataset
 
     rng = np.random.default_rng(0)
     y = np.arange(90) % 3
@@ -217,7 +217,7 @@ def test_schedule_drives_recorded_lr(blobs):
 
 
 def test_eval_batch_shrinks_for_wide_conv_nets(tmp_path):
-    from nnopt.engine import EVAL_BATCH, eval_batch_size
+    from nnopt.train.engine import EVAL_BATCH, eval_batch_size
 
     assert eval_batch_size(_spec(), (2,)) == EVAL_BATCH
     images = {"name": "torchvision", "path": str(tmp_path), "torchvision_name": "CIFAR10"}

@@ -1,4 +1,4 @@
-"""nnopt.figures: SVG output, escaping, consistent colours, bands, the extra-section hook."""
+"""nnopt.report.figures: SVG output, escaping, consistent colours, bands, the extra-section hook."""
 
 import re
 
@@ -8,9 +8,9 @@ import pytest
 from scipy import stats as sps
 
 from fixtures.make_runs import SMALL_CONFIG, make_runs
-from nnopt import aggregate as ag
-from nnopt import figures
-from nnopt.studies import parse_config
+from nnopt.analysis import aggregate as ag
+from nnopt.report import figures
+from nnopt.config.studies import parse_config
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_heatmap_only_for_two_factor_grids(world):
     assert figures.heatmap(one, config.study("activation"), "test_accuracy") is None
 
 
-def test_extra_sections_registry_feeds_the_study(world, tmp_path):
+def test_extra_sections_feed_the_study(world, tmp_path):
     config, *_ = world
     seen = []
 
@@ -84,12 +84,8 @@ def test_extra_sections_registry_feeds_the_study(world, tmp_path):
         seen.append((study.name, results_dir))
         return [figures.Figure("landscape", "Loss landscape", "<svg></svg>")] if study.name == "activation" else []
 
-    figures.register_extra_section("test-landscape", landscape)
-    try:
-        out = figures.extra_sections(config.study("activation"), tmp_path)
-        none = figures.extra_sections(config.study("hyperparameter_grid"), tmp_path)
-    finally:
-        figures.EXTRA_SECTIONS.pop("test-landscape")
+    out = figures.extra_sections(config.study("activation"), tmp_path, [landscape])
+    none = figures.extra_sections(config.study("hyperparameter_grid"), tmp_path, [landscape])
     assert [f.key for f in out] == ["landscape"] and none == []
     assert seen[0] == ("activation", tmp_path)
 

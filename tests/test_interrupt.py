@@ -172,10 +172,10 @@ studies:
 def test_killed_long_run_resumes_from_its_checkpoint(tmp_path):
     import torch  # noqa: F401 (checkpoint files are torch payloads)
 
-    from nnopt.checkpoint import load_checkpoint, save_checkpoint
-    from nnopt.results import read_run
-    from nnopt.runner import run_one
-    from nnopt.spec import parse_spec
+    from nnopt.train.checkpoint import load_checkpoint, save_checkpoint
+    from nnopt.store.runs import read_run
+    from nnopt.train.runner import run_one
+    from nnopt.config.spec import parse_spec
 
     cwd = workflow_copy(tmp_path / "wf")
     (cwd / "config" / "long.yaml").write_text(LONG)

@@ -1,4 +1,4 @@
-"""Loss-landscape math (nnopt.landscape) checked against closed forms and direct evaluation."""
+"""Loss-landscape math (nnopt.landscape.surface) checked against closed forms and direct evaluation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt import landscape as ls
+from nnopt.landscape import surface as ls
 
 
 def _bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -181,12 +181,12 @@ def test_landscape_mode_turns_dropout_off_uses_batch_stats_and_restores_state():
         assert float(nn.functional.cross_entropy(model(x), y)) != pytest.approx(first)
 
 
-# --- resumable batches and files (nnopt.landscape_job) ----------------------------------------
+# --- resumable batches and files (nnopt.landscape.job) ----------------------------------------
 
 
 def _tiny_problem_and_snapshots():
     """A 2-layer MLP trained a few SGD steps on blobs; snapshots every 5 steps."""
-    from nnopt.landscape_job import Problem, Snapshots
+    from nnopt.landscape.job import Problem, Snapshots
 
     torch.manual_seed(0)
     x = torch.randn(96, 4)
@@ -210,8 +210,8 @@ def _tiny_problem_and_snapshots():
 def test_a_killed_landscape_job_resumes_to_the_one_shot_result(tmp_path):
     from polars.testing import assert_frame_equal
 
-    from nnopt.landscape_job import compute_landscape
-    from nnopt.landscape_tables import LANDSCAPE_SCHEMA, parse_settings
+    from nnopt.landscape.job import compute_landscape
+    from nnopt.landscape.tables import LANDSCAPE_SCHEMA, parse_settings
 
     settings = parse_settings(
         {"grid_points": 5, "alpha_points": 9, "rows_per_batch": 2, "hessian_iters": 10}
@@ -245,8 +245,8 @@ def test_a_killed_landscape_job_resumes_to_the_one_shot_result(tmp_path):
 
 
 def test_the_pca_grid_covers_the_trajectory_and_the_random_projection_is_small(tmp_path):
-    from nnopt.landscape_job import compute_landscape
-    from nnopt.landscape_tables import parse_settings
+    from nnopt.landscape.job import compute_landscape
+    from nnopt.landscape.tables import parse_settings
 
     problem, snaps = _tiny_problem_and_snapshots()
     frame, summary = compute_landscape(
@@ -262,7 +262,7 @@ def test_the_pca_grid_covers_the_trajectory_and_the_random_projection_is_small(t
 
 
 def test_best_seed_selection_and_final_loss_spread_on_a_tiny_table():
-    from nnopt.landscape_tables import final_loss_spread, select_landscape_runs
+    from nnopt.landscape.tables import final_loss_spread, select_landscape_runs
 
     runs = pl.DataFrame({
         "study": ["s"] * 5 + ["t"],
@@ -291,8 +291,8 @@ def test_best_seed_selection_and_final_loss_spread_on_a_tiny_table():
 
 
 def test_settings_validation_names_the_key():
-    from nnopt.landscape_tables import parse_settings
-    from nnopt.spec import SpecError
+    from nnopt.landscape.tables import parse_settings
+    from nnopt.config.spec import SpecError
 
     with pytest.raises(
         SpecError, match=r"landscape\.grid_point: unknown key.*did you mean 'grid_points'"
@@ -309,7 +309,7 @@ def test_settings_validation_names_the_key():
     with pytest.raises(SpecError, match="alpha_min"):
         parse_settings({"alpha_min": 2.0})
     assert parse_settings({"grid_range": 2}).grid_range == 2.0
-    from nnopt.landscape_tables import HESSIAN_METHOD_NAMES
+    from nnopt.landscape.tables import HESSIAN_METHOD_NAMES
 
     assert HESSIAN_METHOD_NAMES == tuple(ls.HESSIAN_METHODS)  # torch-free names = registry
 
@@ -319,10 +319,10 @@ def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path
 
     from polars.testing import assert_frame_equal
 
-    from nnopt.landscape_job import landscape_run
-    from nnopt.landscape_tables import parse_settings, read_landscapes, read_sharpness
-    from nnopt.runner import run_one
-    from nnopt.spec import parse_spec
+    from nnopt.landscape.job import landscape_run
+    from nnopt.landscape.tables import parse_settings, read_landscapes, read_sharpness
+    from nnopt.train.runner import run_one
+    from nnopt.config.spec import parse_spec
 
     spec = parse_spec({
         "data": {"name": "blobs", "n_samples": 300, "n_classes": 3},
@@ -358,12 +358,12 @@ def test_landscape_of_a_real_run_reproduces_it_and_resumes_after_a_kill(tmp_path
     assert landscape_run(run_dir, out, settings, data_cache=cache, max_batches=0) is None
 
 
-# --- figures and tables (torch-free: nnopt.landscape_figures) ---------------------------------
+# --- figures and tables (torch-free: nnopt.landscape.figures) ---------------------------------
 
 
 def _synthetic_landscape() -> pl.DataFrame:
     """A quadratic bowl on both planes, a straight path and a convex interpolation."""
-    from nnopt.landscape_tables import LANDSCAPE_SCHEMA
+    from nnopt.landscape.tables import LANDSCAPE_SCHEMA
 
     rows = []
     grid = np.linspace(-1, 1, 5)
@@ -380,7 +380,7 @@ def _synthetic_landscape() -> pl.DataFrame:
 
 
 def test_contour_and_interpolation_figures_are_svg_with_their_labels():
-    from nnopt.landscape_figures import contour_svg, interpolation_svg
+    from nnopt.landscape.figures import contour_svg, interpolation_svg
 
     frame = _synthetic_landscape()
     svg = contour_svg(
@@ -402,7 +402,7 @@ def test_contour_and_interpolation_figures_are_svg_with_their_labels():
 
 
 def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weight_layers():
-    from nnopt.landscape_figures import (
+    from nnopt.landscape.figures import (
         _norm_matrix,
         gradient_heatmap_runs,
         gradient_heatmap_svg,
@@ -437,10 +437,10 @@ def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weig
 def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tmp_path):
     import json
 
-    from nnopt.landscape_report import report_section
-    from nnopt.studies import parse_config
+    from nnopt.landscape.section import report_section
+    from nnopt.config.studies import parse_config
 
-    pytest.importorskip("nnopt.figures")
+    pytest.importorskip("nnopt.report.figures")
     config = parse_config({"defaults": {"data": {"name": "blobs"}}, "seeds": 2, "studies": [
         {"name": "act", "grid": {"model.activation": ["relu", "tanh"]}, "landscape": True},
         {"name": "opt", "grid": {"optimizer.lr": [0.1]}}]})  # fmt: skip
@@ -482,9 +482,9 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
 @pytest.mark.parametrize("kind", ["mlp", "cnn1d"])
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_weight_rows_pick_exactly_the_linear_and_conv_weights_of_real_models(kind, batch_norm):
-    from nnopt.landscape_figures import weight_rows
-    from nnopt.models import build_model
-    from nnopt.spec import parse_spec
+    from nnopt.landscape.figures import weight_rows
+    from nnopt.train.models import build_model
+    from nnopt.config.spec import parse_spec
 
     spec = parse_spec({"model": {"kind": kind, "depth": 3, "width": 4, "batch_norm": batch_norm}})
     model = build_model(spec.model, (1, 16) if kind == "cnn1d" else (16,), 3, spec.init)
@@ -497,7 +497,7 @@ def test_weight_rows_pick_exactly_the_linear_and_conv_weights_of_real_models(kin
 
 
 def test_short_labels_keep_what_a_reader_needs():
-    from nnopt.landscape_figures import short_label
+    from nnopt.landscape.figures import short_label
 
     assert short_label("model.activation=relu") == "relu"
     assert short_label("model.batch_norm=true, model.depth=8") == "batch_norm=true, depth=8"
@@ -506,7 +506,7 @@ def test_short_labels_keep_what_a_reader_needs():
 
 
 def test_a_heatmap_of_exactly_zero_gradients_says_so_instead_of_failing():
-    from nnopt.landscape_figures import gradient_heatmap_svg
+    from nnopt.landscape.figures import gradient_heatmap_svg
 
     zero = pl.DataFrame({"step": [10, 20], "layer_grad_norms": [[0.0, 0.0], [0.0, 0.0]]})
     svg = gradient_heatmap_svg([("zero init", zero, [(0, "layer 1"), (1, "output")])], "t")
@@ -514,7 +514,7 @@ def test_a_heatmap_of_exactly_zero_gradients_says_so_instead_of_failing():
 
 
 def test_cli_refuses_bad_settings_and_missing_inputs_with_one_line_and_exit_2(tmp_path, capsys):
-    from nnopt.cli import main
+    from nnopt.cli.main import main
 
     assert main(["landscape", "--run-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no metrics.json" in capsys.readouterr().err
@@ -536,8 +536,8 @@ def test_cli_refuses_bad_settings_and_missing_inputs_with_one_line_and_exit_2(tm
 
 
 def test_config_validates_the_top_level_landscape_settings():
-    from nnopt.spec import SpecError
-    from nnopt.studies import parse_config
+    from nnopt.config.spec import SpecError
+    from nnopt.config.studies import parse_config
 
     good = parse_config({"landscape": {"grid_points": 5}, "studies": [{"name": "a"}]})
     assert good.raw["landscape"] == {"grid_points": 5}
@@ -548,10 +548,10 @@ def test_config_validates_the_top_level_landscape_settings():
 def test_a_failing_landscape_is_recorded_and_the_others_still_finish(tmp_path, capsys):
     import json
 
-    from nnopt.landscape_job import landscape_study
-    from nnopt.landscape_tables import parse_settings, read_failures, read_sharpness
-    from nnopt.runner import run_one
-    from nnopt.studies import parse_config
+    from nnopt.landscape.job import landscape_study
+    from nnopt.landscape.tables import parse_settings, read_failures, read_sharpness
+    from nnopt.train.runner import run_one
+    from nnopt.config.studies import parse_config
 
     config = parse_config({
         "defaults": {"data": {"name": "blobs", "n_samples": 200}, "model": {"depth": 1, "width": 4},
@@ -578,9 +578,9 @@ def test_a_failing_landscape_is_recorded_and_the_others_still_finish(tmp_path, c
 
 
 def test_landscape_captions_name_configurations_as_the_rest_of_the_report(tmp_path):
-    from nnopt.landscape_figures import landscape_section
-    from nnopt.landscape_report import report_section
-    from nnopt.studies import parse_config
+    from nnopt.landscape.figures import landscape_section
+    from nnopt.landscape.section import report_section
+    from nnopt.config.studies import parse_config
 
     config = parse_config({"seeds": 1, "studies": [{
         "name": "init", "rows": "init.name",

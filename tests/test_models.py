@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt.models import ACTIVATION_MODULES, INIT_FUNCTIONS, MODEL_BUILDERS, build_model, weight_parameters
-from nnopt.optim import OPTIMIZERS, SCHEDULES
-from nnopt.spec import ACTIVATIONS, INITS, MODEL_KINDS, OPTIMIZERS as SPEC_OPTIMIZERS
-from nnopt.spec import SCHEDULES as SPEC_SCHEDULES
-from nnopt.spec import InitSpec, ModelSpec, SpecError
+from nnopt.train.models import ACTIVATION_MODULES, INIT_FUNCTIONS, MODEL_BUILDERS, build_model, weight_parameters
+from nnopt.train.optim import OPTIMIZERS, SCHEDULES
+from nnopt.config.spec import ACTIVATIONS, INITS, MODEL_KINDS, OPTIMIZERS as SPEC_OPTIMIZERS
+from nnopt.config.spec import SCHEDULES as SPEC_SCHEDULES
+from nnopt.config.spec import InitSpec, ModelSpec, SpecError
 
 
 def test_registries_match_spec_names():

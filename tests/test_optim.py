@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from nnopt.optim import (
+from nnopt.train.optim import (
     OPTIMIZERS, build_optimizer, build_schedule, decay_weights, optimizer_state_bytes, penalty,
 )
-from nnopt.spec import OptimizerSpec, RegularizationSpec, ScheduleSpec
+from nnopt.config.spec import OptimizerSpec, RegularizationSpec, ScheduleSpec
 
 P0 = np.array([1.0, -2.0, 0.5])
 GRADS = [np.array([0.5, -1.0, 2.0]), np.array([-0.25, 0.3, 1.0]), np.array([0.1, 0.1, -0.4])]

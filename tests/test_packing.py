@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nnopt import packing
-from nnopt.spec import parse_spec
-from nnopt.studies import parse_config
+from nnopt.plan import packing
+from nnopt.config.spec import parse_spec
+from nnopt.config.studies import parse_config
 
 TINY = {"data": {"name": "blobs", "n_samples": 60}, "budget": {"epochs": 1}}
 

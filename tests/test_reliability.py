@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from nnopt import check, cli
-from nnopt.results import RunResult, is_finished, read_run, write_run
-from nnopt.spec import parse_spec
+from nnopt.config import check
+
+from nnopt import cli
+from nnopt.store.runs import RunResult, is_finished, read_run, write_run
+from nnopt.config.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_CSV = ROOT / "tests" / "bad_inputs" / "data" / "good.csv"
@@ -54,7 +56,7 @@ def items_for(tmp_path: Path, specs) -> list[dict]:
 
 
 def test_failed_run_is_recorded_others_go_on_and_rerun_retries_only_it(tmp_path):
-    from nnopt.runner import run_batch
+    from nnopt.train.runner import run_batch
 
     table = tmp_path / "t.csv"
     shutil.copy(GOOD_CSV, table)
@@ -80,7 +82,7 @@ def test_failed_run_is_recorded_others_go_on_and_rerun_retries_only_it(tmp_path)
 
 
 def test_out_of_memory_in_one_run_is_recorded(tmp_path, monkeypatch):
-    from nnopt import runner
+    from nnopt.train import runner
 
     real_train = runner._train
     specs = [tiny_spec(seed=0), tiny_spec(seed=1)]
@@ -100,7 +102,7 @@ def test_out_of_memory_in_one_run_is_recorded(tmp_path, monkeypatch):
 
 
 def test_temp_and_truncated_run_dirs_are_not_finished(tmp_path):
-    from nnopt.runner import run_batch
+    from nnopt.train.runner import run_batch
 
     spec = tiny_spec()
     runs = tmp_path / "runs"
@@ -132,7 +134,7 @@ def test_wrong_run_id_in_a_dir_is_not_finished(tmp_path):
 
 
 def test_disk_full_while_writing_keeps_the_old_run_and_names_the_file(tmp_path, monkeypatch):
-    from nnopt import results
+    from nnopt.store import runs as results
 
     spec = tiny_spec()
     out = tmp_path / "runs" / spec.run_id
@@ -233,7 +235,7 @@ def test_missing_dataset_file_is_refused_before_training(tmp_path, capsys):
 
 WRITER = """
 import sys
-from nnopt.results import RunResult, write_run
+from nnopt.store.runs import RunResult, write_run
 out, value = sys.argv[1], float(sys.argv[2])
 for _ in range(15):
     result = RunResult(status="ok")
@@ -259,7 +261,7 @@ def test_concurrent_writers_of_one_run_never_crash_or_leave_debris(tmp_path):
 
 HOLDER = """
 import sys, time
-from nnopt.recovery import claim_working_dir
+from nnopt.plan.recovery import claim_working_dir
 print(claim_working_dir(sys.argv[1]) is not None, flush=True)
 time.sleep(60)
 """
@@ -275,7 +277,7 @@ def _marker(state: Path, output: str) -> Path:
 
 
 def test_claim_clears_what_a_killed_instance_left(tmp_path, monkeypatch):
-    from nnopt.recovery import claim_working_dir
+    from nnopt.plan.recovery import claim_working_dir
 
     monkeypatch.chdir(tmp_path)
     state = Path(".snakemake")
@@ -298,7 +300,7 @@ def test_claim_clears_what_a_killed_instance_left(tmp_path, monkeypatch):
 
 
 def test_claim_is_free_again_once_the_holder_is_killed(tmp_path):
-    from nnopt.recovery import claim_working_dir
+    from nnopt.plan.recovery import claim_working_dir
 
     state = tmp_path / ".snakemake"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE,
@@ -311,7 +313,7 @@ def test_claim_is_free_again_once_the_holder_is_killed(tmp_path):
 
 
 def test_claim_leaves_a_live_instance_alone(tmp_path):
-    from nnopt.recovery import claim_working_dir
+    from nnopt.plan.recovery import claim_working_dir
 
     state = tmp_path / ".snakemake"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE,
@@ -402,8 +404,8 @@ def test_snakemake_with_read_only_results_names_the_folder(tmp_path):
 
 
 def test_device_check_can_be_left_to_the_machines_that_run_the_jobs(monkeypatch):
-    from nnopt.check_io import NO_DEVICE_CHECK, check_device
-    from nnopt.spec import DeviceSpec
+    from nnopt.config.check_io import NO_DEVICE_CHECK, check_device
+    from nnopt.config.spec import DeviceSpec
 
     many = DeviceSpec(device="cuda", world_size=64)
     with pytest.raises(check.SpecError, match=f"device.*{NO_DEVICE_CHECK}=1|device.world_size"):

@@ -1,4 +1,4 @@
-"""nnopt.report: escaping, no fetches, the PDF's text, pages and running furniture.
+"""nnopt.report.build: escaping, no fetches, the PDF's text, pages and running furniture.
 
 One small report (HTML + PDF) is rendered once for the module; a loopback HTTP server counts
 requests so that 'nothing fetched' is observed, not assumed.
@@ -14,9 +14,10 @@ import yaml
 from pypdf import PdfReader
 
 from fixtures.make_runs import make_runs
-from nnopt import aggregate as ag
-from nnopt import report
-from nnopt.studies import parse_config
+from nnopt import cli
+from nnopt.analysis import aggregate as ag
+from nnopt.report import build as report
+from nnopt.config.studies import parse_config
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "{{ 7*7 }}"]
 
@@ -84,7 +85,7 @@ def rendered(tmp_path_factory, server):
     (root / "config.json").write_text(json.dumps(raw))
     (root / "claims.yaml").write_text(yaml.safe_dump(CLAIMS))
     ag.aggregate(config, root / "runs", root)
-    rc = report.main(["--config", str(root / "config.json"), "--results", str(root),
+    rc = cli.main(["report", "--config", str(root / "config.json"), "--results", str(root),
                       "--claims", str(root / "claims.yaml"), "--html", str(root / "r.html"),
                       "--pdf", str(root / "r.pdf")])
     assert rc == 0
@@ -166,8 +167,8 @@ def test_reporting_modules_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, nnopt.aggregate, nnopt.stats, nnopt.claims, nnopt.figures, "
-            "nnopt.report; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys, nnopt.analysis.aggregate, nnopt.analysis.stats, nnopt.analysis.claims, nnopt.report.figures, "
+            "nnopt.report.build; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nnopt.spec import RunSpec, SpecError, load_spec, parse_spec
+from nnopt.config.spec import RunSpec, SpecError, load_spec, parse_spec
 
 BAD_SPECS = [
     ({"optimizer": {"name": "adamm"}}, "optimizer.name: unknown value 'adamm'; allowed: sgd"),

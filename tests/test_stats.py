@@ -1,4 +1,4 @@
-"""nnopt.stats against hand computations and scipy called directly."""
+"""nnopt.analysis.stats against hand computations and scipy called directly."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from nnopt import stats
+from nnopt.analysis import stats
 
 
 def test_describe_matches_hand_computation_and_scipy_t_interval():

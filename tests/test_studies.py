@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from nnopt.spec import SpecError
-from nnopt.studies import config_label, load_config, parse_config, schema_error_message
+from nnopt.config.spec import SpecError
+from nnopt.config.studies import config_label, load_config, parse_config, schema_error_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -4,25 +4,25 @@ The public API is re-exported here; submodules that need torch are imported lazi
 `import nnopt` stays cheap for the workflow and the report.
 """
 
-from nnopt.spec import RunSpec, SpecError, load_spec, parse_spec
-from nnopt.studies import Config, Run, Study, expand, load_config, parse_config
+from nnopt.config.spec import RunSpec, SpecError, load_spec, parse_spec
+from nnopt.config.studies import Config, Run, Study, expand, load_config, parse_config
 
 __version__ = "0.1.0"
 
-# Name -> submodule for lazy exports: `nnopt.train` imports torch only when first used.
+# Name -> submodule for lazy exports: the torch-side ones import torch only when first used.
+# (`nnopt.train` is the training package; its entry point is `nnopt.train.engine.train`.)
 _LAZY = {
-    "train": "nnopt.engine",
-    "Hooks": "nnopt.engine",
-    "Dataset": "nnopt.data",
-    "load_dataset": "nnopt.data",
-    "prepare_dataset": "nnopt.data",
-    "build_model": "nnopt.models",
-    "RunResult": "nnopt.results",
-    "read_run": "nnopt.results",
-    "write_run": "nnopt.results",
-    "is_finished": "nnopt.results",
-    "run_one": "nnopt.runner",
-    "run_batch": "nnopt.runner",
+    "Hooks": "nnopt.train.engine",
+    "Dataset": "nnopt.train.data",
+    "load_dataset": "nnopt.train.data",
+    "prepare_dataset": "nnopt.train.data",
+    "build_model": "nnopt.train.models",
+    "RunResult": "nnopt.store.runs",
+    "read_run": "nnopt.store.runs",
+    "write_run": "nnopt.store.runs",
+    "is_finished": "nnopt.store.runs",
+    "run_one": "nnopt.train.runner",
+    "run_batch": "nnopt.train.runner",
 }
 
 

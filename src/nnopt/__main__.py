@@ -2,6 +2,6 @@
 
 import sys
 
-from nnopt.cli import main
+from nnopt.cli.main import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Validation, study expansion and packing at parse time, and the input functions.
 
 Order matters: the config is checked against the JSON schema, then every study is expanded
-and every run spec validated (nnopt.studies.parse_config), before any job exists. A bad
+and every run spec validated (nnopt.config.studies.parse_config), before any job exists. A bad
 config prints one line naming the key and exits 1: no traceback, no job started.
 """
 
@@ -13,13 +13,13 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from nnopt import packing
-from nnopt.data import cache_path
-from nnopt.recovery import claim_working_dir
-from nnopt.results import is_finished
-from nnopt.spec import SpecError
-from nnopt.check import check_config, check_config_files, check_writable
-from nnopt.studies import schema_error_message
+from nnopt.plan import packing
+from nnopt.train.data import cache_path
+from nnopt.plan.recovery import claim_working_dir
+from nnopt.store.runs import is_finished
+from nnopt.config.spec import SpecError
+from nnopt.config.check import check_config, check_config_files, check_writable
+from nnopt.config.studies import schema_error_message
 
 RESULTS = "results"
 RUNS_DIR = f"{RESULTS}/runs"

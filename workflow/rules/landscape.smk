@@ -1,4 +1,4 @@
-"""Loss landscapes of the studies marked `landscape: true` (nnopt.landscape_job).
+"""Loss landscapes of the studies marked `landscape: true` (nnopt.landscape.job).
 
 One job per study: it picks the best seed of each configuration from runs.parquet, re-trains
 it with weight snapshots, and evaluates the grids in resumable batches (part files under

@@ -6,8 +6,8 @@ Every training job then memory-maps the same prepared arrays instead of regenera
 import sys
 from pathlib import Path
 
-from nnopt.data import prepare_dataset
-from nnopt.spec import parse_spec
+from nnopt.train.data import prepare_dataset
+from nnopt.config.spec import parse_spec
 
 
 def main(smk) -> None:

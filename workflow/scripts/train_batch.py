@@ -11,16 +11,16 @@ import time
 
 STARTED = time.time()
 
-from nnopt import packing
-from nnopt.results import read_run
-from nnopt.spec import parse_spec
+from nnopt.plan import packing
+from nnopt.store.runs import read_run
+from nnopt.config.spec import parse_spec
 
 
 def main(smk) -> None:
     gpus = int(getattr(smk.resources, "gpu", 0) or 0)
     if gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
         packing.claim_gpus(gpus, ".snakemake/nnopt-gpu-locks")
-    from nnopt.runner import run_batch  # after CUDA_VISIBLE_DEVICES: torch reads it once
+    from nnopt.train.runner import run_batch  # after CUDA_VISIBLE_DEVICES: torch reads it once
 
     items = [{**item, "spec": parse_spec(item["spec"])} for item in smk.params.runs]
 

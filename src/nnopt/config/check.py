@@ -1,0 +1,226 @@
+"""Pre-flight checks: everything that can be validated before a job starts.
+
+`check_config_file` / `check_spec_file` (the `nnopt check` verb) read the file with a strict safe YAML
+loader (no tags that build Python objects, no duplicate keys), parse it with
+`nnopt.config.studies.parse_config` / `nnopt.config.spec.parse_spec`, then check what parsing cannot see:
+the data files themselves (readable, numeric, finite, valid labels), the devices a spec asks
+for, and the study fields the report uses (metric names, baseline values). The first problem
+is printed as one line, `error: <file>: <key path>: <what is wrong>; allowed: ...`, and the
+exit code is 2; nothing is trained. No torch import unless a spec asks for CUDA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nnopt.config.check_io import check_data, check_device, check_table, check_writable
+from nnopt.config.metrics import METRIC_NAMES
+from nnopt.config.spec import RunSpec, SpecError, did_you_mean, parse_spec
+from nnopt.config.studies import Config, Study, parse_config
+
+__all__ = [
+    "read_yaml",
+    "check_spec",
+    "check_config",
+    "check_spec_file",
+    "check_config_file",
+    "check_config_files",
+    "check_data",
+    "check_table",
+    "check_device",
+    "check_writable",
+]
+
+# YTE (Snakemake's config loader) evaluates `?expr` values when this key is true.
+_CODE_KEYS = ("__use_yte__",)
+# A config of 20 studies x a few dozen keys is ~1e3 values; aliases may not blow it past this.
+_MAX_VALUES = 100_000
+
+
+# --- YAML: safe, strict, one-line errors ---------------------------------------------------
+
+
+def _strict_loader() -> type:
+    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        loader.flatten_mapping(node)
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
+def _yaml_message(err: Exception) -> str:
+    """One line from a (multi-line) PyYAML error: 'line L: problem'."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if "constructor for the tag" in problem:
+        tag = problem.split("tag", 1)[1].strip(" '").replace("tag:yaml.org,2002:", "!!")
+        problem = f"tag {tag} is refused: configs are plain data and are never run as code"
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}; allowed: plain YAML mappings, lists and scalars"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of `path`, or SpecError('<path>: <what is wrong>')."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise SpecError(f"{path}: {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not UTF-8 text; allowed: a YAML or JSON file") from None
+    try:
+        raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: {_yaml_message(err)}") from None
+    if _expanded_size(raw, _MAX_VALUES) > _MAX_VALUES:
+        raise SpecError(
+            f"{path}: YAML aliases expand to more than {_MAX_VALUES} values; allowed: "
+            "configs of ordinary size (is this an alias bomb?)"
+        )
+    return raw
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Values in `value` counting every alias use, stopping once past `limit` (bounded work)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+# --- specs and configs ---------------------------------------------------------------------
+
+
+def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
+    for data in dict.fromkeys(s.data for s in specs):  # each distinct dataset once
+        check_data(data)
+    if devices:
+        for device in dict.fromkeys(s.device for s in specs):
+            check_device(device)
+
+
+def check_spec(raw: Any, *, devices: bool = True) -> RunSpec:
+    """Parse a run spec mapping and check its data and device; SpecError on the first problem."""
+    if raw is None:
+        raise SpecError("spec: empty file; allowed: a mapping of sections (data, model, ...)")
+    spec = parse_spec(raw)
+    _check_resources([spec], devices)
+    return spec
+
+
+def _check_study(study: Study) -> None:
+    path = f"studies.{study.name}"
+    for metric in study.metrics:
+        if metric not in METRIC_NAMES:
+            raise SpecError(
+                f"{path}.metrics: unknown metric {metric!r}; allowed: {', '.join(METRIC_NAMES)}"
+                + did_you_mean(metric, METRIC_NAMES)
+            )
+    for metric in study.columns:
+        if metric not in study.metrics:
+            raise SpecError(
+                f"{path}.columns.{metric}: not one of this study's metrics; allowed: "
+                + ", ".join(study.metrics) + did_you_mean(metric, study.metrics)
+            )
+    values = {**study.grid, **study.zip}
+    for key, value in study.baseline.items():
+        if key in values and value not in values[key]:
+            allowed = ", ".join(map(str, values[key]))
+            raise SpecError(
+                f"{path}.baseline.{key}: {value!r} is not one of the study's values; "
+                f"allowed: {allowed}" + did_you_mean(value, values[key])
+            )
+
+
+def _check_names(config: Config) -> None:
+    """Study names become folder names: two that differ only by case collide on macOS."""
+    seen: dict[str, str] = {}
+    for study in config.studies:
+        other = seen.setdefault(study.name.lower(), study.name)
+        if other != study.name:
+            raise SpecError(
+                f"studies.{study.name}: differs from study '{other}' only by letter case; "
+                "their result folders would collide on case-insensitive file systems"
+            )
+
+
+def check_config(raw: Any, *, devices: bool = True) -> Config:
+    """Parse a study config and check every study, dataset and device; SpecError on a problem."""
+    if isinstance(raw, Mapping):
+        for key in _CODE_KEYS:
+            if key in raw:
+                raise SpecError(
+                    f"{key}: refused; it makes Snakemake's config loader run values as Python "
+                    "code, and nnopt configs are plain data"
+                )
+    config = parse_config(raw)
+    _check_names(config)
+    for study in config.studies:
+        _check_study(study)
+    _check_resources([r.spec for r in config.runs], devices)
+    return config
+
+
+def _in_file(path: Path, check: Any, **kwargs: Any) -> Any:
+    raw = read_yaml(path)
+    try:
+        return check(raw, **kwargs)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
+
+
+def check_config_files(paths: Sequence[str | Path]) -> None:
+    """Re-read config files strictly (the workflow's own loader is lenient).
+
+    Snakemake reads `--configfile` with YAML's FullLoader and YTE: duplicate keys silently
+    keep the last value and `__use_yte__: true` runs `?expr` values as Python. This finds
+    both (and alias bombs) in each file, naming it, so the workflow stops before any job.
+    """
+    for path in paths:
+        raw = read_yaml(path)
+        for key in _CODE_KEYS:
+            if isinstance(raw, Mapping) and key in raw:
+                raise SpecError(
+                    f"{path}: {key}: refused; it makes Snakemake's config loader run values "
+                    "as Python code, and nnopt configs are plain data"
+                )
+
+
+def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
+    """`check_spec` of a YAML/JSON file; errors start with the file name."""
+    return _in_file(Path(path), check_spec, devices=devices)
+
+
+def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
+    """`check_config` of a YAML/JSON file; errors start with the file name."""
+    return _in_file(Path(path), check_config, devices=devices)

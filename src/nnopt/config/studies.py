@@ -1,0 +1,433 @@
+"""Studies: a declared comparison expanded into concrete runs (no torch, no Snakemake).
+
+A config holds `defaults` (a partial run spec), default `seeds`, and a list of `studies`.
+Each study varies factors (dotted spec paths) by `grid` (cartesian product), `zip` (paired
+lists) and `random` (n samples drawn with a fixed sampler seed); the three parts combine as a
+product, and every configuration is run once per seed. See docs/contract.md §3.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random as _random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from nnopt.config.landscape_settings import parse_settings
+from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+
+__all__ = [
+    "Run",
+    "Study",
+    "Config",
+    "load_config",
+    "parse_config",
+    "expand",
+    "config_label",
+    "schema_error_message",
+    "LABEL_PREFIX",
+]
+
+# Factor keys under `label.` (e.g. label.regularizer: [none, l1, l2]) name configurations
+# for tables and claims without being spec fields; pair them with spec factors in a zip.
+LABEL_PREFIX = "label."
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would accept a trailing newline
+_STUDY_KEYS = (
+    "name",
+    "title",
+    "description",
+    "base",
+    "grid",
+    "zip",
+    "random",
+    "seeds",
+    "rows",
+    "baseline",
+    "metrics",
+    "columns",
+    "landscape",
+)
+_CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape")
+_DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a study: its spec and the factor values that produced it."""
+
+    study: str
+    spec: RunSpec
+    factors: tuple[tuple[str, Any], ...]  # (dotted key, value) in the study's factor order
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def config(self) -> str:
+        return config_label(dict(self.factors))
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    description: str
+    base: Mapping[str, Any]  # the merged partial spec (defaults + study base)
+    grid: Mapping[str, tuple[Any, ...]]
+    zip: Mapping[str, tuple[Any, ...]]
+    random: Mapping[str, Any] | None
+    seeds: tuple[int, ...]
+    rows: str | None
+    baseline: Mapping[str, Any]
+    metrics: tuple[str, ...]
+    columns: Mapping[str, str]
+    landscape: bool = False
+    runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def factor_keys(self) -> tuple[str, ...]:
+        keys = list(self.grid) + list(self.zip)
+        if self.random:
+            keys += list(self.random["params"])
+        return tuple(keys)
+
+
+@dataclass(frozen=True)
+class Config:
+    studies: tuple[Study, ...]
+    max_runs_per_study: int
+    runs_per_job: int | None  # None = chosen from the cores and the study size
+    raw: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
+
+    def study(self, name: str) -> Study:
+        for s in self.studies:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        return tuple(r for s in self.studies for r in s.runs)
+
+
+def config_label(factors: Mapping[str, Any]) -> str:
+    """A stable, readable label of one configuration: 'a.b=1, c.d=relu'."""
+    if not factors:
+        return "base"
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in factors.items())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A copy of `tree` with `dotted` (e.g. 'optimizer.lr' or 'seed') set to `value`."""
+    head, _, rest = dotted.partition(".")
+    out = dict(tree)
+    if not rest:
+        out[head] = value
+    else:
+        child = out.get(head) or {}
+        out[head] = _set_path(child if isinstance(child, Mapping) else {}, rest, value)
+    return out
+
+
+def _seeds(path: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(value))
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and len(set(value)) == len(value)
+    ):
+        return tuple(value)
+    raise SpecError(
+        f"{path}: expected a positive number of seeds or a list of distinct seeds >= 0, "
+        f"got {short_repr(value)}"
+    )
+
+
+def _factor_lists(path: str, raw: Any) -> dict[str, tuple[Any, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}: expected a mapping of spec keys to lists of values")
+    out = {}
+    for key, values in raw.items():
+        if not isinstance(values, list):
+            raise SpecError(f"{path}.{key}: expected a list of values, got {short_repr(values)}")
+        if not values:
+            raise SpecError(f"{path}.{key}: empty list; a factor needs at least one value")
+        out[str(key)] = tuple(values)
+    return out
+
+
+def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
+    if not isinstance(dist, Mapping) or len(dist) != 1 or next(iter(dist)) not in _DISTRIBUTIONS:
+        raise SpecError(
+            f"{path}: expected one of {{log_uniform: [lo, hi]}}, {{uniform: [lo, hi]}}, "
+            f"{{choice: [values]}}; got {short_repr(dist)}"
+        )
+    kind, arg = next(iter(dist.items()))
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            raise SpecError(f"{path}.choice: expected a non-empty list, got {short_repr(arg)}")
+        return rng.choice(arg)
+    if (
+        not isinstance(arg, list)
+        or len(arg) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)
+        or not arg[0] < arg[1]
+        or (kind == "log_uniform" and arg[0] <= 0)
+    ):
+        allowed = "0 < lo < hi" if kind == "log_uniform" else "lo < hi"
+        raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {short_repr(arg)}")
+    lo, hi = arg
+    if kind == "uniform":
+        return lo + (hi - lo) * rng.random()
+    return math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
+
+
+def _random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return [{}]
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}: expected a mapping with n, seed and params")
+    unknown = set(raw) - {"n", "seed", "params"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SpecError(f"{path}.{key}: unknown key; allowed: n, seed, params")
+    n, seed, params = raw.get("n"), raw.get("seed", 0), raw.get("params")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"{path}.n: expected an integer >= 1, got {short_repr(n)}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"{path}.seed: expected an integer, got {short_repr(seed)}")
+    if not isinstance(params, Mapping) or not params:
+        raise SpecError(f"{path}.params: expected a non-empty mapping of spec keys to distributions")
+    # One sampler seeded once: the same config gives the same samples, so the DAG is stable.
+    rng = _random.Random(seed)
+    return [
+        {key: _sample(f"{path}.params.{key}", dist, rng) for key, dist in params.items()}
+        for _ in range(n)
+    ]
+
+
+def _configurations(study_path: str, grid: Mapping, zipped: Mapping, rnd: Any) -> list[dict]:
+    grid_part = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    lengths = {len(v) for v in zipped.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
+        raise SpecError(f"{study_path}.zip: lists must have equal lengths (got {sizes})")
+    zip_part = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
+    random_part = _random_configs(f"{study_path}.random", rnd)
+    return [{**g, **z, **r} for g in grid_part for z in zip_part for r in random_part]
+
+
+def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
+    """All runs of a study: configurations × seeds, each a validated RunSpec."""
+    path = f"studies.{study.name}"
+    runs: list[Run] = []
+    seen: dict[str, str] = {}  # run_id -> configuration label
+    for factors in _configurations(path, study.grid, study.zip, study.random):
+        tree = study.base
+        for key, value in factors.items():
+            if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
+                tree = _set_path(tree, key, value)
+        label = config_label(factors)
+        for seed in study.seeds:
+            try:
+                spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
+            except SpecError as err:
+                raise SpecError(f"{path}: {err}") from None
+            if spec.run_id in seen and study.random:
+                break  # the sampler drew this configuration already
+            if spec.run_id in seen:
+                raise SpecError(
+                    f"{path}: configurations '{seen[spec.run_id]}' and '{label}' give "
+                    "identical runs; a factor list repeats a value, or a label.* factor "
+                    "is not paired (zip) with the spec values it names"
+                )
+            seen[spec.run_id] = label
+            runs.append(Run(study.name, spec, tuple(factors.items())))
+    return tuple(runs)
+
+
+def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"studies[{index}]: expected a mapping with at least a name")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError(
+            f"studies[{index}].name: expected letters, digits, '_' or '-', got {short_repr(name)}"
+        )
+    path = f"studies.{name}"
+    for key in raw:
+        if key not in _STUDY_KEYS:
+            raise SpecError(
+                f"{path}.{key}: unknown key; allowed: {', '.join(_STUDY_KEYS)}"
+                + did_you_mean(key, _STUDY_KEYS)
+            )
+    base = raw.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise SpecError(f"{path}.base: expected a mapping (a partial run spec)")
+    grid = _factor_lists(f"{path}.grid", raw.get("grid"))
+    zipped = _factor_lists(f"{path}.zip", raw.get("zip"))
+    both = set(grid) & set(zipped)
+    if both:
+        raise SpecError(f"{path}: factor {sorted(both)[0]} is in both grid and zip")
+    sampled = raw.get("random") or {}
+    params = sampled.get("params") if isinstance(sampled, Mapping) else None
+    for key in sorted(set(params or {}) & (set(grid) | set(zipped))):
+        raise SpecError(f"{path}.random.params.{key}: already a grid/zip factor of this study")
+    metrics = raw.get("metrics", ["test_accuracy"])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise SpecError(f"{path}.metrics: expected a non-empty list of metric names")
+    columns = raw.get("columns") or {}
+    if not isinstance(columns, Mapping):
+        raise SpecError(f"{path}.columns: expected a mapping of metric name to column header")
+    for key in ("title", "description"):
+        if not isinstance(raw.get(key) or "", str):
+            raise SpecError(f"{path}.{key}: expected text, got {short_repr(raw[key])}")
+    baseline = raw.get("baseline") or {}
+    if not isinstance(baseline, Mapping):
+        raise SpecError(f"{path}.baseline: expected a mapping of factor key to value")
+    study = Study(
+        name=name,
+        title=str(raw.get("title") or name),
+        description=str(raw.get("description") or ""),
+        base=merge(defaults, base),
+        grid=grid,
+        zip=zipped,
+        random=raw.get("random"),
+        seeds=_seeds(f"{path}.seeds", raw.get("seeds", seeds)),
+        rows=raw.get("rows"),
+        baseline=dict(baseline),
+        metrics=tuple(metrics),
+        columns={str(k): str(v) for k, v in columns.items()},
+        landscape=bool(raw.get("landscape", False)),
+    )
+    factor_keys = study.factor_keys
+    for key in [*( [study.rows] if study.rows else []), *study.baseline]:
+        if key not in factor_keys:
+            raise SpecError(
+                f"{path}: '{key}' (rows/baseline) is not a factor of this study; factors: "
+                f"{', '.join(factor_keys) or 'none'}" + did_you_mean(key, factor_keys)
+            )
+    return study
+
+
+def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
+    """Validate a whole config and expand every study; raise SpecError naming the key."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("config: expected a mapping with 'studies'")
+    for key in raw:
+        if key not in _CONFIG_KEYS:
+            raise SpecError(
+                f"{key}: unknown top-level key; allowed: {', '.join(_CONFIG_KEYS)}"
+                + did_you_mean(key, _CONFIG_KEYS)
+            )
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise SpecError("defaults: expected a mapping (a partial run spec)")
+    if raw.get("landscape") is not None:  # grid settings of the landscape rule (contract §5)
+        parse_settings(raw["landscape"])
+    cap = raw.get("max_runs_per_study", 2000)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise SpecError(f"max_runs_per_study: expected an integer >= 1, got {short_repr(cap)}")
+    per_job = raw.get("runs_per_job", "auto")
+    if per_job != "auto" and (isinstance(per_job, bool) or not isinstance(per_job, int) or per_job < 1):
+        raise SpecError(f"runs_per_job: expected 'auto' or an integer >= 1, got {short_repr(per_job)}")
+    raw_studies = raw.get("studies")
+    if not isinstance(raw_studies, list) or not raw_studies:
+        raise SpecError("studies: expected a non-empty list of studies")
+    studies, seen = [], set()
+    for index, entry in enumerate(raw_studies):
+        study = _parse_study(index, entry, defaults, raw.get("seeds", 1))
+        if study.name in seen:
+            raise SpecError(f"studies.{study.name}: duplicate study name")
+        seen.add(study.name)
+        runs = expand(study, file_root=file_root)
+        if not runs:
+            raise SpecError(f"studies.{study.name}: expands to zero runs")
+        if len(runs) > cap:
+            raise SpecError(
+                f"studies.{study.name}: expands to {len(runs)} runs, more than "
+                f"max_runs_per_study ({cap}); raise the cap or shrink the factors"
+            )
+        studies.append(_with_runs(study, runs))
+    return Config(
+        studies=tuple(studies),
+        max_runs_per_study=cap,
+        runs_per_job=None if per_job == "auto" else per_job,
+        raw=raw,
+    )
+
+
+def _with_runs(study: Study, runs: tuple[Run, ...]) -> Study:
+    from dataclasses import replace
+
+    return replace(study, runs=runs)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config (safe loader) and parse it; errors name the file and the key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read config ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(raw)
+
+
+def _schema_path(parts: list[Any], raw: Any) -> str:
+    """['studies', 2, 'grid'] → 'studies.<name of study 2>.grid' (parse_config's own form)."""
+    text, node = "", raw
+    for i, part in enumerate(parts):
+        child = node[part] if isinstance(node, (Mapping, list)) else None
+        if isinstance(part, int):
+            name = child.get("name") if isinstance(child, Mapping) else None
+            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and _NAME.fullmatch(name)
+            text += f".{name}" if study else f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+        node = child
+    return text
+
+
+def schema_error_message(error: Any, raw: Any) -> str:
+    """One line for a jsonschema ValidationError: the dotted key, what is wrong, what is allowed."""
+    path = _schema_path(list(error.absolute_path), raw)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = list(schema.get("properties", {}))
+        key = sorted(str(k) for k in set(error.instance) - set(allowed))[0]
+        return (
+            f"{f'{path}.{key}' if path else key}: unknown key; allowed: {', '.join(allowed)}"
+            + did_you_mean(key, allowed)
+        )
+    where = path or "config"
+    if error.validator in ("oneOf", "anyOf") or len(error.message) > 200:
+        # jsonschema's message embeds the full repr of the value; keep one readable line.
+        message = f"{where}: {short_repr(error.instance)} is not valid"
+    else:
+        message = f"{where}: {error.message}"
+    described = schema.get("description")
+    return f"{message}; expected {described}" if described else message

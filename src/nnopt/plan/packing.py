@@ -1,0 +1,330 @@
+"""Packing runs into Snakemake jobs, and the small helpers the workflow's jobs share.
+
+One Snakemake job trains a *batch* of runs in one process, so `import torch` (~1.3 s) and
+the dataset load are paid once per batch, not once per run. Runs are packed per study
+(and per resource class: threads, GPUs) by longest-processing-time-first (LPT) on an
+estimated cost, so the batches of a study take about equally long; Snakemake then starts
+the costliest batches first (job priority = estimated seconds), which is LPT over jobs and
+keeps every core busy until the end.
+
+A batch's id is `{study}-{hash of its member run ids}`: an unchanged study keeps its batch
+ids (Snakemake reruns nothing), a changed study gets new ids only for its own batches, and
+the runner skips the runs of a new batch that are already finished. No torch here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from nnopt.config.spec import RunSpec
+from nnopt.config.studies import Config, Run
+
+__all__ = [
+    "Batch",
+    "TARGET_JOB_S",
+    "MAX_RUNS_PER_JOB",
+    "estimate_cost_s",
+    "resource_class",
+    "lpt",
+    "batch_id",
+    "plan_batches",
+    "run_items",
+    "write_json_atomic",
+    "failed_runs",
+    "claim_gpus",
+    "plan_table",
+    "cuda_present",
+]
+
+# A job pays ~3 s before its first step (python, torch, torch._dynamo via torch.optim, the
+# dataset): 120 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so about a
+# minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
+# finish together; 128 runs at most, so that a crashed process (OOM, segfault) delays few
+# runs (each finished run is already written and never retrained).
+TARGET_JOB_S = 120.0
+MAX_RUNS_PER_JOB = 128
+
+# Cost model constants, measured on the 2-core reference machine with the engine's
+# preloaded-tensor loop (benchmarks/studyset.py prints estimate vs measured per batch).
+_RUN_OVERHEAD_S = 0.05  # model/optimizer build, final test evaluation, writing the run dir
+_STEP_OVERHEAD_S = 190e-6  # python + optimizer of one step, plus per layer:
+_LAYER_STEP_S = 35e-6  # ... each Linear/Conv layer's forward+backward launches
+_NORM_STEP_S = 60e-6  # ... and each hidden layer's batch norm or dropout
+_EVAL_OVERHEAD_S = 0.5e-3
+_FLOPS_PER_S = 25e9  # sustained fp32 throughput of one core on these small matmuls
+_BF16_CPU_SLOWDOWN = 2.0  # bf16 autocast on a CPU without AMX runs slower than fp32
+_RANK_LAUNCH_S = 1.5  # data-parallel: per rank, a spawned process that imports torch
+_ALLREDUCE_S = 200e-6  # data-parallel: one gradient all-reduce (gloo, small model)
+
+# (input features, classes, samples) per dataset, for the cost model only: a wrong guess
+# costs balance between jobs, never correctness.
+_DATA_SHAPES = {"mnist1d": (40, 10, 4000), "digits": (64, 10, 1797)}
+_UNKNOWN_SHAPE = (100, 10, 10_000)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The runs one Snakemake job trains, in one process."""
+
+    batch_id: str
+    study: str
+    runs: tuple[Run, ...]
+    cost_s: float  # estimated wall seconds of training (start-up excluded)
+    threads: int
+    gpus: int
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return tuple(r.run_id for r in self.runs)
+
+
+def _data_dims(spec: RunSpec) -> tuple[int, int, int]:
+    d = spec.data
+    if d.name in ("spirals", "blobs"):
+        features = 2 if d.name == "spirals" else d.n_features
+        return features, d.n_classes, d.n_samples or 1000
+    features, classes, samples = _DATA_SHAPES.get(d.name, _UNKNOWN_SHAPE)
+    return features, classes, d.n_samples or samples
+
+
+def _forward_flops(spec: RunSpec, features: int, classes: int) -> float:
+    """Multiply-adds × 2 of one sample's forward pass (MLP; CNNs over a length-`features` signal)."""
+    m = spec.model
+    if m.kind == "mlp":
+        if m.depth == 0:
+            return 2.0 * features * classes
+        return 2.0 * (features * m.width + (m.depth - 1) * m.width**2 + m.width * classes)
+    length = features if m.kind == "cnn1d" else features  # 2-D: features ≈ pixels
+    conv = m.kernel_size * m.width * (1 + (m.depth - 1) * m.width) if m.depth else 0
+    return 2.0 * (length * conv + m.width * classes)
+
+
+def estimate_cost_s(spec: RunSpec) -> float:
+    """Estimated seconds to train `spec` on one core: steps × (overhead + FLOPs) + evals."""
+    features, classes, samples = _data_dims(spec)
+    n_train = max(1, int(samples * (1 - spec.data.val_fraction - spec.data.test_fraction)))
+    n_val = int(samples * spec.data.val_fraction)
+    b = spec.budget
+    steps_per_epoch = math.ceil(n_train / b.batch_size)
+    steps = b.steps if b.steps is not None else b.epochs * steps_per_epoch
+    e = spec.evaluation
+    every = e.every_steps or max(1, round(e.every_epochs * steps_per_epoch))
+    evals = math.ceil(steps / every) + 1
+    fwd = _forward_flops(spec, features, classes)
+    m = spec.model
+    step_s = _STEP_OVERHEAD_S + _LAYER_STEP_S * (m.depth + 1)
+    step_s += _NORM_STEP_S * m.depth * (int(m.batch_norm) + int(m.dropout > 0))
+    step_s += 3.0 * fwd * b.batch_size / _FLOPS_PER_S  # forward + backward ≈ 3 forwards
+    eval_samples = min(n_train, e.max_train_eval_samples) + n_val
+    eval_s = _EVAL_OVERHEAD_S + fwd * eval_samples / _FLOPS_PER_S
+    cost = _RUN_OVERHEAD_S + steps * step_s + evals * eval_s
+    if spec.device.precision == "bf16" and spec.device.device == "cpu":
+        cost *= _BF16_CPU_SLOWDOWN
+    if spec.device.world_size > 1:
+        cost += _RANK_LAUNCH_S * spec.device.world_size + steps * _ALLREDUCE_S
+    return cost
+
+
+def resource_class(spec: RunSpec, *, cuda_present: bool = False) -> tuple[int, int]:
+    """(threads, gpus) a run needs: data-parallel CPU ranks each take a core."""
+    d = spec.device
+    on_gpu = d.device == "cuda" or (d.device == "auto" and cuda_present)
+    if on_gpu:
+        return d.threads, d.world_size
+    return d.threads * d.world_size, 0
+
+
+def lpt(costs: Sequence[float], n_bins: int, *, cap: int | None = None) -> list[list[int]]:
+    """Longest processing time first: indices into `costs`, as `n_bins` balanced bins.
+
+    Each item goes to the least-loaded bin that holds fewer than `cap` items; ties go to
+    the lower index, so the result depends only on the costs' order.
+    """
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    bins: list[list[int]] = [[] for _ in range(n_bins)]
+    loads = [0.0] * n_bins
+    for i in order:
+        open_bins = [j for j in range(n_bins) if cap is None or len(bins[j]) < cap]
+        j = min(open_bins, key=lambda j: (loads[j], j))
+        bins[j].append(i)
+        loads[j] += costs[i]
+    return [sorted(b) for b in bins if b]
+
+
+def batch_id(study: str, run_ids: Iterable[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(run_ids)).encode()).hexdigest()[:10]
+    return f"{study}-{digest}"
+
+
+def _n_bins(n_runs: int, cost_s: float, share: float, *, per_job: int | None) -> int:
+    """Jobs for one group: a whole number of jobs of about TARGET_JOB_S per core of its
+    share, so its cores finish together (5 equal jobs on 2 cores leave one idle for the
+    last; 4 or 6 do not)."""
+    if per_job is not None:
+        return math.ceil(n_runs / per_job)
+    cores = math.ceil(share)  # this group's share of the cores, so none idles
+    per_core = max(1, round(cost_s / cores / TARGET_JOB_S))
+    return min(n_runs, max(cores * per_core, math.ceil(n_runs / MAX_RUNS_PER_JOB), 1))
+
+
+def plan_batches(
+    config: Config, *, cores: int = 1, cuda_present: bool = False
+) -> tuple[Batch, ...]:
+    """Every run of `config`, packed into batches (deterministic for a config and cores).
+
+    The number of batches of a group (study × resource class) is the larger of its cost
+    over TARGET_JOB_S and its cost share of `cores`, so a one-study config still fills
+    every core; `config.runs_per_job` overrides this with a fixed count per job.
+    """
+    groups: dict[tuple[str, int, int], list[Run]] = {}
+    seen: set[tuple[str, str]] = set()
+    for run in config.runs:
+        if (run.study, run.run_id) in seen:  # a repeated value in a factor list
+            continue
+        seen.add((run.study, run.run_id))
+        key = (run.study, *resource_class(run.spec, cuda_present=cuda_present))
+        groups.setdefault(key, []).append(run)
+    costs = {key: [estimate_cost_s(r.spec) for r in runs] for key, runs in groups.items()}
+    total_s = sum(sum(c) for c in costs.values()) or 1.0
+    batches = []
+    for (study, threads, gpus), runs in groups.items():
+        cost = costs[(study, threads, gpus)]
+        share = max(1, cores) * sum(cost) / total_s
+        n_bins = _n_bins(len(runs), sum(cost), share, per_job=config.runs_per_job)
+        cap = config.runs_per_job or MAX_RUNS_PER_JOB
+        for members in lpt(cost, n_bins, cap=cap):
+            chosen = tuple(runs[i] for i in members)
+            batches.append(
+                Batch(
+                    batch_id=batch_id(study, (r.run_id for r in chosen)),
+                    study=study,
+                    runs=chosen,
+                    cost_s=sum(cost[i] for i in members),
+                    threads=threads,
+                    gpus=gpus,
+                )
+            )
+    return tuple(batches)
+
+
+def run_items(batch: Batch, runs_dir: str | Path) -> list[dict[str, Any]]:
+    """The runner's input: one {study, factors, spec, out} per run (plain JSON data)."""
+    return [
+        {
+            "study": r.study,
+            "factors": dict(r.factors),
+            "spec": r.spec.to_dict(),
+            "out": str(Path(runs_dir) / r.study / r.run_id),
+        }
+        for r in batch.runs
+    ]
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def failed_runs(manifest: str | Path) -> list[str]:
+    """Run ids a batch manifest records as failed (an unreadable manifest counts as failed)."""
+    try:
+        record = json.loads(Path(manifest).read_text())
+        rows = record["runs"] if isinstance(record, dict) else record  # cli: a bare list
+        return [r.get("run_id", "?") for r in rows if r.get("status") == "failed"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ["<unreadable manifest>"]
+
+
+_held_locks: list[int] = []  # file descriptors kept open: a lock lives as long as the process
+
+
+def cuda_present() -> bool:
+    """Whether this machine has NVIDIA devices (checked without importing torch)."""
+    return bool(_gpu_pool())
+
+
+def _gpu_pool() -> list[str]:
+    pool = os.environ.get("NNOPT_GPUS")
+    if pool:
+        return [p.strip() for p in pool.split(",") if p.strip()]
+    return sorted(p.name[len("nvidia") :] for p in Path("/dev").glob("nvidia[0-9]*"))
+
+
+def claim_gpus(n: int, lock_dir: str | Path, *, timeout_s: float = 60.0) -> list[str]:
+    """Claim `n` GPU ids from the pool by file locks and set CUDA_VISIBLE_DEVICES to them.
+
+    Snakemake's `--resources gpu=N` keeps the number of GPUs in use ≤ N; the locks decide
+    *which* devices, so two parallel jobs never share one by accident. The pool is
+    NNOPT_GPUS (e.g. "0,1") or the /dev/nvidiaK devices. Call before torch touches CUDA.
+    """
+    pool = _gpu_pool()
+    if n > len(pool):
+        raise RuntimeError(f"need {n} GPU(s), the pool has {len(pool)}: {pool or 'none'}")
+    Path(lock_dir).mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    claimed: list[str] = []
+    while len(claimed) < n:
+        for gpu in pool:
+            if gpu in claimed or len(claimed) == n:
+                continue
+            fd = os.open(Path(lock_dir) / f"gpu{gpu}.lock", os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            _held_locks.append(fd)
+            claimed.append(gpu)
+        if len(claimed) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not claim {n} GPU(s) in {timeout_s:.0f} s")
+            time.sleep(0.5)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claimed)
+    return claimed
+
+
+def plan_table(config: Config, batches: Sequence[Batch], finished: set[str]) -> str:
+    """What a newcomer is about to start: per study, configurations, seeds, runs, finished."""
+    head = ("study", "configs", "seeds", "runs", "finished", "to train", "jobs", "est. s")
+    rows = []
+    for study in config.studies:
+        mine = [b for b in batches if b.study == study.name]
+        ids = {r.run_id for b in mine for r in b.runs}
+        done = len(ids & finished)
+        todo_s = sum(
+            estimate_cost_s(r.spec) for b in mine for r in b.runs if r.run_id not in finished
+        )
+        n_configs = len({r.config for r in study.runs})
+        rows.append(
+            (study.name, n_configs, len(study.seeds), len(ids), done, len(ids) - done,
+             sum(1 for b in mine if set(b.run_ids) - finished), f"{todo_s:.0f}")
+        )  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))) for row in [head, *rows]]  # fmt: skip
+    n_runs = sum(r[3] for r in rows)
+    n_done = sum(r[4] for r in rows)
+    lines.append(
+        f"{len(rows)} studies, {n_runs} runs: {n_done} finished, {n_runs - n_done} to train "
+        f"in {sum(r[6] for r in rows)} jobs (est. s = estimated single-core training seconds left)"
+    )
+    return "\n".join(lines)

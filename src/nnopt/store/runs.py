@@ -1,0 +1,242 @@
+"""The run directory (docs/contract.md §2): metrics.json + curve.parquet, written atomically.
+
+A run directory is first written as `.{run_id}.tmp-*` beside its final place, every file
+fsynced, then renamed: a directory that exists is complete. No torch here.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from nnopt.config.metrics import METRIC_NAMES
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "METRIC_NAMES",
+    "CURVE_COLUMNS",
+    "RunResult",
+    "write_run",
+    "read_run",
+    "read_curve",
+    "is_finished",
+    "provenance",
+    "now_iso",
+]
+
+SCHEMA_VERSION = 1
+FINISHED_STATUSES = ("ok", "diverged")
+
+# curve.parquet columns and their Polars dtype names.
+CURVE_COLUMNS = {
+    "step": "Int64",
+    "epoch": "Float64",
+    "train_time_s": "Float64",
+    "lr": "Float64",
+    "train_loss": "Float64",
+    "train_accuracy": "Float64",
+    "val_loss": "Float64",
+    "val_accuracy": "Float64",
+    "grad_norm": "Float64",
+    "weight_norm": "Float64",
+    "layer_grad_norms": "List(Float64)",
+}
+
+
+@dataclass
+class RunResult:
+    """What `engine.train` returns: plain data, no tensors."""
+
+    status: str  # ok | diverged | failed
+    error: str | None = None
+    traceback: str | None = None
+    diverged_at_step: int | None = None
+    metrics: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(METRIC_NAMES))
+    curve: list[dict[str, Any]] = field(default_factory=list)  # one dict per eval point
+    layer_names: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask: a Slurm allocation or a
+    container limit, not the whole host)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions and host facts that explain a run's numbers; `extra` adds engine facts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    info = {
+        "nnopt": ver("nnopt"),
+        "torch": ver("torch"),
+        "numpy": ver("numpy"),
+        "polars": ver("polars"),
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": usable_cpus(),
+    }
+    info.update(extra)
+    return info
+
+
+def _curve_frame(rows: list[dict[str, Any]]):
+    import polars as pl
+
+    schema = {
+        "step": pl.Int64,
+        **{c: pl.Float64 for c in CURVE_COLUMNS if c not in ("step", "layer_grad_norms")},
+        "layer_grad_norms": pl.List(pl.Float64),
+    }
+    columns = {c: [row.get(c) for row in rows] for c in schema}
+    return pl.DataFrame(columns, schema=schema)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:  # ENOSPC from write() carries no file name: add it
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_run(
+    out_dir: str | Path,
+    result: RunResult,
+    *,
+    run_id: str,
+    study: str,
+    factors: Mapping[str, Any],
+    spec: Mapping[str, Any],
+) -> Path:
+    """Write `result` to `out_dir` atomically; replaces an existing (e.g. failed) run."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "study": study,
+        "factors": dict(factors),
+        "seed": spec.get("seed"),
+        "status": result.status,
+        "error": result.error,
+        "traceback": result.traceback,
+        "diverged_at_step": result.diverged_at_step,
+        "spec": dict(spec),
+        "metrics": {name: result.metrics.get(name) for name in METRIC_NAMES},
+        "layer_names": list(result.layer_names),
+        "provenance": result.provenance,
+    }
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a results folder is for everyone to read
+        text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
+        _fsync_write(tmp / "metrics.json", text.encode())
+        # Serialized in memory, written by _fsync_write: a full disk then raises an OSError
+        # naming the file, not a polars ComputeError.
+        curve = io.BytesIO()
+        _curve_frame(result.curve).write_parquet(curve)
+        _fsync_write(tmp / "curve.parquet", curve.getvalue())
+        _fsync_dir(tmp)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """rename(tmp, out); an existing `out` is moved aside first and removed after.
+
+    Two writers of the same run (two processes given the same --out) may interleave: the
+    move-aside can find `out` gone, or the rename can find a new `out` in place
+    (ENOTEMPTY/EEXIST). Each writer then retries; the last complete directory wins and
+    no writer crashes or leaves its moved-aside copy behind.
+    """
+    for _ in range(20):
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            os.rename(out, old)
+        except FileNotFoundError:
+            old = None  # no previous run, or another writer moved it first
+        try:
+            os.rename(tmp, out)
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue  # another writer's directory appeared in between: move it aside, retry
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(out.parent)
+        return
+    raise OSError(errno.EEXIST, "other writers keep replacing this run directory", str(out))
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed metrics.json of a run directory."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def read_curve(run_dir: str | Path):
+    import polars as pl
+
+    return pl.read_parquet(Path(run_dir) / "curve.parquet")
+
+
+def is_finished(run_dir: str | Path, run_id: str) -> bool:
+    """True when the directory holds a parseable ok/diverged record of `run_id`.
+
+    A failed run is not finished: rerunning the workflow retries it.
+    """
+    try:
+        record = read_run(run_dir)
+    except (OSError, ValueError):
+        return False
+    return record.get("run_id") == run_id and record.get("status") in FINISHED_STATUSES

@@ -1,0 +1,189 @@
+"""Optimizers, learning-rate schedules and regularizers, built on torch.optim.
+
+* `OPTIMIZERS[name](params, spec, fast)` -> a torch.optim optimizer. `fast` asks for the
+  fused kernel where torch has one for this optimizer (sgd family, adam, adamw, adagrad on
+  CPU and CUDA), else the multi-tensor `foreach` path; tests check both give the same update.
+* `build_schedule(...)` -> a `Schedule`: one torch scheduler stepped once per optimizer
+  step (epoch periods converted to steps), or ReduceLROnPlateau stepped at evaluations.
+* `penalty(weights, reg)` is the L1/L2 term added to the loss; `decay_weights` is the
+  decoupled weight decay w <- w - lr*wd*w applied before each step (Loshchilov & Hutter
+  2019), for every optimizer, to Linear/Conv weights only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch.optim import lr_scheduler as sched
+
+from nnopt.config.spec import OptimizerSpec, RegularizationSpec, ScheduleSpec, SpecError, did_you_mean
+
+__all__ = [
+    "OPTIMIZERS",
+    "FUSED_OPTIMIZERS",
+    "SCHEDULES",
+    "Schedule",
+    "build_optimizer",
+    "build_schedule",
+    "penalty",
+    "decay_weights",
+    "optimizer_state_bytes",
+]
+
+Params = Iterable[torch.nn.Parameter]
+
+# torch.optim classes that accept fused=True (CPU since torch 2.4, CUDA earlier).
+FUSED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad")
+
+
+def _kernel(name: str, fast: bool) -> dict[str, bool]:
+    if not fast:
+        return {"foreach": False}
+    return {"fused": True} if name in FUSED_OPTIMIZERS else {"foreach": True}
+
+
+# Every optimizer gets weight_decay=0: decay is decoupled and applied by `decay_weights`,
+# identically for all of them (so "adamw" equals "adam" unless regularization.weight_decay).
+OPTIMIZERS: dict[str, Callable[[Params, OptimizerSpec, bool], torch.optim.Optimizer]] = {
+    "sgd": lambda p, s, f: torch.optim.SGD(p, lr=s.lr, **_kernel("sgd", f)),
+    "momentum": lambda p, s, f: torch.optim.SGD(
+        p, lr=s.lr, momentum=s.momentum, **_kernel("momentum", f)
+    ),
+    "nesterov": lambda p, s, f: torch.optim.SGD(
+        p, lr=s.lr, momentum=s.momentum, nesterov=True, **_kernel("nesterov", f)
+    ),
+    "adam": lambda p, s, f: torch.optim.Adam(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, **_kernel("adam", f)
+    ),
+    "adamw": lambda p, s, f: torch.optim.AdamW(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, weight_decay=0.0, **_kernel("adamw", f)
+    ),
+    "adagrad": lambda p, s, f: torch.optim.Adagrad(p, lr=s.lr, eps=s.eps, **_kernel("adagrad", f)),
+    # RMSprop's own momentum defaults to 0 (Hinton's RMSprop has none); the spec's momentum
+    # default of 0.9 is meant for the SGD family, so it is not applied here.
+    "rmsprop": lambda p, s, f: torch.optim.RMSprop(
+        p, lr=s.lr, alpha=s.alpha, eps=s.eps, **_kernel("rmsprop", f)
+    ),
+    "adadelta": lambda p, s, f: torch.optim.Adadelta(
+        p, lr=s.lr, rho=s.rho, eps=s.eps, **_kernel("adadelta", f)
+    ),
+    "nadam": lambda p, s, f: torch.optim.NAdam(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, **_kernel("nadam", f)
+    ),
+}
+
+
+def build_optimizer(params: Params, spec: OptimizerSpec, *, fast: bool = True):
+    if spec.name not in OPTIMIZERS:
+        raise SpecError(
+            f"optimizer.name: unknown value {spec.name!r}; allowed: {', '.join(OPTIMIZERS)}"
+            + did_you_mean(spec.name, OPTIMIZERS)
+        )
+    return OPTIMIZERS[spec.name](list(params), spec, fast)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of per-parameter state tensors (ndim >= 1): Adam 2x params, momentum 1x, SGD 0.
+
+    Scalar bookkeeping tensors (`step`, NAdam's `mu_product`) are not counted.
+    """
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value) and value.ndim >= 1:
+                total += value.nelement() * value.element_size()
+    return total
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+
+@dataclass
+class Schedule:
+    """`per_step` is stepped after every optimizer step; `plateau` at evaluations (val loss)
+    once warm-up is over. Either may be None (constant lr, no warm-up: nothing to step)."""
+
+    per_step: sched.LRScheduler | None
+    plateau: sched.ReduceLROnPlateau | None
+    warmup_steps: int
+
+    def state_dict(self) -> dict:
+        return {
+            "per_step": None if self.per_step is None else self.per_step.state_dict(),
+            "plateau": None if self.plateau is None else self.plateau.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.per_step is not None:
+            self.per_step.load_state_dict(state["per_step"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+
+
+# Each builder gets (optimizer, spec, steps_per_epoch, main_steps) and returns a scheduler
+# stepped per optimizer step. step/multistep/exponential change the lr exactly at epoch
+# boundaries (as if stepped per epoch); cosine decays smoothly over the steps after warm-up.
+SCHEDULES: dict[str, Callable[..., sched.LRScheduler | None]] = {
+    "constant": lambda opt, s, spe, n: None,
+    "step": lambda opt, s, spe, n: sched.StepLR(opt, step_size=s.step_size * spe, gamma=s.gamma),
+    "multistep": lambda opt, s, spe, n: sched.MultiStepLR(
+        opt, milestones=[m * spe for m in s.milestones], gamma=s.gamma
+    ),
+    "exponential": lambda opt, s, spe, n: sched.StepLR(opt, step_size=spe, gamma=s.gamma),
+    "cosine": lambda opt, s, spe, n: sched.CosineAnnealingLR(
+        opt, T_max=max(n, 1), eta_min=s.min_lr
+    ),
+    "plateau": lambda opt, s, spe, n: None,  # see build_schedule
+}
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer,
+    spec: ScheduleSpec,
+    *,
+    steps_per_epoch: int,
+    total_steps: int,
+) -> Schedule:
+    if spec.name not in SCHEDULES:
+        raise SpecError(
+            f"schedule.name: unknown value {spec.name!r}; allowed: {', '.join(SCHEDULES)}"
+            + did_you_mean(spec.name, SCHEDULES)
+        )
+    warmup = min(int(round(spec.warmup_epochs * steps_per_epoch)), total_steps)
+    main = SCHEDULES[spec.name](optimizer, spec, steps_per_epoch, total_steps - warmup)
+    if warmup > 1:
+        # lr of step s (0-based) is base * (s + 1) / warmup: starts near 0, reaches base.
+        ramp = sched.LinearLR(optimizer, 1.0 / warmup, 1.0, total_iters=warmup - 1)
+        if main is not None:
+            main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+        else:
+            main = ramp
+    plateau = None
+    if spec.name == "plateau":
+        plateau = sched.ReduceLROnPlateau(
+            optimizer, mode="min", factor=spec.factor, patience=spec.patience, min_lr=spec.min_lr
+        )
+    return Schedule(per_step=main, plateau=plateau, warmup_steps=warmup)
+
+
+# --- regularization ------------------------------------------------------------------------
+
+
+def penalty(weights: list[torch.Tensor], reg: RegularizationSpec) -> torch.Tensor | None:
+    """l1 * sum|w| + l2 * sum w^2 over `weights`, or None when both are zero."""
+    terms = []
+    if reg.l1 > 0:
+        terms.append(reg.l1 * sum(w.abs().sum() for w in weights))
+    if reg.l2 > 0:
+        terms.append(reg.l2 * sum(w.pow(2).sum() for w in weights))
+    return sum(terms) if terms else None
+
+
+@torch.no_grad()
+def decay_weights(weights: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+    """Decoupled weight decay: w <- w * (1 - lr * wd), one multi-tensor kernel."""
+    if weight_decay > 0 and weights:
+        torch._foreach_mul_(weights, 1.0 - lr * weight_decay)
+

@@ -1,0 +1,148 @@
+"""Running specs into run directories: one run, or a batch of runs in this one process.
+
+A batch shares the process start-up (`import torch` ~1.4 s) and the prepared datasets
+across its runs; one run's failure is recorded (`status: failed`, with the traceback) and
+never stops the others. Finished runs (ok/diverged with the same run_id) are skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, TextIO
+
+from nnopt.store.runs import RunResult, is_finished, now_iso, provenance, read_run, write_run
+from nnopt.config.spec import RunSpec
+
+__all__ = ["run_one", "run_batch", "progress_printer", "progress_hooks"]
+
+# Prepared datasets kept in memory across the runs of a batch, keyed by DataSpec.
+_DATASETS: dict[Any, Any] = {}
+_MAX_DATASETS = 2  # image sets can take GBs
+
+
+def _dataset(spec: RunSpec, data_cache: str | Path | None):
+    from nnopt.train.data import load_dataset
+
+    if spec.data not in _DATASETS:
+        if len(_DATASETS) >= _MAX_DATASETS:
+            _DATASETS.pop(next(iter(_DATASETS)))
+        _DATASETS[spec.data] = load_dataset(spec.data, data_cache)
+    return _DATASETS[spec.data]
+
+
+def _failed(err: BaseException, started: str) -> RunResult:
+    result = RunResult(status="failed", error=f"{type(err).__name__}: {err}")
+    result.traceback = traceback.format_exc()
+    result.provenance = provenance(started_at=started, finished_at=now_iso())
+    return result
+
+
+def _train(spec: RunSpec, out: Path, hooks: Any, data_cache: Any, threads: Any) -> RunResult:
+    from nnopt.train.checkpoint import checkpoint_dir_for
+    from nnopt.train.engine import train
+
+    ckpt = checkpoint_dir_for(out)
+    use_ckpt = spec.checkpoint.every_epochs is not None or spec.checkpoint.every_seconds is not None
+    return train(
+        spec,
+        dataset=_dataset(spec, data_cache),
+        hooks=hooks,
+        checkpoint_dir=ckpt if use_ckpt or ckpt.exists() else None,
+        data_cache=data_cache,
+        threads=threads,
+    )
+
+
+def run_one(
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    study: str = "adhoc",
+    factors: Mapping[str, Any] | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    hooks: Any = None,
+    data_cache: str | Path | None = None,
+) -> str:
+    """Train `spec` into `out_dir` unless already finished; return the run's status.
+
+    Exceptions inside training become a `failed` record (not finished: a rerun retries).
+    """
+    from nnopt.train.checkpoint import checkpoint_dir_for
+
+    out = Path(out_dir)
+    if not force and is_finished(out, spec.run_id):
+        return read_run(out)["status"]
+    started = now_iso()
+    try:
+        result = _train(spec, out, hooks, data_cache, threads)
+    except Exception as err:  # recorded, so the report can say why; KeyboardInterrupt escapes
+        result = _failed(err, started)
+    write_run(
+        out, result, run_id=spec.run_id, study=study, factors=factors or {}, spec=spec.to_dict()
+    )
+    shutil.rmtree(checkpoint_dir_for(out), ignore_errors=True)  # the run directory supersedes it
+    return result.status
+
+
+def progress_printer(stream: TextIO, label: str) -> Callable[[dict[str, Any]], None]:
+    """A progress hook that rewrites one terminal line per evaluation."""
+
+    def show(row: dict[str, Any]) -> None:
+        val = row.get("val_accuracy")
+        text = (
+            f"\r{label}  step {row['step']}/{row['total_steps']}  epoch {row['epoch']:.2f}  "
+            f"train loss {row['train_loss']:.4f}"
+            + (f"  val acc {val:.3f}" if val is not None else "")
+        )
+        stream.write(text[:160].ljust(80))
+        stream.flush()
+
+    return show
+
+
+def progress_hooks(label: str, stream: TextIO | None):
+    if stream is None or not stream.isatty():
+        return None
+    from nnopt.train.engine import Hooks
+
+    return Hooks(progress=progress_printer(stream, label))
+
+
+def run_batch(
+    items: Iterable[Mapping[str, Any]],
+    *,
+    threads: int | None = None,
+    log: TextIO | None = None,
+    data_cache: str | Path | None = None,
+    progress: TextIO | None = None,
+) -> list[dict[str, Any]]:
+    """Train items ({study, factors, spec: RunSpec, out}) one after the other, in this process.
+
+    `threads` overrides spec.device.threads for execution only (the record keeps the spec).
+    Prints one line per run to `log`; returns manifest rows
+    {run_id, study, status, out, trained}.
+    """
+    rows = []
+    for item in items:
+        spec: RunSpec = item["spec"]
+        out = Path(item["out"])
+        trained = not is_finished(out, spec.run_id)
+        t0 = time.perf_counter()
+        status = run_one(
+            spec, out, study=item["study"], factors=item.get("factors"), threads=threads,
+            hooks=progress_hooks(f"{item['study']}/{spec.run_id}", progress), data_cache=data_cache,
+        )  # fmt: skip
+        if progress is not None and progress.isatty():
+            progress.write("\r" + " " * 80 + "\r")
+        if log is not None:
+            verb = "trained" if trained else "skipped"
+            seconds = time.perf_counter() - t0
+            print(f"{item['study']}/{spec.run_id} {status} ({verb}, {seconds:.1f} s) -> {out}",
+                  file=log, flush=True)  # fmt: skip
+        row = {"run_id": spec.run_id, "study": item["study"], "status": status}
+        rows.append({**row, "out": str(out), "trained": trained})
+    return rows
