@@ -53,6 +53,7 @@ _RUN_COLUMNS: dict[str, Any] = {
     "config_index": pl.Int64, "status": pl.String, "error": pl.String,
     "diverged_at_step": pl.Int64, "factors": pl.String,
     "target_val_accuracy": pl.Float64, "target_train_loss": pl.Float64,
+    "family": pl.String, "problem": pl.String,
 }
 _PROVENANCE: dict[str, Any] = {
     "device": pl.String, "device_name": pl.String, "world_size": pl.Int64, "threads": pl.Int64,
@@ -148,6 +149,8 @@ def load_runs(config: Config, runs_dir: str | Path) -> pl.DataFrame:
         for run in study.runs:
             index = labels.setdefault(run.config, len(labels))
             rows.append(row := _run_row(run, index, runs_dir))
+            # The configured study and its problem (nnopt.config.problems); claims use them.
+            row.update(family=study.family or study.name, problem=study.problem)
             metric_keys.update(dict.fromkeys(
                 k for k in row if k not in _RUN_COLUMNS and k not in _PROVENANCE
                 and k not in factor_keys))

@@ -46,6 +46,8 @@ __all__ = [
     "SCHEDULES",
     "DEVICES",
     "PRECISIONS",
+    "PARTITIONS",
+    "HEADS",
 ]
 
 # Registry names live here (not in the torch-side registries) so that validation needs no
@@ -78,6 +80,8 @@ OPTIMIZERS = (
 )
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "plateau")
 DEVICES = ("cpu", "cuda", "auto")
+PARTITIONS = ("standard", "pooled")
+HEADS = ("pool", "flatten")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -205,6 +209,22 @@ def _int_list(path: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _int_tuple(lo: int) -> Callable[[str, Any], tuple[int, ...]]:
+    """A list of integers >= lo, in any order (per-layer settings)."""
+
+    def check(path: str, value: Any) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < lo for v in value
+        ):
+            raise SpecError(
+                f"{path}: expected a list of integers >= {lo} (one per layer), "
+                f"got {short_repr(value)}"
+            )
+        return tuple(value)
+
+    return check
+
+
 def _checked(check: Callable[[str, Any], Any], default: Any) -> Any:
     """A dataclass field whose parse-time check lives in its metadata."""
     return field(default=default, metadata={"check": check})
@@ -227,6 +247,10 @@ class DataSpec:
     test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
     split_seed: int = _checked(_number(0, integer=True), 0)
     standardize: bool = _checked(_boolean, True)
+    # standard: the dataset's published train/test partition where it has one (mnist1d's
+    # 4000/1000, torchvision's train/test files), validation carved from train by
+    # val_fraction (test_fraction unused); pooled: pool everything and re-split by fractions.
+    partition: str = _checked(_one_of(*PARTITIONS), "standard")
 
 
 @dataclass(frozen=True)
@@ -238,6 +262,14 @@ class ModelSpec:
     dropout: float = _checked(_number(0, 1, hi_open=True), 0.0)
     batch_norm: bool = _checked(_boolean, False)
     kernel_size: int = _checked(_number(1, integer=True), 5)
+    # cnn, per conv layer (empty: `depth` layers of `width` channels, `kernel_size`, stride 1,
+    # 'same' padding); the lists that are given must have one entry per layer.
+    channels: tuple[int, ...] = _checked(_int_tuple(1), ())
+    kernel_sizes: tuple[int, ...] = _checked(_int_tuple(1), ())
+    strides: tuple[int, ...] = _checked(_int_tuple(1), ())
+    paddings: tuple[int, ...] = _checked(_int_tuple(0), ())
+    head: str = _checked(_one_of(*HEADS), "pool")  # cnn: adaptive average pool or flatten
+    residual: bool = _checked(_boolean, False)  # mlp: x + block(x) for hidden blocks after the first
 
 
 @dataclass(frozen=True)
@@ -454,10 +486,34 @@ def _check_data_model(spec: RunSpec) -> None:
         )
     if m.kind == "cnn1d" and d.name == "torchvision":
         raise SpecError("model.kind: 'cnn1d' needs 1-D samples; allowed for images: mlp, cnn2d")
-    if m.kind != "mlp" and m.kernel_size % 2 == 0:
+    if m.kind != "mlp":
+        _check_conv_layers(m)
+    if m.residual and m.kind != "mlp":
+        raise SpecError(f"model.residual: only for model.kind 'mlp', not {m.kind!r}")
+    if m.residual and m.depth < 2:
         raise SpecError(
-            f"model.kernel_size: must be odd for 'same' padding, got {m.kernel_size}"
+            f"model.residual: needs model.depth >= 2 (skips join hidden blocks after the "
+            f"first), got depth {m.depth}"
         )
+
+
+def _check_conv_layers(m: ModelSpec) -> None:
+    """Per-layer conv lists: one entry per layer; 'same' padding needs odd kernels."""
+    layers = len(m.channels) or m.depth
+    for key in ("kernel_sizes", "strides", "paddings"):
+        given = getattr(m, key)
+        if given and len(given) != layers:
+            raise SpecError(
+                f"model.{key}: {len(given)} entries for {layers} conv layers "
+                f"({'model.channels' if m.channels else 'model.depth'}); give one per layer"
+            )
+    if not m.paddings:  # 'same' padding
+        for k in m.kernel_sizes or (m.kernel_size,):
+            if k % 2 == 0:
+                raise SpecError(
+                    f"model.kernel_size: must be odd for 'same' padding, got {k}; "
+                    "give model.paddings to use even kernels"
+                )
 
 
 def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunSpec:

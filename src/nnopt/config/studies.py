@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
+from nnopt.config.problems import PROBLEM_SEPARATOR, Problem, parse_problems, study_problems
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
 
 __all__ = [
@@ -49,8 +50,11 @@ _STUDY_KEYS = (
     "metrics",
     "columns",
     "landscape",
+    "problems",
 )
-_CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape")
+_CONFIG_KEYS = (
+    "defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape", "problems",
+)
 _DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 
 
@@ -91,6 +95,11 @@ class Study:
     columns: Mapping[str, str]
     landscape: bool = False
     runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
+    # The configured study name and, for a study replicated over problems (nnopt.config.
+    # problems), the problem this copy runs on; `name` is then '{family}__{problem}'.
+    family: str = ""
+    problem: str | None = None
+    problem_title: str | None = None
 
     @property
     def factor_keys(self) -> tuple[str, ...]:
@@ -319,6 +328,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         metrics=tuple(metrics),
         columns={str(k): str(v) for k, v in columns.items()},
         landscape=bool(raw.get("landscape", False)),
+        family=name,
     )
     factor_keys = study.factor_keys
     for key in [*( [study.rows] if study.rows else []), *study.baseline]:
@@ -355,8 +365,12 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     if not isinstance(raw_studies, list) or not raw_studies:
         raise SpecError("studies: expected a non-empty list of studies")
     studies, seen = [], set()
+    problems = parse_problems(raw.get("problems"))
+    parsed = []
     for index, entry in enumerate(raw_studies):
-        study = _parse_study(index, entry, defaults, raw.get("seeds", 1))
+        one = _parse_study(index, entry, defaults, raw.get("seeds", 1))
+        parsed += _per_problem(one, entry, problems, defaults)
+    for study in parsed:
         if study.name in seen:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
@@ -375,6 +389,26 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
         runs_per_job=None if per_job == "auto" else per_job,
         raw=raw,
     )
+
+
+def _per_problem(
+    study: Study, raw: Mapping[str, Any], problems: Mapping[str, Problem], defaults: Mapping
+) -> list[Study]:
+    """The study itself, or one copy per listed problem: defaults < problem base < study base."""
+    from dataclasses import replace
+
+    listed = study_problems(f"studies.{study.name}", raw.get("problems"), problems)
+    return [
+        replace(
+            study,
+            name=f"{study.name}{PROBLEM_SEPARATOR}{p.name}",
+            title=f"{study.title} ({p.title})",
+            base=merge(merge(defaults, p.base), raw.get("base") or {}),
+            problem=p.name,
+            problem_title=p.title,
+        )
+        for p in listed
+    ] or [study]
 
 
 def _with_runs(study: Study, runs: tuple[Run, ...]) -> Study:

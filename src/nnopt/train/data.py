@@ -32,10 +32,11 @@ __all__ = [
     "cache_path",
     "data_key",
     "split_indices",
+    "STANDARD_PARTITIONS",
 ]
 
 # Bump when the prepared arrays of an unchanged DataSpec would change (cache invalidation).
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: data.partition (standard partitions)
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
@@ -61,22 +62,45 @@ class Dataset:
 Pool = tuple[np.ndarray, np.ndarray, tuple[int, ...]]
 
 
-def _mnist1d(spec: DataSpec) -> Pool:
+def _mnist1d_raw(spec: DataSpec) -> dict:
+    """The package's generator output: x (n_train, 40), y, x_test, y_test.
+
+    standard: the published set (the package's default arguments, its seed 42: 4000 train /
+    1000 test for 5000 samples; `n_samples` generates another size with the same 80/20 split);
+    pooled: `n_samples` (default 4000) generated with seed `split_seed` (nnopt's old default).
+    """
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples = spec.n_samples or 4000
-    args.seed = spec.split_seed
+    if spec.partition == "pooled":
+        args.num_samples = spec.n_samples or 4000
+        args.seed = spec.split_seed
+    elif spec.n_samples is not None:
+        args.num_samples = spec.n_samples
     # make_dataset reseeds numpy's global RNG; restore it so callers are unaffected.
     saved = np.random.get_state()
     try:
-        raw = make_dataset(args)
+        return make_dataset(args)
     finally:
         np.random.set_state(saved)
-    # Pool the package's own train/test split; our split below is the one that counts.
+
+
+def _mnist1d(spec: DataSpec) -> Pool:
+    """Pooled: the package's train and test parts together; our split decides."""
+    raw = _mnist1d_raw(spec)
     x = np.concatenate([raw["x"], raw["x_test"]]).astype(np.float32)  # (n, 40)
     y = np.concatenate([raw["y"], raw["y_test"]]).astype(np.int64)
     return x, y, (x.shape[1],)
+
+
+def _mnist1d_standard(spec: DataSpec) -> tuple[Pool, Pool]:
+    """(train pool, test pool) of the published partition (Greydanus 2020)."""
+    raw = _mnist1d_raw(spec)
+    shape = (raw["x"].shape[1],)
+    return (
+        (raw["x"].astype(np.float32), np.asarray(raw["y"], dtype=np.int64), shape),
+        (raw["x_test"].astype(np.float32), np.asarray(raw["y_test"], dtype=np.int64), shape),
+    )
 
 
 def _digits(spec: DataSpec) -> Pool:
@@ -180,6 +204,12 @@ DATASET_LOADERS: dict[str, Callable[[DataSpec], Pool]] = {
     "torchvision": _torchvision,
 }
 
+# Datasets with a published train/test partition (data.partition: standard): a loader that
+# returns (train pool, test pool). The others are pooled and re-split whatever the setting.
+STANDARD_PARTITIONS: dict[str, Callable[[DataSpec], tuple[Pool, Pool]]] = {
+    "mnist1d": _mnist1d_standard,
+}
+
 
 # --- split and standardization -------------------------------------------------------------
 
@@ -208,11 +238,22 @@ def _subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple:
     return x[keep], y[keep]
 
 
-def _build(spec: DataSpec) -> Dataset:
+def _pool_and_split(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
+    """All samples (x, y), their shape, and (train, val, test) index arrays into them."""
+    if spec.partition == "standard" and spec.name in STANDARD_PARTITIONS:
+        (x_tr, y_tr, shape), (x_te, y_te, _) = STANDARD_PARTITIONS[spec.name](spec)
+        # Validation is carved from the published train part only; its test part is kept.
+        train, val, _ = split_indices(y_tr, spec.val_fraction, 0.0, spec.split_seed)
+        test = np.arange(len(y_tr), len(y_tr) + len(y_te), dtype=np.int64)
+        return np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]), shape, (train, val, test)
     x, y, shape = DATASET_LOADERS[spec.name](spec)
     if spec.name in ("digits", "table", "torchvision"):  # generators already used n_samples
         x, y = _subsample(x, y, spec.n_samples, spec.split_seed)
-    train, val, test = split_indices(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    return x, y, shape, split_indices(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
+
+
+def _build(spec: DataSpec) -> Dataset:
+    x, y, shape, (train, val, test) = _pool_and_split(spec)
     if len(train) == 0 or len(test) == 0:
         raise SpecError(f"data: split left an empty train or test set ({len(y)} samples)")
     x = x.reshape(len(y), -1)  # standardize per feature on the flat view

@@ -18,6 +18,8 @@ from nnopt.config.spec import InitSpec, ModelSpec, SpecError, did_you_mean
 
 __all__ = [
     "ACTIVATION_MODULES",
+    "Residual",
+    "conv_layers",
     "INIT_FUNCTIONS",
     "MODEL_BUILDERS",
     "build_model",
@@ -54,20 +56,49 @@ def _block(layer: nn.Module, norm: nn.Module | None, spec: ModelSpec) -> list[nn
     return mods
 
 
+class Residual(nn.Module):
+    """x + block(x): an identity skip around one hidden block (He et al. 2016); shapes kept."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
 def _mlp(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Sequential:
     n_in = math.prod(input_shape)
     mods: list[nn.Module] = [nn.Flatten()]  # (n, *input_shape) -> (n, n_in)
-    for _ in range(spec.depth):
+    for i in range(spec.depth):
         norm = nn.BatchNorm1d(spec.width) if spec.batch_norm else None
-        mods += _block(nn.Linear(n_in, spec.width), norm, spec)
+        block = _block(nn.Linear(n_in, spec.width), norm, spec)
+        # Skips from the second hidden block on: the first changes the width (n_in -> width).
+        mods += [Residual(nn.Sequential(*block))] if spec.residual and i > 0 else block
         n_in = spec.width
     mods.append(nn.Linear(n_in, n_classes))
     return nn.Sequential(*mods)
 
 
+def conv_layers(spec: ModelSpec) -> list[tuple[int, int, int, int]]:
+    """(channels, kernel, stride, padding) of each conv layer: the per-layer lists, or
+    `depth` layers of `width` channels, `kernel_size`, stride 1 and 'same' padding."""
+    n = len(spec.channels) or spec.depth
+    channels = spec.channels or (spec.width,) * n
+    kernels = spec.kernel_sizes or (spec.kernel_size,) * n
+    strides = spec.strides or (1,) * n
+    paddings = spec.paddings or tuple(k // 2 for k in kernels)
+    return list(zip(channels, kernels, strides, paddings))
+
+
+def _conv_length(length: int, kernel: int, stride: int, padding: int) -> int:
+    return (length + 2 * padding - kernel) // stride + 1  # torch.nn.Conv1d's output size
+
+
 def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: int):
-    """Conv blocks with `width` channels and 'same' padding, then a fixed-size adaptive
-    average pool (8 positions in 1-D, 4x4 in 2-D) and one Linear head."""
+    """Conv blocks (`conv_layers`), then the head: a fixed-size adaptive average pool (8
+    positions in 1-D, 4x4 in 2-D) or, with head 'flatten', every position's features (the
+    MNIST-1D paper's CNN), and one Linear layer."""
     conv, norm_cls, pool = {
         1: (nn.Conv1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d(8)),
         2: (nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d(4)),
@@ -82,16 +113,23 @@ def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: in
             f"model.kind: 'cnn{dims}d' needs inputs of shape (channels, {axes}), "
             f"the dataset gives {input_shape}; use model.kind 'mlp' or another dataset"
         )
-    if spec.kernel_size % 2 == 0:
-        raise SpecError(
-            f"model.kernel_size: must be odd for 'same' padding, got {spec.kernel_size}"
-        )
-    c_in = input_shape[0]
-    for _ in range(spec.depth):
-        layer = conv(c_in, spec.width, spec.kernel_size, padding=spec.kernel_size // 2)
-        mods += _block(layer, norm_cls(spec.width) if spec.batch_norm else None, spec)
-        c_in = spec.width
-    mods += [pool, nn.Flatten(), nn.Linear(c_in * 8 if dims == 1 else c_in * 16, n_classes)]
+    c_in, spatial = input_shape[0], list(input_shape[1:])
+    for channels, kernel, stride, padding in conv_layers(spec):
+        if kernel % 2 == 0 and not spec.paddings:
+            raise SpecError(f"model.kernel_size: must be odd for 'same' padding, got {kernel}")
+        spatial = [_conv_length(n, kernel, stride, padding) for n in spatial]
+        if min(spatial) < 1:
+            raise SpecError(
+                f"model: the conv layers shrink the input {tuple(input_shape[1:])} to nothing "
+                f"at ({channels} channels, kernel {kernel}, stride {stride}, padding {padding})"
+            )
+        layer = conv(c_in, channels, kernel, stride=stride, padding=padding)
+        mods += _block(layer, norm_cls(channels) if spec.batch_norm else None, spec)
+        c_in = channels
+    if spec.head == "flatten":  # (n, C, *spatial) -> (n, C * prod(spatial))
+        mods += [nn.Flatten(), nn.Linear(c_in * math.prod(spatial), n_classes)]
+    else:
+        mods += [pool, nn.Flatten(), nn.Linear(c_in * 8 if dims == 1 else c_in * 16, n_classes)]
     return nn.Sequential(*mods)
 
 
