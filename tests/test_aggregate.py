@@ -72,15 +72,46 @@ def test_summary_matches_hand_computation(tables):
     assert row["model.activation"] == "relu"
 
 
-def test_failed_diverged_and_missing_runs_are_counted_not_averaged(tables):
+def test_failed_diverged_and_missing_runs_are_counted_by_the_declared_rule(tables):
     root, _, f = tables
     row = f["summary"].filter((pl.col("config") == "model.activation=sigmoid")
                               & (pl.col("metric") == "test_accuracy")).row(0, named=True)
     assert (row["n"], row["n_ok"], row["n_diverged"], row["n_failed"], row["n_missing"]) == (
         4, 1, 1, 1, 1)
-    assert row["n_used"] == 1 and row["ci_low"] is None  # one value: no interval
+    # the diverged run counts as chance accuracy (1/10 on mnist1d); failed/missing are not used
+    assert row["n_used"] == 2
     only = _ok_values(root, "activation", "model.activation=sigmoid", "test_accuracy")
-    assert row["mean"] == pytest.approx(only[0])
+    assert row["mean"] == pytest.approx((only[0] + 0.1) / 2)
+    # a metric a diverged run never measured leaves it out: n_used < n, shown
+    loss = f["summary"].filter((pl.col("config") == "model.activation=sigmoid")
+                               & (pl.col("metric") == "final_train_loss")).row(0, named=True)
+    assert loss["n_used"] == 1 and loss["ci_low"] is None  # one value: no interval
+
+
+def test_a_run_that_never_left_chance_is_stalled_and_counted(tmp_path):
+    config = parse_config(SMALL_CONFIG)
+    relu = [r for r in config.study("activation").runs if r.config.endswith("relu")]
+    means = {("activation", "model.activation=relu"): {"test_accuracy": 0.5}}
+    make_runs(config, tmp_path, means=means, sd=0.001)
+    doc_path = tmp_path / "activation" / relu[0].run_id / "metrics.json"
+    doc = json.loads(doc_path.read_text())
+    doc["metrics"].update(best_val_accuracy=0.12, test_accuracy=0.11)  # chance 0.10 + 0.02
+    doc_path.write_text(json.dumps(doc))
+    runs = ag.load_runs(config, tmp_path)
+    status = runs.filter(pl.col("run_id") == relu[0].run_id)["status"][0]
+    assert status == "stalled" and set(runs["status"]) == {"ok", "stalled"}
+    summary = ag.summarize(runs, config)
+    row = summary.filter((pl.col("config") == "model.activation=relu")
+                         & (pl.col("metric") == "test_accuracy")).row(0, named=True)
+    assert row["n_stalled"] == 1 and row["n_used"] == 4  # counted with its measured accuracy
+    assert row["mean"] == pytest.approx((0.11 + 3 * 0.5) / 4, abs=0.003)
+
+
+def test_chance_classes_from_the_data_spec():
+    from nnopt.config.spec import parse_spec
+
+    assert ag.chance_classes(parse_spec({"data": {"name": "mnist1d"}})) == 10
+    assert ag.chance_classes(parse_spec({"data": {"name": "blobs", "n_classes": 4}})) == 4
 
 
 def test_censored_time_to_target_reports_reached_counts_and_no_mean(tables):
