@@ -56,7 +56,7 @@ _RELATIVE_MARGIN = 0.10
 
 @dataclass(frozen=True)
 class TwoSample:
-    test: str  # deterministic | paired_t | welch | paired_permutation | permutation | none
+    test: str  # deterministic | paired_t | welch | paired_permutation | permutation | fisher | none
     paired: bool
     n_a: int
     n_b: int
@@ -181,6 +181,10 @@ def seeds_needed(r: TwoSample, alpha: float, family_size: int) -> int | None:
         return None
     level = alpha / max(1, family_size)  # the first Holm step, the strictest
     n = 2
+    if r.test == "fisher":  # the most extreme table: all of one group fail, none of the other
+        while sps.fisher_exact([[n, 0], [0, n]]).pvalue > level and n < 64:
+            n += 1
+        return n
     if r.test in ("paired_permutation", "permutation"):
         while min_p(n, n, r.paired) > level and n < 64:
             n += 1
