@@ -180,3 +180,133 @@ def test_censored_evidence_says_never_reached_or_the_median_with_counts():
         "never reached (0 reached; n_used 5 of 5)")
     assert describe_sample(np.array([4.0, 6.0, np.inf]), "epochs_to_target", 4) == (
         "median 6.0 epochs (2 reached; n_used 3 of 4)")
+
+
+# --- acceptance: pairing, status rule, equivalence, problems, the table ---------------------
+
+
+def _copy_config(runs, study, src, dst):
+    """Runs of configuration `dst` replaced by those of `src` seed by seed (identical work)."""
+    import polars as pl
+
+    metrics = [c for c in runs.columns if c in ("test_accuracy", "train_time_s",
+                                                "best_val_accuracy", "final_val_loss")]
+    src_rows = runs.filter((pl.col("study") == study) & (pl.col("config") == src))
+    src_rows = src_rows.select("seed", *[pl.col(m).alias(f"_{m}") for m in metrics],
+                               pl.col("status").alias("_status"))
+    out = runs.join(src_rows, on="seed", how="left")
+    is_dst = (pl.col("study") == study) & (pl.col("config") == dst)
+    return out.with_columns(
+        [pl.when(is_dst).then(pl.col(f"_{m}")).otherwise(pl.col(m)).alias(m) for m in metrics]
+        + [pl.when(is_dst).then(pl.col("_status")).otherwise(pl.col("status")).alias("status")]
+    ).drop([f"_{m}" for m in metrics] + ["_status"])
+
+
+def test_identical_configurations_under_different_labels_are_equivalent_never_supported(world):
+    config, runs = world
+    same = _copy_config(runs, "activation", "model.activation=sigmoid", "model.activation=tanh")
+    base = dict(study="activation", kind="greater", left="tanh", right="sigmoid")
+    res = evaluate_claims(_claims({**base, "metric": "test_accuracy"},
+                                  {**base, "metric": "train_time_s"},
+                                  {**base, "kind": "less", "metric": "test_accuracy"}),
+                          config, same)
+    assert [r.verdict for r in res] == ["equivalent"] * 3
+    best = evaluate_claims(_claims(dict(study="activation", kind="best", metric="test_accuracy",
+                                        config="tanh", among=["sigmoid"])), config, same)[0]
+    assert best.verdict == "equivalent" and "no best: tied with sigmoid" in best.evidence
+
+
+def test_a_paired_test_is_used_when_seeds_match_and_said(world):
+    config, runs = world
+    base = dict(study="activation", metric="test_accuracy", kind="greater", right="sigmoid")
+    paired = evaluate_claims(_claims({**base, "left": "relu"}), config, runs)[0]
+    assert paired.tests[0]["result"].test == "paired_t" and paired.tests[0]["result"].paired
+    assert "paired t-test (by seed)" in paired.evidence[0]
+    grid = evaluate_claims(_claims(dict(
+        study="hyperparameter_grid", metric="test_accuracy", kind="greater",
+        left={"budget.batch_size": 16}, right={"budget.batch_size": 64})), config, runs)[0]
+    # two learning rates pooled per side: seeds repeat, so there is nothing to pair
+    assert grid.tests[0]["result"].test == "welch"
+    assert "Welch" in grid.evidence[0]
+
+
+def test_a_stalled_run_is_counted_in_a_did_not_learn_claim_and_accuracy(world):
+    import polars as pl
+
+    config, runs = world
+    relu = pl.col("config") == "model.activation=relu"
+    stalled = runs.with_columns(
+        status=pl.when(relu).then(pl.lit("stalled")).otherwise(pl.col("status")),
+        test_accuracy=pl.when(relu).then(0.1).otherwise(pl.col("test_accuracy")))
+    res = evaluate_claims(_claims(
+        dict(study="activation", kind="diverges", left="relu", right="sigmoid"),
+        dict(study="activation", metric="test_accuracy", kind="less", left="relu",
+             right="sigmoid")), config, stalled)
+    assert "relu: 4 of 4 did not learn" in res[0].evidence[0]
+    assert res[0].tests[0]["n_used"] == 8
+    assert res[1].tests[0]["n_used"] == 8 and res[1].verdict == "supported"
+
+
+def test_pool_best_selects_on_validation_not_on_the_tested_metric(world):
+    import polars as pl
+
+    config, runs = world
+    # make lr=0.01 best on validation but worst on test: the validation pick must win
+    lr = pl.col("optimizer.lr") == "0.01"
+    flipped = runs.with_columns(
+        best_val_accuracy=pl.when(lr).then(0.99).otherwise(0.5),
+        test_accuracy=pl.when(lr).then(pl.col("test_accuracy") - 0.3)
+        .otherwise(pl.col("test_accuracy")))
+    res = evaluate_claims(_claims(dict(
+        study="hyperparameter_grid", metric="test_accuracy", kind="greater", pool="best",
+        left={"budget.batch_size": 16}, right={"budget.batch_size": 64})), config, flipped)[0]
+    assert res.chosen["16"].startswith("lr=0.01,")
+
+
+def test_each_problem_gets_a_verdict_and_an_overall_one(world):
+    import polars as pl
+
+    from nnopt.analysis.claims_table import CLAIMS_SCHEMA, claims_frame
+
+    config, runs = world
+    sigmoid = pl.col("config") == "model.activation=sigmoid"
+    a = runs.with_columns(problem=pl.lit("mnist1d-mlp"))
+    b = runs.with_columns(problem=pl.lit("digits-mlp"))
+    c = runs.with_columns(problem=pl.lit("mnist1d-cnn1d"),  # sigmoid wins on this one
+                          test_accuracy=pl.when(sigmoid).then(0.99)
+                          .otherwise(pl.col("test_accuracy")))
+    claim = dict(study="activation", metric="test_accuracy", kind="greater", left="relu",
+                 right="sigmoid")
+    res = evaluate_claims(_claims(claim), config, pl.concat([a, b, c]))[0]
+    assert [p.verdict for p in res.problems] == ["supported", "supported", "contradicted"]
+    assert res.verdict == "mixed" and res.summary == "holds on 2 of 3 problems"
+    assert res.problems[2].family.endswith("on mnist1d-cnn1d")
+    table = claims_frame([res])
+    assert table.schema == pl.Schema(CLAIMS_SCHEMA)
+    assert table["problem"].to_list() == ["mnist1d-mlp", "digits-mlp", "mnist1d-cnn1d",
+                                          "overall"]
+    row = table.row(0, named=True)
+    assert row["test"] == "paired_t" and row["n"] == 8 and row["n_used"] == 8
+    assert row["ci_low"] < row["effect"] < row["ci_high"] and row["margin"] == 0.01
+    assert row["p_adjusted"] == pytest.approx(row["p"])
+    assert table.row(3, named=True)["verdict"] == "mixed"
+    one = claims_frame(evaluate_claims(_claims(claim), config, runs))
+    assert one["problem"].to_list() == ["mnist1d-mlp", "overall"]  # no column: one problem
+
+
+def test_margins_from_the_file_and_the_claim(world):
+    config, runs = world
+    doc = {"margins": {"test_accuracy": 0.5},
+           "claims": [dict(id="a", text="t", study="activation", metric="test_accuracy",
+                           kind="greater", left="relu", right="sigmoid"),
+                      dict(id="b", text="t", study="activation", metric="test_accuracy",
+                           kind="greater", left="relu", right="sigmoid", margin="1%")]}
+    _, claims = parse_claims(doc)
+    assert claims[0].margin == 0.5 and claims[1].margin == "1%"
+    wide, narrow = evaluate_claims(claims, config, runs)
+    assert wide.verdict == "equivalent"  # a 20-point gain inside a 50-point margin: trivial
+    assert narrow.verdict == "supported"
+    with pytest.raises(SpecError, match=r"claims\.a\.margin"):
+        parse_claims({"claims": [{**doc["claims"][0], "margin": -1}]})
+    with pytest.raises(SpecError, match="margins"):
+        parse_claims({"margins": [1], "claims": []})
