@@ -310,3 +310,18 @@ def test_margins_from_the_file_and_the_claim(world):
         parse_claims({"claims": [{**doc["claims"][0], "margin": -1}]})
     with pytest.raises(SpecError, match="margins"):
         parse_claims({"margins": [1], "claims": []})
+
+
+def test_forest_plot_draws_each_problem_with_its_verdict():
+    from nnopt.report.figures import forest_plot
+
+    rows = [{"problem": "mnist1d-mlp", "effect": 2.0, "ci_low": 1.0, "ci_high": 3.0,
+             "verdict": "supported"},
+            {"problem": "digits-mlp", "effect": -0.2, "ci_low": -0.5, "ci_high": 0.1,
+             "verdict": "equivalent"},
+            {"problem": "censored", "effect": None, "ci_low": None, "ci_high": None,
+             "verdict": "inconclusive"}]
+    svg = forest_plot(rows, margin=1.0, xlabel="difference in accuracy (%)")
+    assert svg.startswith("<svg") and "mnist1d-mlp (supported)" in svg
+    assert "digits-mlp (equivalent)" in svg and "censored" not in svg
+    assert forest_plot(rows[2:]) is None

@@ -18,7 +18,7 @@ import polars as pl
 from nnopt.analysis.aggregate import write_parquet_atomic
 from nnopt.analysis.claims import ClaimResult, ProblemResult
 
-__all__ = ["CLAIMS_SCHEMA", "claims_frame", "write_claims"]
+__all__ = ["CLAIMS_SCHEMA", "claims_frame", "problem_rows", "write_claims"]
 
 CLAIMS_SCHEMA = {
     "claim": pl.String, "study": pl.String, "problem": pl.String, "verdict": pl.String,
@@ -56,11 +56,16 @@ def _problem_row(res: ClaimResult, pr: ProblemResult) -> dict:
     }
 
 
+def problem_rows(res: ClaimResult) -> list[dict]:
+    """One claim's per-problem rows of the table (no overall row)."""
+    return [_problem_row(res, pr) for pr in res.problems]
+
+
 def claims_frame(results: list[ClaimResult]) -> pl.DataFrame:
     """The table of the module docstring, in the claims file's order."""
     rows = []
     for res in results:
-        per_problem = [_problem_row(res, pr) for pr in res.problems]
+        per_problem = problem_rows(res)
         rows += per_problem
         rows.append({
             **{k: None for k in CLAIMS_SCHEMA}, "claim": res.claim.id, "study": res.claim.study,

@@ -23,7 +23,8 @@ from weasyprint.urls import URLFetcher
 from nnopt.report import figures
 
 from nnopt.analysis.aggregate import read_config
-from nnopt.analysis.claims import ClaimResult, evaluate_claims, load_claims
+from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
+from nnopt.analysis.claims_table import problem_rows, write_claims
 from nnopt.analysis.labels import label_keys
 from nnopt.config.metrics import metric_info
 from nnopt.config.spec import SpecError
@@ -351,10 +352,36 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
 
 def _claim_view(res: ClaimResult) -> dict:
     c = res.claim
+    rows = problem_rows(res)
     return {"id": c.id, "text": c.text, "source": c.source, "study": c.study,
             "anchor": f"study-{c.study}", "verdict": res.verdict,
             "css": res.verdict.replace(" ", "-"), "evidence": res.evidence,
-            "article": res.article, "note": c.raw.get("note", "")}
+            "article": res.article, "note": c.raw.get("note", ""), "family": res.family,
+            "summary": res.summary, "counts": _counts(rows),
+            "problems": [{"problem": pr.problem, "verdict": pr.verdict,
+                          "css": pr.verdict.replace(" ", "-"), "evidence": pr.evidence}
+                         for pr in res.problems] if len(res.problems) > 1 else [],
+            "forest": _forest(res, rows) if len(rows) > 1 else None}
+
+
+def _counts(rows: list[dict]) -> str:
+    """'n 10, n_used 9' over a claim's tests (runs of the compared configurations)."""
+    n, used = sum(r["n"] or 0 for r in rows), sum(r["n_used"] or 0 for r in rows)
+    return f"n {n}, n_used {used}" if n else ""
+
+
+def _forest(res: ClaimResult, rows: list[dict]) -> str | None:
+    """Per-problem effects in the metric's display unit (log ratio, rate for other kinds)."""
+    c = res.claim
+    plain = c.kind in ("ratio", "diverges")
+    info = metric_info(c.metric)
+    scale = 1.0 if plain else info.scale
+    label = {"ratio": "log ratio − log bound", "diverges": "difference in failure rate"}.get(
+        c.kind, f"difference in {info.axis_label}")
+    scaled = [{**r, **{k: None if r[k] is None else r[k] * scale
+                       for k in ("effect", "ci_low", "ci_high")}} for r in rows]
+    margins = [r["margin"] for r in rows if r["margin"] is not None]
+    return figures.forest_plot(scaled, margins[0] * scale if margins else None, label)
 
 
 def build_context(config: Config, tables: dict, claims: list[ClaimResult],
@@ -366,8 +393,7 @@ def build_context(config: Config, tables: dict, claims: list[ClaimResult],
         "title": "Neural-network optimization: claims checked",
         "overview": _overview(config, tables["runs"]),
         "claims": [_claim_view(r) for r in claims],
-        "verdict_counts": {v: verdicts.count(v) for v in
-                           ("supported", "contradicted", "inconclusive", "not run")},
+        "verdict_counts": {v: verdicts.count(v) for v in VERDICTS},
         "findings": [s["finding"] for s in studies],
         "studies": studies,
         "css": (TEMPLATES / "report.css").read_text(),
@@ -429,6 +455,7 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
     tables = load_tables(results_dir)
     alpha, claims = load_claims(claims_path)
     results = evaluate_claims(claims, config, tables["runs"], alpha)
+    write_claims(results, Path(results_dir) / "claims.parquet")  # machine-readable verdicts
     html = render_html(build_context(config, tables, results, Path(results_dir), sections))
     _write_text_atomic(html, Path(html_path))
     if pdf_path:
