@@ -70,3 +70,22 @@ def test_an_optimum_on_the_edge_of_its_sweep_is_flagged(tmp_path):
                      ag.load_runs(config, tmp_path / "peak").with_columns(problem=pl.lit("b"))])
     flags = edge_optima(config.study("lr"), two)
     assert len(flags) == 1 and "problem=a" in flags[0].message
+
+
+def test_nnopt_check_prints_the_config_time_design_check(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from nnopt import cli
+
+    (tmp_path / "c.json").write_text(json.dumps(CONFIG))
+    (tmp_path / "k.yaml").write_text(yaml.safe_dump({"claims": [
+        dict(id="fast", text="t", study="lr", metric="epochs_to_target", kind="less",
+             left=0.1, right=0.001)]}))
+    rc = cli.main(["check", "--config", str(tmp_path / "c.json"), "--claims",
+                   str(tmp_path / "k.yaml"), "--no-device-check"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and out[0].startswith("ok:")
+    assert any(l.startswith("design: optimizers: optimizer.name=adam and") for l in out)
+    assert any(l.startswith("design: lr: fast: a sign-flip") for l in out)

@@ -25,6 +25,7 @@ from nnopt.report import figures
 from nnopt.analysis.aggregate import read_config
 from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
 from nnopt.analysis.claims_table import problem_rows, write_claims
+from nnopt.analysis.design import design_flags
 from nnopt.analysis.labels import label_keys
 from nnopt.config.metrics import metric_info
 from nnopt.config.spec import SpecError
@@ -385,14 +386,17 @@ def _forest(res: ClaimResult, rows: list[dict]) -> str | None:
 
 
 def build_context(config: Config, tables: dict, claims: list[ClaimResult],
-                  results_dir: Path, sections: Sequence[figures.SectionFn] = ()) -> dict[str, Any]:
+                  results_dir: Path, sections: Sequence[figures.SectionFn] = (),
+                  alpha: float = 0.05) -> dict[str, Any]:
     """The template's data; `sections` add per-study blocks (e.g. nnopt.landscape.section)."""
+    flags = design_flags(config, [r.claim for r in claims], tables["runs"], alpha)
     studies = [_study_view(s, tables, results_dir, sections) for s in config.studies]
     verdicts = [r.verdict for r in claims]
     return {
         "title": "Neural-network optimization: claims checked",
         "overview": _overview(config, tables["runs"]),
         "claims": [_claim_view(r) for r in claims],
+        "design": [{"study": f.study, "kind": f.kind, "message": f.message} for f in flags],
         "verdict_counts": {v: verdicts.count(v) for v in VERDICTS},
         "findings": [s["finding"] for s in studies],
         "studies": studies,
@@ -456,7 +460,8 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
     alpha, claims = load_claims(claims_path)
     results = evaluate_claims(claims, config, tables["runs"], alpha)
     write_claims(results, Path(results_dir) / "claims.parquet")  # machine-readable verdicts
-    html = render_html(build_context(config, tables, results, Path(results_dir), sections))
+    html = render_html(build_context(config, tables, results, Path(results_dir), sections,
+                                     alpha))
     _write_text_atomic(html, Path(html_path))
     if pdf_path:
         write_pdf(html, pdf_path)
