@@ -139,3 +139,21 @@ def test_compare_many_mann_whitney_batches_equal_one_by_one_reference():
     for f, s in zip(fast, slow):
         np.testing.assert_allclose([f.p, f.effect_size], [s.p, s.effect_size], rtol=1e-12)
         assert f.diff == s.diff or (np.isnan(f.diff) and np.isnan(s.diff))
+
+
+def test_vectorized_exact_permutation_equals_scipy_permutation_test():
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n_a, n_b = rng.integers(2, 7, 2)
+        a = rng.integers(0, 4, n_a).astype(float)  # many ties, as discretized metrics have
+        b = rng.integers(0, 4, n_b).astype(float) + rng.integers(0, 2)
+        assert stats.permutation_p(a, b) == pytest.approx(stats.permutation_p_reference(a, b))
+        if n_a == n_b:
+            assert stats.permutation_p(a, b, paired=True) == pytest.approx(
+                stats.permutation_p_reference(a, b, paired=True))
+
+
+def test_cliffs_delta_equals_the_mann_whitney_u_formula():
+    a, b = np.array([1.0, 2, 2, np.inf]), np.array([2.0, 3, np.inf])
+    u = sps.mannwhitneyu(a, b, alternative="two-sided").statistic
+    assert stats.cliffs_delta(a, b) == pytest.approx(2 * u / 12 - 1)

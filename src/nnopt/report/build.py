@@ -215,7 +215,8 @@ def _problems(runs: pl.DataFrame, labels: dict) -> dict:
              "status": r["status"], "run_id": r["run_id"],
              "detail": (r["error"] or "").strip().splitlines()[-1][:240] if r["error"]
              else (f"diverged at step {r['diverged_at_step']}" if r["diverged_at_step"]
-                   is not None else ("no run directory" if r["status"] == "missing" else ""))}
+                   is not None else {"missing": "no run directory",
+                                     "stalled": "never left chance"}.get(r["status"], ""))}
             for r in bad.head(MAX_PROBLEM_ROWS).iter_rows(named=True)]
     return {"rows": rows, "more": max(0, bad.height - MAX_PROBLEM_ROWS), "total": bad.height}
 
@@ -338,7 +339,8 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
     return {
         "n_studies": len(config.studies), "n_runs": runs.height,
         "n_configs": runs.select("study", "config").unique().height,
-        "status": {s: counts.get(s, 0) for s in ("ok", "diverged", "failed", "missing")},
+        "status": {s: counts.get(s, 0) for s in ("ok", "stalled", "diverged", "failed",
+                                                  "missing")},
         "seeds": " or ".join(map(str, seeds)) + " per configuration",
         "hardware": _hardware(runs),
         "versions": f"nnopt {_unique(runs, 'nnopt_version')}, torch "
