@@ -325,3 +325,23 @@ def test_forest_plot_draws_each_problem_with_its_verdict():
     assert svg.startswith("<svg") and "mnist1d-mlp (supported)" in svg
     assert "digits-mlp (equivalent)" in svg and "censored" not in svg
     assert forest_plot(rows[2:]) is None
+
+
+def test_report_claim_view_shows_each_problem_and_a_forest_plot(world):
+    import polars as pl
+
+    from nnopt.report.build import _claim_view
+
+    config, runs = world
+    both = pl.concat([runs.with_columns(problem=pl.lit(p)) for p in ("mnist1d-mlp", "digits-mlp")])
+    res = evaluate_claims(_claims(dict(study="activation", metric="test_accuracy",
+                                       kind="greater", left="relu", right="sigmoid")),
+                          config, both)[0]
+    view = _claim_view(res)
+    assert [p["problem"] for p in view["problems"]] == ["mnist1d-mlp", "digits-mlp"]
+    assert view["summary"] == "holds on 2 of 2 problems" and view["counts"] == "n 16, n_used 16"
+    assert view["forest"].startswith("<svg") and "digits-mlp (supported)" in view["forest"]
+    single = _claim_view(evaluate_claims(_claims(dict(
+        study="activation", metric="test_accuracy", kind="greater", left="relu",
+        right="sigmoid")), config, runs)[0])
+    assert single["problems"] == [] and single["forest"] is None

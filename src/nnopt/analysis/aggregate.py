@@ -7,7 +7,8 @@ directory is status `missing`: shown, never dropped) and writes, atomically,
 * `curves.parquet`      one row per run × evaluation point
 * `summary.parquet`     one row per study × configuration × metric, seeds pooled
 * `comparisons.parquet` one row per study × configuration × compared metric: against the
-                        study's baseline, Holm-adjusted within the study, with tied ranks
+                        study's baseline (paired by seed when both have the same seeds),
+                        Holm-adjusted within the study, with tied ranks
 
 Factor values differ in type across studies (a float learning rate here, a string there), so
 the cross-study tables hold every factor column as a string formatted like the config label
@@ -36,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from nnopt.analysis import stats
+from nnopt.analysis import inference
 from nnopt.analysis.inference import DETERMINISTIC
 from nnopt.config.metrics import CENSORED, METRICS, SUMMARY_METRICS, metric_info
 from nnopt.config.spec import SpecError
@@ -357,16 +359,37 @@ def _baseline_label(study: Study) -> str:
     return study.runs[0].config
 
 
-def _study_comparisons(study: Study, values: dict) -> list[dict]:
+def _paired(a, seeds_a, b, seeds_b, metric: str) -> stats.Comparison:
+    """A configuration against the baseline seed by seed (nnopt.analysis.inference rules:
+    paired t-test, or the sign-flip permutation test for censored or constant differences)."""
+    r = inference.two_sample(a, b, metric=metric, seeds_a=seeds_a, seeds_b=seeds_b)
+    censored = r.test == "paired_permutation" and not np.all(np.isfinite(np.r_[a, b]))
+    if censored or metric_info(metric).censored:
+        effect, kind = stats.cliffs_delta(a, b), "cliffs_delta"
+    else:
+        effect, kind = stats.hedges_g(a, b), "hedges_g"
+    return stats.Comparison(r.effect, r.ci_low, r.ci_high, r.test,
+                            math.nan if r.p is None else r.p, float(effect), kind)
+
+
+def _study_comparisons(study: Study, values: dict, seeds: dict) -> list[dict]:
+    """Each configuration against the baseline: seed by seed when both have the same seeds
+    (`_paired`), else by nnopt.analysis.stats.compare_many (unpaired)."""
     base = _baseline_label(study)
     labels = list(dict.fromkeys(r.config for r in study.runs))
     others = [c for c in labels if c != base]
     rows = []
     for metric in study.metrics:
         b = values.get((base, metric), [])
+        deterministic = metric in DETERMINISTIC
         results = dict(zip(others, stats.compare_many(
             [values.get((c, metric), []) for c in others], b,
-            censored=metric_info(metric).censored, deterministic=metric in DETERMINISTIC)))
+            censored=metric_info(metric).censored, deterministic=deterministic)))
+        for c in others if not deterministic else ():
+            sa, sb = seeds.get((c, metric), []), seeds.get((base, metric), [])
+            if inference.is_paired(sa, sb) and results[c].test != "none":
+                results[c] = _paired(np.asarray(values[(c, metric)], dtype=float), sa,
+                                     np.asarray(b, dtype=float), sb, metric)
         for label in labels:
             c = results.get(label)
             rows.append({
@@ -410,11 +433,14 @@ def compare_to_baseline(runs: pl.DataFrame, summary: pl.DataFrame,
     """Each configuration against its study's baseline, for each compared metric."""
     pairs = _study_metrics(config, runs).filter("compared")
     grouped = _long_values(runs, pairs).group_by("study", "config", "metric").agg(
-        pl.col("value")).collect()
+        pl.col("value"), pl.col("seed")).collect()
     values: dict[str, dict] = {}
-    for study, label, metric, vals in grouped.iter_rows():
+    seeds: dict[str, dict] = {}
+    for study, label, metric, vals, seed in grouped.iter_rows():
         values.setdefault(study, {})[(label, metric)] = vals
-    rows = [r for s in config.studies for r in _study_comparisons(s, values.get(s.name, {}))]
+        seeds.setdefault(study, {})[(label, metric)] = seed
+    rows = [r for s in config.studies
+            for r in _study_comparisons(s, values.get(s.name, {}), seeds.get(s.name, {}))]
     table = pl.DataFrame(rows, infer_schema_length=None, schema_overrides={
         "diff": pl.Float64, "diff_ci_low": pl.Float64, "diff_ci_high": pl.Float64,
         "p": pl.Float64, "p_holm": pl.Float64, "effect_size": pl.Float64})

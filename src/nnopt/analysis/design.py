@@ -121,7 +121,8 @@ def unreachable_alpha(claims, config: Config, alpha: float = 0.05) -> list[Flag]
                              <= alpha), None)
                 more = f"; {need} seeds would" if need else ""
                 flags.append(Flag(study_name, "alpha", (
-                    f"{claim.id}: a {test} over {n} seeds cannot go below p = {p:.3g}; after "
+                    f"{claim.id}: a {test} over {n} seed{'s' if n > 1 else ''} cannot go "
+                    f"below p = {p:.3g}; after "
                     f"Holm over the {m} test{'s' if m > 1 else ''} about study {study_name} "
                     f"the smallest is "
                     f"{min(1.0, p * m):.3g} > α = {alpha:g}{more}")))
