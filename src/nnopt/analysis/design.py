@@ -35,8 +35,8 @@ from nnopt.config.metrics import metric_info
 from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Config, Study
 
-__all__ = ["Flag", "design_flags", "identical_configurations", "unreachable_alpha",
-           "edge_optima", "normalized_spec"]
+__all__ = ["Flag", "design_flags", "design_lines", "identical_configurations",
+           "unreachable_alpha", "edge_optima", "normalized_spec"]
 
 # Optimizer fields each optimizer reads (nnopt.train.optim builds it from these alone).
 _OPTIMIZER_FIELDS = {
@@ -179,3 +179,16 @@ def design_flags(config: Config, claims=(), runs: pl.DataFrame | None = None,
         for study in config.studies:
             flags += edge_optima(study, runs)
     return flags
+
+
+def design_lines(config: Config, claims_path=None) -> list[str]:
+    """The config-time check as printable lines ('design: study: message'), for `nnopt check`
+    and `snakemake -n`; a claims file that cannot be read gives one line saying so."""
+    from nnopt.analysis.claims import load_claims
+    from nnopt.config.spec import SpecError
+
+    try:
+        alpha, claims = load_claims(claims_path) if claims_path else (0.05, [])
+    except SpecError as err:
+        return [f"design: claims not checked: {err}"]
+    return [f"design: {f.study}: {f.message}" for f in design_flags(config, claims, alpha=alpha)]

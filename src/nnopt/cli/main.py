@@ -165,11 +165,13 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _design_lines(config, claims_path: Path | None) -> list[str]:
     """The config-time design check (nnopt.analysis.design): warnings, not errors."""
-    from nnopt.analysis.claims import load_claims
-    from nnopt.analysis.design import design_flags
+    from nnopt.analysis.design import design_lines
 
-    alpha, claims = load_claims(claims_path) if claims_path else (0.05, [])
-    return [f"design: {f.study}: {f.message}" for f in design_flags(config, claims, alpha=alpha)]
+    if claims_path is not None:
+        from nnopt.analysis.claims import load_claims
+
+        load_claims(claims_path)  # a bad claims file is an error of this check (SpecError)
+    return design_lines(config, claims_path)
 
 
 # --- landscape -----------------------------------------------------------------------------
