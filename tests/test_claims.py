@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fixtures.make_runs import SMALL_CONFIG, make_runs
@@ -345,3 +346,28 @@ def test_report_claim_view_shows_each_problem_and_a_forest_plot(world):
         study="activation", metric="test_accuracy", kind="greater", left="relu",
         right="sigmoid")), config, runs)[0])
     assert single["problems"] == [] and single["forest"] is None
+
+
+def test_tables_written_before_n_classes_existed_still_judge(world):
+    config, runs = world
+    old = runs.drop("n_classes")
+    res = evaluate_claims(_claims(dict(study="activation", metric="test_accuracy",
+                                       kind="greater", left="relu", right="tanh")), config, old)
+    assert res[0].tests[0]["n_used"] == 6  # tanh's 2 diverged runs: chance unknown, left out
+
+
+def test_a_significant_difference_below_the_margin_does_not_support():
+    from nnopt.analysis import inference
+
+    rng = np.random.default_rng(4)
+    b = rng.normal(0.80, 0.001, 8)
+    a = b + 0.004 + rng.normal(0, 0.0005, 8)  # 0.4 points, clearly significant, below 1 point
+    r = inference.two_sample(a, b, metric="test_accuracy", seeds_a=range(8), seeds_b=range(8))
+    assert r.p < 1e-6 and r.margin == 0.01
+    verdict, _ = inference.decide(r, want=1, p_adjusted=r.p, p_tost_adjusted=r.p_tost,
+                                  alpha=0.05, family_size=1)
+    assert verdict == "equivalent"
+    wider = inference.two_sample(a, b, metric="test_accuracy", seeds_a=range(8),
+                                 seeds_b=range(8), margin=0.002)
+    assert inference.decide(wider, want=1, p_adjusted=wider.p, p_tost_adjusted=wider.p_tost,
+                            alpha=0.05, family_size=1)[0] == "supported"

@@ -77,6 +77,8 @@ class ClaimRuns:
     def counted(part: pl.DataFrame, metric: str) -> pl.DataFrame:
         """The runs that count for `metric` with their `value` (declared rule; null dropped)."""
         keep, diverged_as = counted(metric)
+        if "n_classes" not in part.columns:  # tables written before the column existed
+            part = part.with_columns(n_classes=pl.lit(None, dtype=pl.Float64))
         value = pl.col(metric).cast(pl.Float64)
         if diverged_as == "chance":
             value = pl.when(pl.col("status") == "diverged").then(1 / pl.col("n_classes")) \

@@ -23,7 +23,8 @@ them):
   arrangement, so it is never 0 and never below `min_p` (2/2^n paired, 2/C(n_a+n_b, n_a)).
 * **Relevance.** Every metric has a minimum relevant difference (`default_margin`: accuracy
   1 point, loss 0.02, everything else 10 % of the reference's mean), overridable per claim. A
-  difference is *relevant* unless its 95 % interval lies inside ±margin.
+  significant difference supports or contradicts a claim only when its estimate reaches the
+  margin; one whose 95 % interval lies inside ±margin is *equivalent* (trivial).
 * **Equivalence** (TOST, Lakens 2017): two one-sided t-tests against ±margin; p_tost is the
   larger of the two. With zero spread (bit-identical runs) the values decide.
 * **Power.** `seeds_needed` is the seeds per configuration a decision needs: a normal-
@@ -80,7 +81,8 @@ def default_margin(metric: str) -> tuple[float, bool]:
 
 def resolve_margin(metric: str, reference: np.ndarray, override=None) -> float:
     """The absolute margin: an override (number, or 'N%' of the reference's mean) or the
-    metric's default; a relative margin of a censored or empty reference uses its median."""
+    metric's default; a relative margin uses the mean of the reference's finite values (nan
+    when it has none: a never-reached reference has no relevant difference to scale)."""
     value, relative = default_margin(metric)
     if isinstance(override, str):
         value, relative = float(override.rstrip("% ")) / 100, True
@@ -207,7 +209,10 @@ def decide(r: TwoSample, *, want: int, p_adjusted: float | None, p_tost_adjusted
             return "equivalent", None
         return ("supported" if sign > 0 else "contradicted"), None
     trivial = (math.isfinite(r.ci_low) and -r.margin < r.ci_low and r.ci_high < r.margin)
-    if p_adjusted is not None and p_adjusted < alpha and sign != 0 and not trivial:
+    # relevant: the estimate exceeds the margin (censored metrics have no interval; their
+    # effect is a median difference, +-inf when one side never reached the target)
+    relevant = not r.margin > 0 or abs(r.effect) >= r.margin
+    if p_adjusted is not None and p_adjusted < alpha and sign != 0 and relevant:
         return ("supported" if sign > 0 else "contradicted"), None
     flat = r.spread == 0 and abs(r.effect) < r.margin
     if trivial or flat or (p_tost_adjusted is not None and p_tost_adjusted < alpha):
