@@ -267,7 +267,7 @@ def _study_view(study: Study, tables: dict, results_dir: Path,
     labels = figures.short_labels(summary, study)
     order = _order(study, summary, comparisons, figures.MAX_POINTS)
     curve_order = _order(study, summary, comparisons, figures.MAX_LINES)
-    ok_runs = runs.filter(pl.col("status") == "ok")["run_id"]
+    ok_runs = runs.filter(pl.col("status").is_in(["ok", "stalled"]))["run_id"]  # curves that ran
     bands = figures.curve_bands(tables["curves"], study.name, ok_runs)
     figs = figures.study_figures(study, summary, bands, order, curve_order, _machine(runs))
     medians = {(r["config"], r["metric"]): r["median"] for r in summary.iter_rows(named=True)}
