@@ -41,6 +41,27 @@ def _ok_values(root, study, label, metric):
     return np.array(out)
 
 
+def _seeded_values(root, study, label, metric) -> dict:
+    """{seed: value} of a configuration's ok runs."""
+    out = {}
+    for path in sorted((root / "runs" / study).glob("*/metrics.json")):
+        doc = json.loads(path.read_text())
+        factors = ", ".join(f"{k}={v}" for k, v in doc["factors"].items())
+        if factors == label and doc["status"] == "ok":
+            out[doc["seed"]] = doc["metrics"][metric]
+    return out
+
+
+def test_unmatched_seeds_fall_back_to_welch(tables):
+    _, _, f = tables
+    # activation: the baseline sigmoid lost a run (failed) and one is missing; relu has all
+    row = f["comparisons"].filter((pl.col("study") == "activation")
+                                  & (pl.col("metric") == "test_accuracy")
+                                  & (pl.col("config") == "model.activation=relu")).row(
+        0, named=True)
+    assert row["test"] == "welch" and row["n"] > row["n_base"]
+
+
 def test_runs_table_has_every_planned_run_with_its_status(tables):
     _, config, f = tables
     runs = f["runs"]
@@ -72,15 +93,46 @@ def test_summary_matches_hand_computation(tables):
     assert row["model.activation"] == "relu"
 
 
-def test_failed_diverged_and_missing_runs_are_counted_not_averaged(tables):
+def test_failed_diverged_and_missing_runs_are_counted_by_the_declared_rule(tables):
     root, _, f = tables
     row = f["summary"].filter((pl.col("config") == "model.activation=sigmoid")
                               & (pl.col("metric") == "test_accuracy")).row(0, named=True)
     assert (row["n"], row["n_ok"], row["n_diverged"], row["n_failed"], row["n_missing"]) == (
         4, 1, 1, 1, 1)
-    assert row["n_used"] == 1 and row["ci_low"] is None  # one value: no interval
+    # the diverged run counts as chance accuracy (1/10 on mnist1d); failed/missing are not used
+    assert row["n_used"] == 2
     only = _ok_values(root, "activation", "model.activation=sigmoid", "test_accuracy")
-    assert row["mean"] == pytest.approx(only[0])
+    assert row["mean"] == pytest.approx((only[0] + 0.1) / 2)
+    # a metric a diverged run never measured leaves it out: n_used < n, shown
+    loss = f["summary"].filter((pl.col("config") == "model.activation=sigmoid")
+                               & (pl.col("metric") == "final_train_loss")).row(0, named=True)
+    assert loss["n_used"] == 1 and loss["ci_low"] is None  # one value: no interval
+
+
+def test_a_run_that_never_left_chance_is_stalled_and_counted(tmp_path):
+    config = parse_config(SMALL_CONFIG)
+    relu = [r for r in config.study("activation").runs if r.config.endswith("relu")]
+    means = {("activation", "model.activation=relu"): {"test_accuracy": 0.5}}
+    make_runs(config, tmp_path, means=means, sd=0.001)
+    doc_path = tmp_path / "activation" / relu[0].run_id / "metrics.json"
+    doc = json.loads(doc_path.read_text())
+    doc["metrics"].update(best_val_accuracy=0.12, test_accuracy=0.11)  # chance 0.10 + 0.02
+    doc_path.write_text(json.dumps(doc))
+    runs = ag.load_runs(config, tmp_path)
+    status = runs.filter(pl.col("run_id") == relu[0].run_id)["status"][0]
+    assert status == "stalled" and set(runs["status"]) == {"ok", "stalled"}
+    summary = ag.summarize(runs, config)
+    row = summary.filter((pl.col("config") == "model.activation=relu")
+                         & (pl.col("metric") == "test_accuracy")).row(0, named=True)
+    assert row["n_stalled"] == 1 and row["n_used"] == 4  # counted with its measured accuracy
+    assert row["mean"] == pytest.approx((0.11 + 3 * 0.5) / 4, abs=0.003)
+
+
+def test_chance_classes_from_the_data_spec():
+    from nnopt.config.spec import parse_spec
+
+    assert ag.chance_classes(parse_spec({"data": {"name": "mnist1d"}})) == 10
+    assert ag.chance_classes(parse_spec({"data": {"name": "blobs", "n_classes": 4}})) == 4
 
 
 def test_censored_time_to_target_reports_reached_counts_and_no_mean(tables):
@@ -105,10 +157,14 @@ def test_comparisons_against_baseline_equal_scipy_and_holm(tables):
     assert base == "optimizer.lr=0.01, budget.batch_size=16"  # no baseline: first config
     row = comp.filter(pl.col("config") == "optimizer.lr=0.001, budget.batch_size=64").row(
         0, named=True)
-    a = _ok_values(root, "hyperparameter_grid", row["config"], "test_accuracy")
-    b = _ok_values(root, "hyperparameter_grid", base, "test_accuracy")
-    ref = sps.ttest_ind(a, b, equal_var=False)
-    assert row["test"] == "welch" and row["p"] == pytest.approx(ref.pvalue)
+    a = _seeded_values(root, "hyperparameter_grid", row["config"], "test_accuracy")
+    b = _seeded_values(root, "hyperparameter_grid", base, "test_accuracy")
+    assert sorted(a) == sorted(b)  # the same seeds: compared seed by seed
+    seeds = sorted(a)
+    ref = sps.ttest_rel([a[k] for k in seeds], [b[k] for k in seeds])
+    assert row["test"] == "paired_t" and row["p"] == pytest.approx(ref.pvalue)
+    low, high = ref.confidence_interval()
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((low, high))
     ps = comp.filter(~pl.col("is_baseline"))["p"].to_numpy()
     m = len(ps)
     order = np.argsort(ps)
@@ -148,9 +204,12 @@ def test_vectorized_summary_equals_stats_describe_for_every_group(tables):
     runs = f["runs"]
     for row in f["summary"].iter_rows(named=True):
         part = runs.filter((pl.col("config") == row["config"]) & (pl.col("study") == row["study"]))
-        keep = ["ok", "diverged"] if row["censored"] else ["ok"]
+        keep, diverged_as = ag.counted(row["metric"])
         part = part.filter(pl.col("status").is_in(keep))
         vals = part[row["metric"]].to_numpy().astype(float)
+        if diverged_as == "chance":  # the declared rule: a diverged run = chance accuracy
+            diverged = (part["status"] == "diverged").to_numpy()
+            vals = np.where(diverged, 1 / part["n_classes"].to_numpy(), vals)
         if row["censored"]:  # never reached = +inf where a target was set
             has_target = part["target_val_accuracy"].is_not_null().to_numpy()
             vals = np.where(np.isnan(vals) & has_target, np.inf, vals)

@@ -149,8 +149,14 @@ def test_pdf_has_title_toc_sections_and_running_furniture(rendered):
 
 def test_claims_verdicts_and_failed_runs_are_shown(rendered):
     html = rendered["html"]
-    for verdict in ("supported", "contradicted", "inconclusive", "not run"):
+    # "batch 16 beats 64" pools two learning rates 0.2 apart: spread too large for 2 seeds
+    for verdict in ("supported", "contradicted", "underpowered", "not run"):
         assert f'class="verdict {verdict.replace(" ", "-")}"' in html
+    import polars as pl
+
+    table = pl.read_parquet(rendered["root"] / "claims.parquet")  # written by `nnopt report`
+    assert table.filter(pl.col("problem") == "overall")["verdict"].to_list() == [
+        "supported", "contradicted", "underpowered", "not run"]
     assert "out of &lt;memory&gt; &amp; &#34;quotes&#34;" in html or \
         "out of &lt;memory&gt; &amp; &quot;quotes&quot;" in html
     assert "failed" in html

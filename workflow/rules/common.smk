@@ -124,6 +124,11 @@ if workflow.is_main_process:
     print(
         packing.plan_table(STUDIES, list(BATCHES.values()), FINISHED), file=sys.stderr
     )
+    # Design check (nnopt.analysis.design): identical configurations, unreachable alpha.
+    from nnopt.analysis.design import design_lines
+
+    for line in design_lines(STUDIES, "config/claims.yaml"):
+        print(f"nnopt: {line}", file=sys.stderr)
     retry_unfinished(BATCHES.values(), FINISHED)
 
 

@@ -7,13 +7,21 @@ directory is status `missing`: shown, never dropped) and writes, atomically,
 * `curves.parquet`      one row per run × evaluation point
 * `summary.parquet`     one row per study × configuration × metric, seeds pooled
 * `comparisons.parquet` one row per study × configuration × compared metric: against the
-                        study's baseline, Holm-adjusted within the study, with tied ranks
+                        study's baseline (paired by seed when both have the same seeds),
+                        Holm-adjusted within the study, with tied ranks
 
 Factor values differ in type across studies (a float learning rate here, a string there), so
 the cross-study tables hold every factor column as a string formatted like the config label
 (`0.001`, `relu`, `true`) plus a `factors` column of JSON with the typed values;
 `study_frame(frame, study)` gives one study's rows with its factor columns typed again.
 Statistics rules live in nnopt.analysis.stats; metric directions and units in nnopt.config.metrics.
+
+Statuses are outcomes, not missing data. `stalled` is set here: an ok run whose best validation
+accuracy (final train accuracy without validation) is at most chance, 1/n_classes, plus
+`STALL_MARGIN` (5 points) never learned. The declared rule of every comparison (`counted`):
+a stalled run keeps its measured values; a diverged run counts as chance accuracy
+(1/n_classes) in accuracy metrics and as never reached in to-target metrics, and is left out
+(n_used < n) of every other metric, whose value it never measured.
 """
 
 from __future__ import annotations
@@ -29,12 +37,18 @@ import numpy as np
 import polars as pl
 
 from nnopt.analysis import stats
+from nnopt.analysis import inference
+from nnopt.analysis.inference import DETERMINISTIC
 from nnopt.config.metrics import CENSORED, METRICS, SUMMARY_METRICS, metric_info
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Config, Run, Study, parse_config
 
 __all__ = [
     "STATUSES",
+    "STALL_MARGIN",
+    "chance_classes",
+    "mark_stalled",
+    "counted",
     "read_config",
     "load_runs",
     "load_curves",
@@ -47,11 +61,13 @@ __all__ = [
     "write_parquet_atomic",
 ]
 
-STATUSES = ("ok", "diverged", "failed", "missing")
+STATUSES = ("ok", "stalled", "diverged", "failed", "missing")
+STALL_MARGIN = 0.05  # accuracy (fraction) above chance a run must reach to count as learning
+_TEN_CLASS_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "SVHN", "EMNIST")
 _RUN_COLUMNS: dict[str, Any] = {
     "study": pl.String, "run_id": pl.String, "seed": pl.Int64, "config": pl.String,
     "config_index": pl.Int64, "status": pl.String, "error": pl.String,
-    "diverged_at_step": pl.Int64, "factors": pl.String,
+    "diverged_at_step": pl.Int64, "factors": pl.String, "n_classes": pl.Float64,
     "target_val_accuracy": pl.Float64, "target_train_loss": pl.Float64,
     "family": pl.String, "problem": pl.String,
 }
@@ -107,12 +123,26 @@ def _read_metrics(path: Path) -> dict[str, Any] | str:
     return doc if isinstance(doc, dict) else "unreadable metrics.json: not an object"
 
 
+def chance_classes(spec) -> int | None:
+    """Classes of a run's data from its spec (the engine's `n_classes` metric wins when
+    present): mnist1d and digits have 10, the generated sets data.n_classes; None = unknown."""
+    data = spec.data
+    if data.name in ("mnist1d", "digits"):
+        return 10
+    if data.name in ("spirals", "blobs"):
+        return data.n_classes
+    if data.name == "torchvision":
+        return {"CIFAR100": 100}.get(data.torchvision_name,
+                                     10 if data.torchvision_name in _TEN_CLASS_SETS else None)
+    return None
+
+
 def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
     run_id = run.run_id  # a hash of the spec, computed on each access
     row = {
         "study": run.study, "run_id": run_id, "seed": run.seed, "config": run.config,
         "config_index": config_index, "status": "missing",
-        "factors": json.dumps(dict(run.factors)),
+        "factors": json.dumps(dict(run.factors)), "n_classes": chance_classes(run.spec),
         # Without a target, a null time-to-target is 'not measured', not 'never reached'.
         "target_val_accuracy": run.spec.evaluation.target_val_accuracy,
         "target_train_loss": run.spec.evaluation.target_train_loss,
@@ -156,7 +186,29 @@ def load_runs(config: Config, runs_dir: str | Path) -> pl.DataFrame:
                 and k not in factor_keys))
     schema = {**_RUN_COLUMNS, **{k: pl.String for k in factor_keys},
               **{k: pl.Float64 for k in metric_keys}, **_PROVENANCE}
-    return pl.DataFrame(rows, schema=schema, strict=False)
+    return mark_stalled(pl.DataFrame(rows, schema=schema, strict=False))
+
+
+def mark_stalled(runs: pl.DataFrame) -> pl.DataFrame:
+    """Status `stalled` for ok runs that never left chance (module docstring)."""
+    learned = [c for c in ("best_val_accuracy", "final_train_accuracy") if c in runs.columns]
+    if not learned or "n_classes" not in runs.columns:
+        return runs
+    best = pl.coalesce([pl.col(c) for c in learned])
+    stalled = ((pl.col("status") == "ok") & (best <= 1 / pl.col("n_classes") + STALL_MARGIN))
+    return runs.with_columns(status=pl.when(stalled.fill_null(False)).then(pl.lit("stalled"))
+                             .otherwise(pl.col("status")))
+
+
+def counted(metric: str) -> tuple[tuple[str, ...], str | None]:
+    """The declared rule (module docstring) for one metric: (statuses whose runs count, what a
+    diverged run counts as: 'chance', 'never reached' or None when it is left out)."""
+    info = metric_info(metric)
+    if info.censored:
+        return ("ok", "stalled", "diverged"), "never reached"
+    if "accuracy" in metric:
+        return ("ok", "stalled", "diverged"), "chance"
+    return ("ok", "stalled"), None
 
 
 def load_curves(runs: pl.DataFrame, runs_dir: str | Path) -> pl.DataFrame:
@@ -197,20 +249,25 @@ def _study_metrics(config: Config, runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _long_values(runs: pl.DataFrame, pairs: pl.DataFrame) -> pl.LazyFrame:
-    """One row per run × metric used in statistics: ok runs, plus diverged runs for censored
-    (to-target) metrics, where a run that never reached the target is +inf."""
+    """One row per run × metric used in statistics, by the declared rule (`counted`): ok and
+    stalled runs; diverged runs as chance accuracy and, for to-target metrics, as never reached
+    (+inf, where a target was set)."""
     metric_cols = pairs["metric"].unique().to_list()
     censored = pl.col("metric").is_in(list(CENSORED))
+    chance = pl.col("metric").is_in([m for m in metric_cols if counted(m)[1] == "chance"])
+    diverged = pl.col("status") == "diverged"
     return (
         runs.lazy()
-        .unpivot(on=metric_cols, index=["study", "config", "run_id", "status",
-                                        "target_val_accuracy", "target_train_loss"],
+        .unpivot(on=metric_cols, index=["study", "config", "run_id", "seed", "status",
+                                        "n_classes", "target_val_accuracy",
+                                        "target_train_loss"],
                  variable_name="metric", value_name="value")
         .join(pairs.lazy(), on=["study", "metric"], how="semi")  # each study's own metrics
-        .filter((pl.col("status") == "ok") | (censored & (pl.col("status") == "diverged")))
+        .filter(pl.col("status").is_in(["ok", "stalled"]) | ((censored | chance) & diverged))
         .with_columns(censored=censored)
-        .with_columns(value=pl.when(pl.col("censored") & pl.col("value").is_null()
-                                    & target_is_set(pl.col("metric")))
+        .with_columns(value=pl.when(chance & diverged).then(1 / pl.col("n_classes"))
+                      .when(pl.col("censored") & pl.col("value").is_null()
+                            & target_is_set(pl.col("metric")))
                       .then(float("inf")).otherwise(pl.col("value")))
         .filter(pl.col("value").is_not_null())
     )
@@ -305,16 +362,37 @@ def _baseline_label(study: Study) -> str:
     return study.runs[0].config
 
 
-def _study_comparisons(study: Study, values: dict) -> list[dict]:
+def _paired(a, seeds_a, b, seeds_b, metric: str) -> stats.Comparison:
+    """A configuration against the baseline seed by seed (nnopt.analysis.inference rules:
+    paired t-test, or the sign-flip permutation test for censored or constant differences)."""
+    r = inference.two_sample(a, b, metric=metric, seeds_a=seeds_a, seeds_b=seeds_b)
+    censored = r.test == "paired_permutation" and not np.all(np.isfinite(np.r_[a, b]))
+    if censored or metric_info(metric).censored:
+        effect, kind = stats.cliffs_delta(a, b), "cliffs_delta"
+    else:
+        effect, kind = stats.hedges_g(a, b), "hedges_g"
+    return stats.Comparison(r.effect, r.ci_low, r.ci_high, r.test,
+                            math.nan if r.p is None else r.p, float(effect), kind)
+
+
+def _study_comparisons(study: Study, values: dict, seeds: dict) -> list[dict]:
+    """Each configuration against the baseline: seed by seed when both have the same seeds
+    (`_paired`), else by nnopt.analysis.stats.compare_many (unpaired)."""
     base = _baseline_label(study)
     labels = list(dict.fromkeys(r.config for r in study.runs))
     others = [c for c in labels if c != base]
     rows = []
     for metric in study.metrics:
         b = values.get((base, metric), [])
+        deterministic = metric in DETERMINISTIC
         results = dict(zip(others, stats.compare_many(
             [values.get((c, metric), []) for c in others], b,
-            censored=metric_info(metric).censored)))
+            censored=metric_info(metric).censored, deterministic=deterministic)))
+        for c in others if not deterministic else ():
+            sa, sb = seeds.get((c, metric), []), seeds.get((base, metric), [])
+            if inference.is_paired(sa, sb) and results[c].test != "none":
+                results[c] = _paired(np.asarray(values[(c, metric)], dtype=float), sa,
+                                     np.asarray(b, dtype=float), sb, metric)
         for label in labels:
             c = results.get(label)
             rows.append({
@@ -358,11 +436,14 @@ def compare_to_baseline(runs: pl.DataFrame, summary: pl.DataFrame,
     """Each configuration against its study's baseline, for each compared metric."""
     pairs = _study_metrics(config, runs).filter("compared")
     grouped = _long_values(runs, pairs).group_by("study", "config", "metric").agg(
-        pl.col("value")).collect()
+        pl.col("value"), pl.col("seed")).collect()
     values: dict[str, dict] = {}
-    for study, label, metric, vals in grouped.iter_rows():
+    seeds: dict[str, dict] = {}
+    for study, label, metric, vals, seed in grouped.iter_rows():
         values.setdefault(study, {})[(label, metric)] = vals
-    rows = [r for s in config.studies for r in _study_comparisons(s, values.get(s.name, {}))]
+        seeds.setdefault(study, {})[(label, metric)] = seed
+    rows = [r for s in config.studies
+            for r in _study_comparisons(s, values.get(s.name, {}), seeds.get(s.name, {}))]
     table = pl.DataFrame(rows, infer_schema_length=None, schema_overrides={
         "diff": pl.Float64, "diff_ci_low": pl.Float64, "diff_ci_high": pl.Float64,
         "p": pl.Float64, "p_holm": pl.Float64, "effect_size": pl.Float64})

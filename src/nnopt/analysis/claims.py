@@ -1,42 +1,50 @@
 """Claims check: an article's assertions as checkable statements, judged from the runs.
 
-A claims file (YAML) is `{alpha: 0.05, claims: [claim, ...]}`; its grammar is documented at
-the top of config/claims.yaml. Each claim becomes one or more two-sample tests (nnopt.analysis.stats
-rules), the tests of all claims about one study form one Holm family, and each claim gets
-a verdict:
+A claims file (YAML) is `{alpha: 0.05, margins: {metric: margin}, claims: [claim, ...]}`; its
+grammar is documented at the top of config/claims.yaml. Each claim is judged on every problem
+of its study (the runs' `problem` column; a study without one has one problem, named after its
+dataset and model): one or more tests (nnopt.analysis.claim_tests, rules in
+nnopt.analysis.inference), Holm-adjusted over the family of all tests of the claims about the
+same study on the same problem (stated in `family`). Each test, each claim per problem, and
+each claim overall gets a verdict:
 
-* supported    every test is significant after Holm, in the claimed direction;
-* contradicted some test is significant after Holm in the opposite direction (for `best`:
-               another configuration is significantly better);
-* inconclusive otherwise (too few runs, overlapping results, metric not measured);
-* not run      the claim's study is not in the config (never an error).
+* supported     every test is significant after Holm in the claimed direction, by more than
+                the metric's minimum relevant difference (margin);
+* contradicted  some test is so in the opposite direction (`best`: another configuration is
+                better);
+* equivalent    the difference is within ±margin (TOST significant after Holm, or a 95 %
+                interval inside the margin); for `best` the configuration is tied, no best;
+* underpowered  neither, and the seeds were too few to decide (`seeds_needed` says how many);
+* inconclusive  otherwise (metric not measured, unknown configuration, no usable runs);
+* not run       the claim's study is not in the config (never an error);
+* mixed         (overall only) the problems disagree; `summary` says "holds on k of K".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import polars as pl
-from scipy import stats as sps
 
-from nnopt.analysis import labels
-
-from nnopt.analysis import stats
-from nnopt.analysis.aggregate import format_value, target_is_set
-from nnopt.config.metrics import metric_info
+from nnopt.analysis import inference, stats
+from nnopt.analysis.aggregate import format_value
+from nnopt.analysis.claim_tests import ClaimRuns, describe_sample, selector, tests_for
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Config, Study
 
-__all__ = ["KINDS", "Claim", "ClaimResult", "load_claims", "parse_claims", "evaluate_claims",
-           "check_claims"]
+__all__ = ["KINDS", "VERDICTS", "Claim", "ClaimResult", "ProblemResult", "load_claims",
+           "parse_claims", "evaluate_claims", "check_claims", "problems_of"]
 
 KINDS = ("greater", "less", "ordering", "best", "ratio", "diverges")
+VERDICTS = ("supported", "contradicted", "equivalent", "underpowered", "inconclusive",
+            "mixed", "not run")
 _KEYS = ("id", "text", "source", "study", "metric", "kind", "left", "right", "configs",
-         "config", "among", "direction", "at_least", "at_most", "pool", "article", "note")
+         "config", "among", "direction", "at_least", "at_most", "pool", "article", "note",
+         "margin")
 _NEEDS = {"greater": ("left", "right"), "less": ("left", "right"), "ordering": ("configs",),
           "best": ("config",), "ratio": ("left", "right"), "diverges": ("left", "right")}
 
@@ -50,16 +58,31 @@ class Claim:
     metric: str
     kind: str
     raw: Mapping[str, Any] = field(repr=False)
+    margin: float | str | None = None  # the claim's, else the file's for its metric, else default
+
+
+@dataclass
+class ProblemResult:
+    problem: str
+    verdict: str = "inconclusive"
+    tests: list[dict] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    chosen: dict = field(default_factory=dict)  # pool=best: selector → configuration used
+    seeds_needed: int | None = None
+    family: str = ""
 
 
 @dataclass
 class ClaimResult:
     claim: Claim
-    verdict: str = "inconclusive"  # supported | contradicted | inconclusive | not run
+    verdict: str = "inconclusive"  # overall: one of VERDICTS
     evidence: list[str] = field(default_factory=list)
-    tests: list[dict] = field(default_factory=list)  # label, p, sign, p_holm
+    tests: list[dict] = field(default_factory=list)  # every problem's tests
     article: list[dict] = field(default_factory=list)  # label, article, ours
-    chosen: dict = field(default_factory=dict)  # pool=best: selector → configuration used
+    chosen: dict = field(default_factory=dict)
+    problems: list[ProblemResult] = field(default_factory=list)
+    summary: str = ""  # "holds on 2 of 3 problems"
+    family: str = ""
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -95,23 +118,50 @@ def _check_claim(i: int, raw: Any, seen: set) -> Claim:
         raise SpecError(f"{path}.pool: allowed: all (pool matching configurations), best")
     if raw["kind"] == "ratio" and (raw.get("at_least") is None) == (raw.get("at_most") is None):
         raise SpecError(f"{path}: kind ratio needs exactly one of at_least, at_most")
+    margin = _check_margin(f"{path}.margin", raw.get("margin"))
     seen.add(raw["id"])
     return Claim(raw["id"], raw["text"], str(raw.get("source", "")), raw["study"],
-                 str(raw.get("metric", "")), raw["kind"], raw)
+                 str(raw.get("metric", "")), raw["kind"], raw, margin)
+
+
+def _check_margin(path: str, value: Any) -> float | str | None:
+    """A margin: a number in the metric's stored unit (accuracy 0.01 = 1 point) or 'N%' of the
+    reference configuration's mean."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            if float(value[:-1]) > 0:
+                return value
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise SpecError(f"{path}: expected a positive number (in the metric's unit, accuracy 0.01 "
+                    f"= 1 point) or a percentage such as '10%', got {value!r}")
 
 
 def parse_claims(raw: Any, where: str = "claims") -> tuple[float, list[Claim]]:
     """Validate a claims document; return (alpha, claims). Errors name the claim and key."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("claims"), list):
         raise SpecError(f"{where}: expected a mapping with a list under 'claims'")
+    for key in raw:
+        if key not in ("alpha", "margins", "claims"):
+            raise SpecError(f"{where}: {key}: unknown key; allowed: alpha, margins, claims")
     alpha = raw.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise SpecError(f"{where}: alpha: expected a number in (0, 1), got {alpha!r}")
     seen: set[str] = set()
     try:
-        return float(alpha), [_check_claim(i, c, seen) for i, c in enumerate(raw["claims"])]
+        margins = raw.get("margins") or {}
+        if not isinstance(margins, Mapping):
+            raise SpecError("margins: expected a mapping of metric names to margins")
+        margins = {str(k): _check_margin(f"margins.{k}", v) for k, v in margins.items()}
+        claims = [_check_claim(i, c, seen) for i, c in enumerate(raw["claims"])]
     except SpecError as err:
         raise SpecError(f"{where}: {err}") from None
+    return float(alpha), [c if c.margin is not None or c.metric not in margins
+                          else dataclasses.replace(c, margin=margins[c.metric]) for c in claims]
 
 
 def load_claims(path: str | Path) -> tuple[float, list[Claim]]:
@@ -125,162 +175,6 @@ def load_claims(path: str | Path) -> tuple[float, list[Claim]]:
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
     return parse_claims(raw, str(path))
-
-
-# --- selecting runs -------------------------------------------------------------------------
-
-
-def _selector(study: Study, sel: Any) -> dict[str, str]:
-    """A configuration selector as {factor: formatted value}; a scalar means the study's rows
-    factor (or its first factor)."""
-    if isinstance(sel, Mapping):
-        return {str(k): format_value(v) for k, v in sel.items()}
-    key = study.rows or (study.factor_keys[0] if study.factor_keys else "")
-    return {key: format_value(sel)}
-
-
-class _Runs:
-    """One study's runs, selected by configuration selectors. With pool='best', a selector
-    that matches several configurations stands for the best of them by the claim's metric
-    (e.g. each optimizer at its best learning rate); otherwise their runs are pooled."""
-
-    def __init__(self, runs: pl.DataFrame, study: Study, pool: str = "all"):
-        self.study, self.pool = study, pool
-        self.frame = runs.filter(pl.col("study") == study.name)
-        self.chosen: dict[str, str] = {}  # selector label → configuration picked by pool=best
-
-    def label(self, sel: Mapping[str, str]) -> str:
-        """The selector as the report names configurations ('relu', 'sgd, lr=0.1')."""
-        return labels.display_label(sel, self.study) or ", ".join(sel.values())
-
-    def select(self, sel: Mapping[str, str]) -> pl.DataFrame:
-        missing = [k for k in sel if k not in self.frame.columns]
-        if missing:
-            raise LookupError(f"{missing[0]} is not a factor of study {self.study.name}")
-        part = self.frame.filter(*[pl.col(k) == v for k, v in sel.items()])
-        if part.height == 0:
-            raise LookupError(f"no configuration of {self.study.name} has "
-                              + ", ".join(f"{k}={v}" for k, v in sel.items()))
-        return part
-
-    def values(self, sel: Mapping[str, str], metric: str) -> np.ndarray:
-        """ok runs' values; for censored metrics diverged runs too, never-reached = +inf."""
-        part = self.select(sel)
-        if metric not in part.columns:
-            raise LookupError(f"metric {metric} was not measured")
-        info = metric_info(metric)
-        keep = ["ok", "diverged"] if info.censored else ["ok"]
-        part = part.filter(pl.col("status").is_in(keep))
-        if self.pool == "best" and part["config"].n_unique() > 1:
-            part = self._best_config(part, metric, info)
-            config = part["config"][0]
-            self.chosen[self.label(sel)] = labels.short_labels(part, self.study)[config]
-        if info.censored:  # never reached = +inf, but only where a target was set
-            part = part.with_columns(pl.when(pl.col(metric).is_null()
-                                             & target_is_set(pl.lit(metric)))
-                                     .then(float("inf")).otherwise(pl.col(metric)).alias(metric))
-        vals = part[metric].cast(pl.Float64).to_numpy()
-        return vals[~np.isnan(vals)]
-
-    @staticmethod
-    def _best_config(part: pl.DataFrame, metric: str, info) -> pl.DataFrame:
-        centre = pl.col(metric).median() if info.censored else pl.col(metric).mean()
-        scores = part.group_by("config").agg(centre.alias("score")).drop_nulls("score")
-        best = scores.sort("score", descending=info.higher_is_better)["config"][0]
-        return part.filter(pl.col("config") == best)
-
-
-# --- tests per kind ---------------------------------------------------------------------
-
-
-def _describe(vals: np.ndarray, metric: str) -> str:
-    info = metric_info(metric)
-    if info.censored:
-        reached = int(np.isfinite(vals).sum())
-        med = np.median(vals) if len(vals) else math.nan
-        if not np.isfinite(med):
-            return f"never reached ({reached} of {len(vals)})"
-        median = f"{med * info.scale:.{info.digits}f} {info.unit}"
-        return f"median {median} ({reached} of {len(vals)} reached)"
-    d = stats.describe(vals)
-    if d.n == 0:
-        return "no usable runs"
-    half = (d.ci_high - d.ci_low) / 2 * info.scale if not math.isnan(d.ci_low) else math.nan
-    ci = f" ± {half:.{info.digits}f}" if not math.isnan(half) else ""
-    return f"{d.mean * info.scale:.{info.digits}f}{ci} {info.unit} (n={d.n})"
-
-
-def _pair_test(runs: _Runs, metric: str, a_sel, b_sel, want: int, what: str) -> dict:
-    """Test a against b; `want` = +1 if the claim says a's metric is larger, -1 if smaller."""
-    a, b = runs.values(a_sel, metric), runs.values(b_sel, metric)
-    c = stats.compare(a, b, censored=metric_info(metric).censored)
-    observed = np.sign(c.effect_size if c.test == "mannwhitney" else c.diff)
-    observed = 0 if (isinstance(observed, float) and math.isnan(observed)) else int(observed)
-    evidence = (f"{runs.label(a_sel)}: {_describe(a, metric)} vs {runs.label(b_sel)}: "
-                f"{_describe(b, metric)}; {c.test}")
-    return {"label": what, "p": c.p, "sign": observed * want, "evidence": evidence}
-
-
-def _tests_for(claim: Claim, runs: _Runs) -> list[dict]:
-    r, study, metric = claim.raw, runs.study, claim.metric
-    sel = lambda x: _selector(study, x)  # noqa: E731 (short local alias)
-    if claim.kind in ("greater", "less"):
-        want = 1 if claim.kind == "greater" else -1
-        return [_pair_test(runs, metric, sel(r["left"]), sel(r["right"]), want, claim.kind)]
-    if claim.kind == "ordering":
-        want = -1 if r.get("direction", "increasing") == "increasing" else 1
-        configs = [sel(c) for c in r["configs"]]
-        return [_pair_test(runs, metric, a, b, want, f"{runs.label(a)} vs {runs.label(b)}")
-                for a, b in zip(configs, configs[1:])]
-    if claim.kind == "best":
-        return _best_tests(claim, runs)
-    if claim.kind == "ratio":
-        return [_ratio_test(claim, runs)]
-    return [_divergence_test(runs, sel(r["left"]), sel(r["right"]))]
-
-
-def _best_tests(claim: Claim, runs: _Runs) -> list[dict]:
-    r, info = claim.raw, metric_info(claim.metric)
-    direction = r.get("direction", "auto")
-    want = 1 if (direction == "max" or (direction == "auto" and info.higher_is_better)) else -1
-    best = _selector(runs.study, r["config"])
-    if r.get("among"):
-        others = [_selector(runs.study, c) for c in r["among"]]
-    else:  # every other configuration of the study
-        keys = list(runs.study.factor_keys)
-        combos = runs.frame.select(keys).unique(maintain_order=True).iter_rows(named=True)
-        others = [dict(c) for c in combos]
-    others = [o for o in others if not all(o.get(k) == v for k, v in best.items())]
-    return [_pair_test(runs, claim.metric, best, o, want, f"vs {runs.label(o)}") for o in others]
-
-
-def _ratio_test(claim: Claim, runs: _Runs) -> dict:
-    """mean(left)/mean(right) against a bound: Welch on log values, left shifted by log(bound)."""
-    r = claim.raw
-    left, right = _selector(runs.study, r["left"]), _selector(runs.study, r["right"])
-    a, b = runs.values(left, claim.metric), runs.values(right, claim.metric)
-    bound, want = (r["at_least"], 1) if r.get("at_least") is not None else (r["at_most"], -1)
-    a, b = a[np.isfinite(a) & (a > 0)], b[np.isfinite(b) & (b > 0)]
-    c = stats.compare(np.log(a) - math.log(bound), np.log(b))
-    ratio = math.exp(np.log(a).mean() - np.log(b).mean()) if len(a) and len(b) else math.nan
-    sign = 0 if math.isnan(c.diff) else int(np.sign(c.diff))
-    evidence = (f"{runs.label(left)}/{runs.label(right)} ratio of geometric means {ratio:.2f} "
-                f"(claimed {'≥' if want > 0 else '≤'} {bound:g}; n={len(a)}, {len(b)}); {c.test} on logs")
-    return {"label": "ratio", "p": c.p, "sign": sign * want, "evidence": evidence}
-
-
-def _divergence_test(runs: _Runs, left, right) -> dict:
-    """Fisher's exact test on diverged vs ok counts (left claimed to diverge more)."""
-    counts = []
-    for sel in (left, right):
-        status = runs.select(sel)["status"]
-        counts.append([(status == "diverged").sum(), (status == "ok").sum()])
-    p = float(sps.fisher_exact(counts).pvalue) if min(map(sum, counts)) > 0 else math.nan
-    rate = [d / (d + o) if d + o else math.nan for d, o in counts]
-    sign = 0 if any(map(math.isnan, rate)) else int(np.sign(rate[0] - rate[1]))
-    evidence = (f"{runs.label(left)}: {counts[0][0]} of {sum(counts[0])} diverged vs "
-                f"{runs.label(right)}: {counts[1][0]} of {sum(counts[1])}; Fisher exact")
-    return {"label": "diverged", "p": p, "sign": sign, "evidence": evidence}
 
 
 def _selectors(claim: Claim) -> list[Any]:
@@ -303,7 +197,7 @@ def check_claims(claims: list[Claim], config: Config) -> list[str]:
         study = config.study(claim.study)
         configs = [{k: format_value(v) for k, v in r.factors} for r in study.runs]
         for sel in _selectors(claim):
-            want = _selector(study, sel)
+            want = selector(study, sel)
             if not any(all(c.get(k) == v for k, v in want.items()) for c in configs):
                 problems.append(f"{claim.id}: no configuration of {study.name} has "
                                 + ", ".join(f"{k}={v}" for k, v in want.items()))
@@ -313,72 +207,165 @@ def check_claims(claims: list[Claim], config: Config) -> list[str]:
 # --- verdicts ---------------------------------------------------------------------------------
 
 
-def _article_rows(claim: Claim, runs: _Runs) -> list[dict]:
+def problems_of(study: Study, runs: pl.DataFrame) -> list[str]:
+    """The study's problems: the runs' `problem` column, else one named dataset-model."""
+    part = runs.filter(pl.col("study") == study.name)
+    if "problem" in part.columns and part["problem"].drop_nulls().len():
+        return part["problem"].drop_nulls().unique(maintain_order=True).to_list()
+    spec = study.runs[0].spec if study.runs else None
+    return [f"{spec.data.name}-{spec.model.kind}" if spec else study.name]
+
+
+def _problem_frame(runs: pl.DataFrame, study: Study, problem: str, single: bool) -> pl.DataFrame:
+    part = runs.filter(pl.col("study") == study.name)
+    if "problem" in part.columns and not single:
+        part = part.filter(pl.col("problem") == problem)
+    return part
+
+
+def _article_rows(claim: Claim, runs: ClaimRuns) -> list[dict]:
     art = claim.raw.get("article")
     if not art:
         return []
     items = art if isinstance(art, list) else [{"config": k, "value": v} for k, v in art.items()]
     rows = []
     for item in items:
-        sel = _selector(runs.study, item["config"])
+        sel = selector(runs.study, item["config"])
         try:
-            ours = _describe(runs.values(sel, claim.metric), claim.metric) if claim.metric else ""
+            if claim.metric:
+                vals, _, n = runs.sample(sel, claim.metric)
+                ours = describe_sample(vals, claim.metric, n)
+            else:
+                ours = ""
         except LookupError as err:
             ours = str(err)
         rows.append({"label": runs.label(sel), "article": item["value"], "ours": ours})
     return rows
 
 
-def _verdict(tests: list[dict], alpha: float) -> str:
-    if not tests or any(t["p_holm"] is None for t in tests):
-        return "inconclusive"
-    if any(t["p_holm"] < alpha and t["sign"] < 0 for t in tests):
-        return "contradicted"
-    if all(t["p_holm"] < alpha and t["sign"] > 0 for t in tests):
-        return "supported"
-    return "inconclusive"
+def _judge(res: ProblemResult, claim: Claim, runs: ClaimRuns) -> None:
+    try:
+        res.tests = tests_for(claim, runs)
+    except LookupError as err:
+        res.evidence = [str(err).strip("'\"")]
+    res.chosen = dict(runs.chosen)
 
 
 def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
                     alpha: float = 0.05) -> list[ClaimResult]:
-    """Judge every claim; the tests of all claims about one study form one Holm family."""
+    """Judge every claim on every problem of its study (module docstring)."""
     names = {s.name: s for s in config.studies}
     results = []
     for claim in claims:
         res = ClaimResult(claim)
         results.append(res)
         if claim.study not in names:
-            res.verdict = "not run"
-            res.evidence = [f"study {claim.study} is not in this config"]
+            res.verdict, res.evidence = "not run", [f"study {claim.study} is not in this config"]
             continue
-        study_runs = _Runs(runs, names[claim.study], claim.raw.get("pool", "all"))
-        try:
-            res.tests = _tests_for(claim, study_runs)
-            res.article = _article_rows(claim, study_runs)
-        except LookupError as err:
-            res.evidence = [str(err).strip("'\"")]
-        res.chosen = dict(study_runs.chosen)
-    for study in dict.fromkeys(r.claim.study for r in results):
-        _holm_adjust([t for r in results if r.claim.study == study for t in r.tests])
+        study = names[claim.study]
+        problems = problems_of(study, runs)
+        for problem in problems:
+            frame = _problem_frame(runs, study, problem, len(problems) == 1)
+            claim_runs = ClaimRuns(frame, study, claim.raw.get("pool", "all"))
+            res.problems.append(pr := ProblemResult(problem))
+            _judge(pr, claim, claim_runs)
+            if not res.article:
+                res.article = _article_rows(claim, claim_runs)
+    _adjust_families(results, alpha)
     for res in results:
-        if res.verdict == "not run" or not res.tests:
-            continue
-        res.verdict = _verdict(res.tests, alpha)
-        res.evidence = [f"{t['evidence']} {_p(t['p'])}, Holm {_p(t['p_holm'])}"
-                        for t in res.tests]
-        if res.chosen:
-            res.evidence.append("best configuration used: " + "; ".join(
-                f"{k} → {v}" for k, v in res.chosen.items()))
+        if res.verdict != "not run":
+            _overall(res)
     return results
 
 
-def _holm_adjust(tests: list[dict]) -> None:
-    """Set each test's `p_holm` within one family (one study's claims, like the study's own
-    comparisons against its baseline): a family of every claim would make a 5-seed rank test
-    (smallest two-sided p = 2/252) unable to support anything, however clear the data."""
-    adjusted = stats.holm([math.nan if t["p"] is None else t["p"] for t in tests])
-    for t, p in zip(tests, adjusted):
-        t["p_holm"] = None if math.isnan(p) else float(p)
+def _adjust_families(results: list[ClaimResult], alpha: float) -> None:
+    """Holm within (study, problem): every test of the claims about that study there."""
+    families: dict[tuple[str, str], list[tuple[ClaimResult, ProblemResult]]] = {}
+    for res in results:
+        for pr in res.problems:
+            families.setdefault((res.claim.study, pr.problem), []).append((res, pr))
+    for (study, problem), members in families.items():
+        tests = [t for _, pr in members for t in pr.tests]
+        n_claims = len({r.claim.id for r, pr in members if pr.tests})
+        for key, out in (("p", "p_holm"), ("p_tost", "p_tost_holm")):
+            raw = [math.nan if getattr(t["result"], key) is None else getattr(t["result"], key)
+                   for t in tests]
+            for t, p in zip(tests, stats.holm(raw)):
+                t[out] = None if math.isnan(p) else float(p)
+        family = (f"Holm over the {len(tests)} tests of the {n_claims} claims about study "
+                  f"{study} on {problem}")
+        for res, pr in members:
+            pr.family = res.family = family
+            for t in pr.tests:
+                t["verdict"], t["seeds_needed"] = inference.decide(
+                    t["result"], want=t["want"], p_adjusted=t["p_holm"],
+                    p_tost_adjusted=t["p_tost_holm"], alpha=alpha, family_size=len(tests))
+            _problem_verdict(pr, res.claim)
+
+
+def _combine(verdicts: list[str]) -> str:
+    if not verdicts:
+        return "inconclusive"
+    if "contradicted" in verdicts:
+        return "contradicted"
+    if all(v == "supported" for v in verdicts):
+        return "supported"
+    if "equivalent" in verdicts and all(v in ("supported", "equivalent") for v in verdicts):
+        return "equivalent"
+    return "underpowered" if "underpowered" in verdicts else "inconclusive"
+
+
+def _problem_verdict(pr: ProblemResult, claim: Claim) -> None:
+    pr.verdict = _combine([t["verdict"] for t in pr.tests])
+    needs = [t["seeds_needed"] for t in pr.tests if t["seeds_needed"] is not None
+             and t["verdict"] == "underpowered"]
+    pr.seeds_needed = max(needs) if needs else None
+    pr.evidence = [_evidence_line(t) for t in pr.tests] or pr.evidence
+    if claim.kind == "best" and pr.verdict == "equivalent":
+        tied = [t["label"].removeprefix("vs ") for t in pr.tests if t["verdict"] == "equivalent"]
+        pr.evidence.append("no best: tied with " + ", ".join(tied))
+    if pr.verdict == "underpowered" and pr.seeds_needed:
+        pr.evidence.append(f"a decision needs about {pr.seeds_needed} seeds per configuration")
+    if pr.chosen:
+        pr.evidence.append("best configuration (by validation) used: " + "; ".join(
+            f"{k} → {v}" for k, v in pr.chosen.items()))
+
+
+_TEST_NAMES = {"paired_t": "paired t-test (by seed)", "welch": "Welch t-test",
+               "paired_permutation": "exact sign-flip permutation test (by seed)",
+               "permutation": "permutation test", "fisher": "Fisher exact test",
+               "deterministic": "deterministic: compared, not tested", "none": "no test"}
+
+
+def _evidence_line(t: dict) -> str:
+    r = t["result"]
+    parts = [t["evidence"], _TEST_NAMES.get(r.test, r.test)]
+    if r.p is not None:
+        parts.append(f"{_p(r.p)}, Holm {_p(t['p_holm'])}")
+    if math.isfinite(r.margin):
+        parts.append(f"margin ±{_number(r.margin, t['metric'])}")
+    return "; ".join(parts) + f" → {t['verdict']}"
+
+
+def _number(value: float, metric: str) -> str:
+    from nnopt.config.metrics import metric_info
+
+    info = metric_info(metric)
+    return f"{value * info.scale:.{max(info.digits, 1)}g} {info.unit}".strip()
+
+
+def _overall(res: ClaimResult) -> None:
+    verdicts = [pr.verdict for pr in res.problems]
+    res.verdict = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+    res.tests = [t for pr in res.problems for t in pr.tests]
+    held = verdicts.count("supported")
+    res.summary = f"holds on {held} of {len(verdicts)} problem{'s' if len(verdicts) > 1 else ''}"
+    if len(res.problems) == 1:
+        res.evidence, res.chosen = res.problems[0].evidence, res.problems[0].chosen
+    else:
+        res.evidence = [f"{pr.problem}: {pr.verdict}" for pr in res.problems]
+        res.family = "Holm within each problem: " + "; ".join(
+            dict.fromkeys(pr.family for pr in res.problems))
 
 
 def _p(p: float | None) -> str:

@@ -10,13 +10,17 @@ handles the edge cases (tiny n, zero variance, censored values). The rules, stat
   know about the bootstrap", §3), while the t interval stays close to nominal unless the
   skew is extreme. Seeds per configuration are usually 3-10, so most intervals are t.
 * **Two-sample test** — Welch's t-test (`ttest_ind(equal_var=False)`), which keeps its level
-  with unequal variances and small n for roughly symmetric data. Mann-Whitney U
-  (`mannwhitneyu`) replaces it when the metric is censored (time-to-target: a run that never
-  reached the target is +inf, which ranks above every finite value) or when both groups have
-  n >= 8 and one of them has |skewness| > 1. A normality pre-test (Shapiro) is deliberately
-  not used: at n = 5 it has almost no power, so it would pick Welch nearly always anyway.
-* **Zero variance** — two constant groups (e.g. parameter bytes) are compared exactly:
-  p = 0 if the values differ, 1 if they are equal (test name "exact").
+  with unequal variances and small n for roughly symmetric data. A Mann-Whitney test replaces
+  it when the metric is censored (time-to-target: a run that never reached the target is +inf,
+  which ranks above every finite value) or when both groups have n >= 8 and one of them has
+  |skewness| > 1. Its p-value is a permutation test on the pooled ranks (`permutation_p`:
+  exact, i.e. every relabelling, up to `MAX_EXACT` of them, else `N_RESAMPLES` seeded ones),
+  so ties never fall back to the normal approximation, which is anti-conservative at n = 5.
+  A normality pre-test (Shapiro) is deliberately not used: at n = 5 it has almost no power.
+* **Zero variance** — two constant groups of a stochastic metric (epochs to target can be
+  constant across 5 seeds) get the permutation test of their means (test "permutation"): p is
+  never below the exact floor `min_p` (2/252 for 5 vs 5), never 0. Deterministic metrics
+  (bytes) are compared, not tested, by nnopt.analysis.inference.
 * **Multiple comparisons** — Holm's step-down adjustment (`holm`) across a family.
 * **Effect size** — Hedges' g (bias-corrected standardized mean difference) with Welch;
   Cliff's delta (P(a > b) - P(a < b), from the U statistic) with Mann-Whitney.
@@ -24,6 +28,8 @@ handles the edge cases (tiny n, zero variance, censored values). The rules, stat
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -46,6 +52,11 @@ __all__ = [
     "hedges_g",
     "cliffs_delta",
     "rank_with_ties",
+    "permutation_p",
+    "permutation_p_reference",
+    "min_p",
+    "MAX_EXACT",
+    "N_RESAMPLES",
 ]
 
 CONFIDENCE = 0.95
@@ -53,6 +64,8 @@ _SKEW_LIMIT = 1.0
 _BOOTSTRAP_MIN_N = 10
 _MW_MIN_N = 8
 _N_RESAMPLES = 2000
+MAX_EXACT = 10_000  # arrangements enumerated exactly (5 vs 5 seeds: 252; 10 paired: 1024)
+N_RESAMPLES = 9_999  # random arrangements above that, seeded: p = (k + 1) / (N + 1) > 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,7 @@ class Comparison:
     diff: float  # mean(a) - mean(b) (Welch/exact) or median(a) - median(b) (Mann-Whitney)
     diff_ci_low: float
     diff_ci_high: float
-    test: str  # welch | mannwhitney | exact | none
+    test: str  # welch | mannwhitney | permutation | none
     p: float
     effect_size: float
     effect_kind: str  # hedges_g | cliffs_delta | none
@@ -164,9 +177,10 @@ def hedges_g(a, b) -> float:
 
 
 def cliffs_delta(a, b) -> float:
-    """P(a > b) - P(a < b) over all pairs, from the Mann-Whitney U of a (ties count half)."""
-    u = sps.mannwhitneyu(a, b, alternative="two-sided").statistic
-    return 2 * u / (len(a) * len(b)) - 1
+    """P(a > b) - P(a < b) over all pairs (ties count half each way: 2U/(n_a n_b) - 1 with
+    the Mann-Whitney U of a; +inf ties +inf)."""
+    a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]
+    return float(np.mean(a > b) - np.mean(a < b))
 
 
 def _median_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,27 +195,34 @@ def _clean(x) -> np.ndarray:
 
 
 def _choose_test(a: np.ndarray, b: np.ndarray, censored: bool) -> str:
-    """The rule of the module docstring: none | exact | mannwhitney | welch."""
+    """The rule of the module docstring: none | permutation | mannwhitney | welch."""
     if len(a) < 2 or len(b) < 2:
         return "none"
     finite = np.all(np.isfinite(a)) and np.all(np.isfinite(b))
     if finite and np.ptp(a) == 0 and np.ptp(b) == 0:
-        return "exact"
+        return "permutation"
     skewed = min(len(a), len(b)) >= _MW_MIN_N and max(abs(_skew(a)), abs(_skew(b))) > _SKEW_LIMIT
     return "mannwhitney" if censored or not finite or skewed else "welch"
 
 
-def compare(a, b, *, censored: bool = False, confidence: float = CONFIDENCE) -> Comparison:
-    """Compare sample a with sample b (b = baseline) by the rules in the module docstring."""
+def compare(a, b, *, censored: bool = False, deterministic: bool = False,
+            confidence: float = CONFIDENCE) -> Comparison:
+    """Compare sample a with sample b (b = baseline) by the rules in the module docstring;
+    a deterministic metric is compared, not tested (test "deterministic", p nan)."""
     a, b = _clean(a), _clean(b)
     test = _choose_test(a, b, censored)
+    if deterministic and len(a) and len(b):
+        diff = float(a.mean() - b.mean())
+        return Comparison(diff, diff, diff, "deterministic", math.nan, math.nan, "none")
     if test == "none":
         return Comparison(math.nan, math.nan, math.nan, "none", math.nan, math.nan, "none")
-    if test == "exact":
+    if test == "permutation":
         diff = float(a[0] - b[0])
-        return Comparison(diff, diff, diff, "exact", float(diff == 0), math.nan, "none")
+        p = permutation_p(a, b) if diff != 0 else 1.0
+        return Comparison(diff, diff, diff, "permutation", p, math.nan, "none")
     if test == "mannwhitney":
-        p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        ranks = sps.rankdata(np.concatenate([a, b]))
+        p = permutation_p(ranks[: len(a)], ranks[len(a):]) if np.ptp(ranks) > 0 else 1.0
         return Comparison(
             _median_diff(a, b), math.nan, math.nan, "mannwhitney", p,
             float(cliffs_delta(a, b)), "cliffs_delta",
@@ -237,17 +258,17 @@ def welch_from_stats(mean_a, var_a, n_a, mean_b, var_b, n_b, confidence: float =
     return diff, diff - half, diff + half, p, np.where(pooled == 0, np.nan, g)
 
 
-def compare_many(samples, baseline, *, censored: bool = False,
+def compare_many(samples, baseline, *, censored: bool = False, deterministic: bool = False,
                  confidence: float = CONFIDENCE) -> list[Comparison]:
     """[compare(s, baseline) for s in samples], with all Welch cases in one vectorized call."""
     b = _clean(baseline)
     cleaned = [_clean(s) for s in samples]
-    tests = [_choose_test(a, b, censored) for a in cleaned]
+    tests = ["deterministic" if deterministic else _choose_test(a, b, censored)
+             for a in cleaned]
     out: list[Comparison | None] = [
-        None if t in ("welch", "mannwhitney") else compare(a, b, censored=censored,
-                                                            confidence=confidence)
+        None if t == "welch" else compare(a, b, censored=censored, deterministic=deterministic,
+                                          confidence=confidence)
         for a, t in zip(cleaned, tests)]
-    _mannwhitney_many(cleaned, b, [i for i, t in enumerate(tests) if t == "mannwhitney"], out)
     idx = [i for i, t in enumerate(tests) if t == "welch"]
     if idx:
         stats_a = [(cleaned[i].mean(), cleaned[i].var(ddof=1), len(cleaned[i])) for i in idx]
@@ -260,25 +281,70 @@ def compare_many(samples, baseline, *, censored: bool = False,
     return out
 
 
-def _mannwhitney_many(samples: list[np.ndarray], b: np.ndarray, idx: list[int],
-                      out: list) -> None:
-    """Mann-Whitney U for samples[idx] against b, one scipy call per (n, ties) group.
-    scipy's method='auto' looks at ties over the whole batch, so each group passes the
-    method that auto would pick for its own pairs (exact: n <= 8 and no ties)."""
-    groups: dict[tuple[int, bool], list[int]] = {}
-    for i in idx:
-        both = np.sort(np.concatenate([samples[i], b]))
-        ties = bool(np.any(both[1:] == both[:-1]))
-        groups.setdefault((len(samples[i]), ties), []).append(i)
-    for (n, ties), members in groups.items():
-        method = "asymptotic" if ties or (n > 8 and len(b) > 8) else "exact"
-        stacked = np.stack([samples[i] for i in members])  # (configs, n)
-        res = sps.mannwhitneyu(stacked, b[None, :], alternative="two-sided", axis=1,
-                               method=method)
-        for k, i in enumerate(members):
-            delta = 2 * float(res.statistic[k]) / (n * len(b)) - 1
-            out[i] = Comparison(_median_diff(samples[i], b), math.nan, math.nan, "mannwhitney",
-                                float(res.pvalue[k]), delta, "cliffs_delta")
+def _mean_diff(x, y, axis=-1):
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def permutation_p(a, b, *, paired: bool = False) -> float:
+    """Two-sided permutation p of mean(a) - mean(b): relabellings of the pooled values, or
+    (paired) sign flips of the per-pair differences. Exact up to MAX_EXACT arrangements
+    (enumerated here in one vectorized pass; `permutation_p_reference` is scipy's
+    `permutation_test` and tests check they agree), else N_RESAMPLES seeded random ones. The
+    observed arrangement counts, so p >= min_p and never 0. Two-sided as scipy defines it:
+    twice the smaller one-sided p, capped at 1."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    count = 2 ** len(a) if paired else math.comb(len(a) + len(b), len(a))
+    if count > MAX_EXACT:
+        return permutation_p_reference(a, b, paired=paired)
+    if paired:
+        d = a - b
+        null = (_sign_patterns(len(d)) * d).mean(axis=1)  # (2^n,)
+        observed = d.mean()
+    else:
+        pooled = np.concatenate([a, b])
+        sum_a = _splits(len(a), len(pooled)) @ pooled  # (count,)
+        null = sum_a / len(a) - (pooled.sum() - sum_a) / len(b)
+        observed = a.mean() - b.mean()
+    gamma = abs(observed) * 1e-12 + 1e-300  # floating-point ties count as ties (as scipy)
+    less, greater = np.mean(null <= observed + gamma), np.mean(null >= observed - gamma)
+    return float(min(1.0, 2 * min(less, greater)))
+
+
+def permutation_p_reference(a, b, *, paired: bool = False) -> float:
+    """`permutation_p` by scipy.stats.permutation_test (exact up to MAX_EXACT arrangements)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    count = 2 ** len(a) if paired else math.comb(len(a) + len(b), len(a))
+    n_resamples = np.inf if count <= MAX_EXACT else N_RESAMPLES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sps.permutation_test((a, b), _mean_diff, vectorized=True, n_resamples=n_resamples,
+                                   permutation_type="samples" if paired else "independent",
+                                   alternative="two-sided", rng=np.random.default_rng(0))
+    return float(min(1.0, res.pvalue))
+
+
+@functools.lru_cache(maxsize=64)
+def _splits(n_a: int, n_total: int) -> np.ndarray:
+    """(C(n_total, n_a), n_total) 0/1 matrix: row k marks the k-th choice of a's members."""
+    combos = np.array(list(itertools.combinations(range(n_total), n_a)), dtype=np.intp)
+    mask = np.zeros((len(combos), n_total))
+    np.put_along_axis(mask, combos, 1.0, axis=1)
+    return mask
+
+
+@functools.lru_cache(maxsize=64)
+def _sign_patterns(n: int) -> np.ndarray:
+    """(2^n, n) matrix of ±1: every sign pattern of n paired differences."""
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    return 1.0 - 2.0 * bits
+
+
+def min_p(n_a: int, n_b: int, paired: bool = False) -> float:
+    """Smallest two-sided p an exact permutation test can give: its two extreme arrangements
+    out of 2^n sign patterns (paired) or C(n_a + n_b, n_a) relabellings (5 vs 5: 2/252)."""
+    if paired:
+        return min(1.0, 2 / 2**n_a)
+    return min(1.0, 2 / math.comb(n_a + n_b, n_a)) if n_a and n_b else 1.0
 
 
 def holm(pvalues) -> np.ndarray:

@@ -136,6 +136,9 @@ def _args_check(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip GPU checks (when jobs run on other machines, e.g. a cluster)",
     )
+    p.add_argument("--claims", type=Path, metavar="FILE.yaml",
+                   help="with --config: also print the design check of these claims "
+                        "(comparisons that cannot reach alpha with their seeds)")
 
 
 def _run_check(args: argparse.Namespace) -> int:
@@ -147,6 +150,7 @@ def _run_check(args: argparse.Namespace) -> int:
         if args.config is not None:
             config = check_config_file(args.config, devices=devices)
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
+            design = _design_lines(config, args.claims)
         else:
             spec = check_spec_file(args.spec, devices=devices)
             summary = f"run {spec.run_id}"
@@ -154,7 +158,20 @@ def _run_check(args: argparse.Namespace) -> int:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
     print(f"ok: {args.config or args.spec}: {summary}")
+    for line in design if args.config is not None else ():
+        print(line)
     return 0
+
+
+def _design_lines(config, claims_path: Path | None) -> list[str]:
+    """The config-time design check (nnopt.analysis.design): warnings, not errors."""
+    from nnopt.analysis.design import design_lines
+
+    if claims_path is not None:
+        from nnopt.analysis.claims import load_claims
+
+        load_claims(claims_path)  # a bad claims file is an error of this check (SpecError)
+    return design_lines(config, claims_path)
 
 
 # --- landscape -----------------------------------------------------------------------------

@@ -231,7 +231,8 @@ def gradient_heatmap_runs(runs: pl.DataFrame, study: str) -> pl.DataFrame:
     order = ["config_index", "seed"] if "config_index" in runs.columns else ["config", "seed"]
     return (
         runs.lazy()
-        .filter((pl.col("study") == study) & pl.col("status").is_in(["ok", "diverged"]))
+        .filter((pl.col("study") == study)
+                & pl.col("status").is_in(["ok", "stalled", "diverged"]))
         .sort(order)
         .group_by("config", maintain_order=True)
         .first()

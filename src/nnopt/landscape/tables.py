@@ -66,7 +66,8 @@ def select_landscape_runs(runs: pl.DataFrame | pl.LazyFrame, study: str) -> pl.D
     then lowest final_val_loss, then lowest seed. Columns: study, config, run_id, seed."""
     return (
         runs.lazy()
-        .filter((pl.col("study") == study) & (pl.col("status") == "ok"))
+        # stalled (never left chance; nnopt.analysis.aggregate) runs are finished models too
+        .filter((pl.col("study") == study) & pl.col("status").is_in(["ok", "stalled"]))
         .sort(
             ["config", "best_val_accuracy", "final_val_loss", "seed"],
             descending=[False, True, False, False],
@@ -86,7 +87,7 @@ def final_loss_spread(runs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     loss = pl.col("final_train_loss")
     return (
         runs.lazy()
-        .filter(pl.col("status") == "ok")
+        .filter(pl.col("status").is_in(["ok", "stalled"]))
         .group_by("study", "config")
         .agg(
             n_seeds=loss.count(),

@@ -23,7 +23,9 @@ from weasyprint.urls import URLFetcher
 from nnopt.report import figures
 
 from nnopt.analysis.aggregate import read_config
-from nnopt.analysis.claims import ClaimResult, evaluate_claims, load_claims
+from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
+from nnopt.analysis.claims_table import problem_rows, write_claims
+from nnopt.analysis.design import design_flags
 from nnopt.analysis.labels import label_keys
 from nnopt.config.metrics import metric_info
 from nnopt.config.spec import SpecError
@@ -213,7 +215,8 @@ def _problems(runs: pl.DataFrame, labels: dict) -> dict:
              "status": r["status"], "run_id": r["run_id"],
              "detail": (r["error"] or "").strip().splitlines()[-1][:240] if r["error"]
              else (f"diverged at step {r['diverged_at_step']}" if r["diverged_at_step"]
-                   is not None else ("no run directory" if r["status"] == "missing" else ""))}
+                   is not None else {"missing": "no run directory",
+                                     "stalled": "never left chance"}.get(r["status"], ""))}
             for r in bad.head(MAX_PROBLEM_ROWS).iter_rows(named=True)]
     return {"rows": rows, "more": max(0, bad.height - MAX_PROBLEM_ROWS), "total": bad.height}
 
@@ -264,7 +267,7 @@ def _study_view(study: Study, tables: dict, results_dir: Path,
     labels = figures.short_labels(summary, study)
     order = _order(study, summary, comparisons, figures.MAX_POINTS)
     curve_order = _order(study, summary, comparisons, figures.MAX_LINES)
-    ok_runs = runs.filter(pl.col("status") == "ok")["run_id"]
+    ok_runs = runs.filter(pl.col("status").is_in(["ok", "stalled"]))["run_id"]  # curves that ran
     bands = figures.curve_bands(tables["curves"], study.name, ok_runs)
     figs = figures.study_figures(study, summary, bands, order, curve_order, _machine(runs))
     medians = {(r["config"], r["metric"]): r["median"] for r in summary.iter_rows(named=True)}
@@ -336,7 +339,8 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
     return {
         "n_studies": len(config.studies), "n_runs": runs.height,
         "n_configs": runs.select("study", "config").unique().height,
-        "status": {s: counts.get(s, 0) for s in ("ok", "diverged", "failed", "missing")},
+        "status": {s: counts.get(s, 0) for s in ("ok", "stalled", "diverged", "failed",
+                                                  "missing")},
         "seeds": " or ".join(map(str, seeds)) + " per configuration",
         "hardware": _hardware(runs),
         "versions": f"nnopt {_unique(runs, 'nnopt_version')}, torch "
@@ -351,23 +355,51 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
 
 def _claim_view(res: ClaimResult) -> dict:
     c = res.claim
+    rows = problem_rows(res)
     return {"id": c.id, "text": c.text, "source": c.source, "study": c.study,
             "anchor": f"study-{c.study}", "verdict": res.verdict,
             "css": res.verdict.replace(" ", "-"), "evidence": res.evidence,
-            "article": res.article, "note": c.raw.get("note", "")}
+            "article": res.article, "note": c.raw.get("note", ""), "family": res.family,
+            "summary": res.summary, "counts": _counts(rows),
+            "problems": [{"problem": pr.problem, "verdict": pr.verdict,
+                          "css": pr.verdict.replace(" ", "-"), "evidence": pr.evidence}
+                         for pr in res.problems] if len(res.problems) > 1 else [],
+            "forest": _forest(res, rows) if len(rows) > 1 else None}
+
+
+def _counts(rows: list[dict]) -> str:
+    """'n 10, n_used 9' over a claim's tests (runs of the compared configurations)."""
+    n, used = sum(r["n"] or 0 for r in rows), sum(r["n_used"] or 0 for r in rows)
+    return f"n {n}, n_used {used}" if n else ""
+
+
+def _forest(res: ClaimResult, rows: list[dict]) -> str | None:
+    """Per-problem effects in the metric's display unit (log ratio, rate for other kinds)."""
+    c = res.claim
+    plain = c.kind in ("ratio", "diverges")
+    info = metric_info(c.metric)
+    scale = 1.0 if plain else info.scale
+    label = {"ratio": "log ratio − log bound", "diverges": "difference in failure rate"}.get(
+        c.kind, f"difference in {info.axis_label}")
+    scaled = [{**r, **{k: None if r[k] is None else r[k] * scale
+                       for k in ("effect", "ci_low", "ci_high")}} for r in rows]
+    margins = [r["margin"] for r in rows if r["margin"] is not None]
+    return figures.forest_plot(scaled, margins[0] * scale if margins else None, label)
 
 
 def build_context(config: Config, tables: dict, claims: list[ClaimResult],
-                  results_dir: Path, sections: Sequence[figures.SectionFn] = ()) -> dict[str, Any]:
+                  results_dir: Path, sections: Sequence[figures.SectionFn] = (),
+                  alpha: float = 0.05) -> dict[str, Any]:
     """The template's data; `sections` add per-study blocks (e.g. nnopt.landscape.section)."""
+    flags = design_flags(config, [r.claim for r in claims], tables["runs"], alpha)
     studies = [_study_view(s, tables, results_dir, sections) for s in config.studies]
     verdicts = [r.verdict for r in claims]
     return {
         "title": "Neural-network optimization: claims checked",
         "overview": _overview(config, tables["runs"]),
         "claims": [_claim_view(r) for r in claims],
-        "verdict_counts": {v: verdicts.count(v) for v in
-                           ("supported", "contradicted", "inconclusive", "not run")},
+        "design": [{"study": f.study, "kind": f.kind, "message": f.message} for f in flags],
+        "verdict_counts": {v: verdicts.count(v) for v in VERDICTS},
         "findings": [s["finding"] for s in studies],
         "studies": studies,
         "css": (TEMPLATES / "report.css").read_text(),
@@ -429,7 +461,9 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
     tables = load_tables(results_dir)
     alpha, claims = load_claims(claims_path)
     results = evaluate_claims(claims, config, tables["runs"], alpha)
-    html = render_html(build_context(config, tables, results, Path(results_dir), sections))
+    write_claims(results, Path(results_dir) / "claims.parquet")  # machine-readable verdicts
+    html = render_html(build_context(config, tables, results, Path(results_dir), sections,
+                                     alpha))
     _write_text_atomic(html, Path(html_path))
     if pdf_path:
         write_pdf(html, pdf_path)

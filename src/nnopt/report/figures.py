@@ -54,6 +54,7 @@ __all__ = [
     "speedup",
     "optimizer_memory",
     "study_figures",
+    "forest_plot",
     "to_svg",
 ]
 
@@ -508,3 +509,34 @@ def study_figures(study: Study, summary: pl.DataFrame, bands: pl.DataFrame,
         figs.append(Figure("memory", "Optimizer-state memory",
                            optimizer_memory(summary, order, labels, colours)))
     return [f for f in figs if f.svg]
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+_VERDICT_COLOURS = {"supported": "#1f7a3a", "contradicted": "#b3261e", "equivalent": "#2f5f8f",
+                    "underpowered": "#8a6d00", "inconclusive": "#5f6770"}
+
+
+@_styled
+def forest_plot(rows: Sequence[Mapping[str, Any]], margin: float | None = None,
+                xlabel: str = "effect") -> str | None:
+    """A claim's per-problem effects with their 95% CIs (one row per problem, coloured by its
+    verdict), zero and the ±margin band of no relevant difference; rows: problem, effect,
+    ci_low, ci_high, verdict. None when no problem has a finite effect."""
+    shown = [r for r in rows if r.get("effect") is not None and np.isfinite(r["effect"])]
+    if not shown:
+        return None
+    fig, (ax,) = _new(width=4.8, height=0.7 + 0.3 * len(shown))
+    y = np.arange(len(shown))[::-1]
+    if margin is not None and np.isfinite(margin) and margin > 0:
+        ax.axvspan(-margin, margin, color="#d5d9de", alpha=0.6, lw=0, label="±margin")
+    ax.axvline(0, color="#5f6770", lw=0.8)
+    for yi, r in zip(y, shown):
+        colour = _VERDICT_COLOURS.get(r.get("verdict"), "#5f6770")
+        low, high = r.get("ci_low"), r.get("ci_high")
+        if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [yi, yi], color=colour, lw=1.6)
+        ax.plot([r["effect"]], [yi], "s", color=colour, ms=5)
+    ax.set_yticks(y, [_tex_safe(f"{r['problem']} ({r.get('verdict', '')})") for r in shown])
+    ax.set(xlabel=_tex_safe(xlabel), title="Effect per problem (95% CI)")
+    return to_svg(fig)

@@ -1,0 +1,91 @@
+"""nnopt.analysis.design: identical configurations, unreachable α, optima on a sweep edge."""
+
+import polars as pl
+
+from fixtures.make_runs import make_runs
+from nnopt.analysis import aggregate as ag
+from nnopt.analysis.claims import parse_claims
+from nnopt.analysis.design import design_flags, edge_optima, identical_configurations
+from nnopt.config.studies import parse_config
+
+CONFIG = {
+    "defaults": {"data": {"name": "mnist1d"}, "budget": {"epochs": 2}},
+    "seeds": 5,
+    "studies": [
+        {"name": "optimizers", "grid": {"optimizer.name": ["sgd", "adam", "adamw", "momentum"]},
+         "metrics": ["test_accuracy"]},
+        {"name": "lr", "grid": {"optimizer.lr": [0.001, 0.01, 0.1]},
+         "base": {"evaluation": {"target_val_accuracy": 0.5}},
+         "metrics": ["test_accuracy", "epochs_to_target"]},
+    ],
+}
+
+
+def test_adamw_without_decay_is_flagged_identical_to_adam():
+    config = parse_config(CONFIG)
+    assert identical_configurations(config.study("optimizers")) == [
+        ("optimizer.name=adam", "optimizer.name=adamw")]
+    momentum_zero = {**CONFIG, "studies": [
+        {"name": "m", "grid": {"optimizer.name": ["sgd", "momentum"]},
+         "base": {"optimizer": {"momentum": 0.0}}, "metrics": ["test_accuracy"]}]}
+    assert len(identical_configurations(parse_config(momentum_zero).study("m"))) == 1
+    assert identical_configurations(config.study("lr")) == []
+
+
+def test_a_comparison_that_cannot_reach_alpha_with_its_seeds_is_flagged():
+    config = parse_config(CONFIG)
+    _, claims = parse_claims({"claims": [
+        dict(id="fast", text="t", study="lr", metric="epochs_to_target", kind="less",
+             left=0.1, right=0.001),
+        dict(id="acc", text="t", study="lr", metric="test_accuracy", kind="greater",
+             left=0.1, right=0.001),
+        dict(id="div", text="t", study="lr", kind="diverges", left=0.1, right=0.001)]})
+    flags = [f for f in design_flags(config, claims) if f.kind == "alpha"]
+    text = " ".join(f.message for f in flags)
+    # 5 seeds paired: 2/32 = 0.0625 > 0.05 already before Holm over the 3 tests; Fisher's
+    # all-vs-none table at 5 vs 5 reaches 2/252 (x 3 < 0.05); a t-test has no floor
+    assert [f.message.split(":")[0] for f in flags] == ["fast"]
+    assert "0.0625" in text and "Holm over the 3 tests about study lr" in text
+    assert "7 seeds would" in text  # 2/2^7 x 3 = 0.047
+    three = parse_config({**CONFIG, "seeds": 3})
+    flags = [f for f in design_flags(three, claims) if f.kind == "alpha"]
+    assert [f.message.split(":")[0] for f in flags] == ["fast", "div"]  # Fisher 3 vs 3: 0.1
+
+
+def test_an_optimum_on_the_edge_of_its_sweep_is_flagged(tmp_path):
+    config = parse_config(CONFIG)
+    labels = [r.config for r in config.study("lr").runs]
+    rising = {("lr", c): {"test_accuracy": 0.5 + 0.1 * i}
+              for i, c in enumerate(dict.fromkeys(labels))}  # lr 0.1 best: top edge
+    make_runs(config, tmp_path, means=rising, sd=0.001)
+    runs = ag.load_runs(config, tmp_path)
+    flags = edge_optima(config.study("lr"), runs)
+    assert len(flags) == 1 and "top edge" in flags[0].message and "(0.1)" in flags[0].message
+    peaked = {("lr", c): {"test_accuracy": v}
+              for c, v in zip(dict.fromkeys(labels), (0.5, 0.8, 0.6))}  # inside the range
+    make_runs(config, tmp_path / "peak", means=peaked, sd=0.001)
+    assert edge_optima(config.study("lr"), ag.load_runs(config, tmp_path / "peak")) == []
+    # per problem: an edge on one problem is flagged for that problem
+    two = pl.concat([runs.with_columns(problem=pl.lit("a")),
+                     ag.load_runs(config, tmp_path / "peak").with_columns(problem=pl.lit("b"))])
+    flags = edge_optima(config.study("lr"), two)
+    assert len(flags) == 1 and "problem=a" in flags[0].message
+
+
+def test_nnopt_check_prints_the_config_time_design_check(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from nnopt import cli
+
+    (tmp_path / "c.json").write_text(json.dumps(CONFIG))
+    (tmp_path / "k.yaml").write_text(yaml.safe_dump({"claims": [
+        dict(id="fast", text="t", study="lr", metric="epochs_to_target", kind="less",
+             left=0.1, right=0.001)]}))
+    rc = cli.main(["check", "--config", str(tmp_path / "c.json"), "--claims",
+                   str(tmp_path / "k.yaml"), "--no-device-check"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and out[0].startswith("ok:")
+    assert any(l.startswith("design: optimizers: optimizer.name=adam and") for l in out)
+    assert any(l.startswith("design: lr: fast: a sign-flip") for l in out)
