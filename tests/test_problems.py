@@ -55,3 +55,34 @@ def test_a_study_naming_an_unknown_problem_is_refused():
     bad = {**CONFIG, "studies": [{**CONFIG["studies"][0], "problems": ["spirals_mpl"]}]}
     with pytest.raises(SpecError, match=r"studies\.lr\.problems: unknown problem 'spirals_mpl'.*did you mean 'spirals_mlp'"):
         parse_config(bad)
+
+
+def test_claims_about_a_replicated_study_are_judged_per_problem(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures.make_runs import make_runs
+
+    from nnopt.analysis.aggregate import load_runs
+    from nnopt.analysis.claims import evaluate_claims, parse_claims
+
+    config = parse_config(CONFIG)
+    means = {  # lr 0.1 better on spirals, worse on blobs
+        ("lr__spirals_mlp", "optimizer.lr=0.1"): {"test_accuracy": 0.9},
+        ("lr__spirals_mlp", "optimizer.lr=0.01"): {"test_accuracy": 0.7},
+        ("lr__blobs_wide", "optimizer.lr=0.1"): {"test_accuracy": 0.6},
+        ("lr__blobs_wide", "optimizer.lr=0.01"): {"test_accuracy": 0.8},
+    }
+    make_runs(config, tmp_path, means=means, sd=0.01)
+    runs = load_runs(config, tmp_path)
+    assert set(runs["family"]) == {"lr", "plain"}
+    assert runs.filter(runs["family"] == "lr")["problem"].unique().sort().to_list() == [
+        "blobs_wide", "spirals_mlp"]
+    _, claims = parse_claims({"claims": [dict(
+        id="big-lr", text="0.1 beats 0.01", source="t", study="lr", metric="test_accuracy",
+        kind="greater", left={"optimizer.lr": 0.1}, right={"optimizer.lr": 0.01})]})
+    res = evaluate_claims(claims, config, runs)[0]
+    assert [p.problem for p in res.problems] == ["spirals_mlp", "blobs_wide"]
+    assert [p.verdict for p in res.problems] == ["supported", "contradicted"]
+    assert res.verdict == "mixed"

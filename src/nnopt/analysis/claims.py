@@ -190,11 +190,12 @@ def check_claims(claims: list[Claim], config: Config) -> list[str]:
     """Problems a claims file has against a config before any run: unknown studies (these
     are reported 'not run') and selectors that match no configuration."""
     problems = []
+    families = _families(config)
     for claim in claims:
-        if claim.study not in {s.name for s in config.studies}:
+        if claim.study not in families:
             problems.append(f"{claim.id}: study {claim.study} is not in the config (not run)")
             continue
-        study = config.study(claim.study)
+        study = families[claim.study][0]  # the problems' copies share their configurations
         configs = [{k: format_value(v) for k, v in r.factors} for r in study.runs]
         for sel in _selectors(claim):
             want = selector(study, sel)
@@ -221,6 +222,24 @@ def _problem_frame(runs: pl.DataFrame, study: Study, problem: str, single: bool)
     if "problem" in part.columns and not single:
         part = part.filter(pl.col("problem") == problem)
     return part
+
+
+def _families(config: Config) -> dict[str, list[Study]]:
+    """Configured study name -> its studies: itself, or one copy per problem
+    (nnopt.config.problems: `{name}__{problem}`, with `family` and `problem` set)."""
+    out: dict[str, list[Study]] = {}
+    for study in config.studies:
+        out.setdefault(study.family or study.name, []).append(study)
+    return out
+
+
+def _problem_parts(studies: list[Study], runs: pl.DataFrame):
+    """(problem, study, runs of that problem) for each problem of a configured study."""
+    if len(studies) > 1 or studies[0].problem is not None:  # one study per problem
+        return [(s.problem, s, runs.filter(pl.col("study") == s.name)) for s in studies]
+    study = studies[0]
+    problems = problems_of(study, runs)
+    return [(p, study, _problem_frame(runs, study, p, len(problems) == 1)) for p in problems]
 
 
 def _article_rows(claim: Claim, runs: ClaimRuns) -> list[dict]:
@@ -254,18 +273,15 @@ def _judge(res: ProblemResult, claim: Claim, runs: ClaimRuns) -> None:
 def evaluate_claims(claims: list[Claim], config: Config, runs: pl.DataFrame,
                     alpha: float = 0.05) -> list[ClaimResult]:
     """Judge every claim on every problem of its study (module docstring)."""
-    names = {s.name: s for s in config.studies}
+    families = _families(config)
     results = []
     for claim in claims:
         res = ClaimResult(claim)
         results.append(res)
-        if claim.study not in names:
+        if claim.study not in families:
             res.verdict, res.evidence = "not run", [f"study {claim.study} is not in this config"]
             continue
-        study = names[claim.study]
-        problems = problems_of(study, runs)
-        for problem in problems:
-            frame = _problem_frame(runs, study, problem, len(problems) == 1)
+        for problem, study, frame in _problem_parts(families[claim.study], runs):
             claim_runs = ClaimRuns(frame, study, claim.raw.get("pool", "all"))
             res.problems.append(pr := ProblemResult(problem))
             _judge(pr, claim, claim_runs)
