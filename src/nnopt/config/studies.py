@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+from nnopt.config.tune import TuneSpec, parse_tune
 
 __all__ = [
     "Run",
@@ -49,6 +50,7 @@ _STUDY_KEYS = (
     "metrics",
     "columns",
     "landscape",
+    "tune",
 )
 _CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape")
 _DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
@@ -90,6 +92,7 @@ class Study:
     metrics: tuple[str, ...]
     columns: Mapping[str, str]
     landscape: bool = False
+    tune: TuneSpec | None = None  # a `tune:` block: searched per configuration (nnopt.search)
     runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -319,6 +322,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         metrics=tuple(metrics),
         columns={str(k): str(v) for k, v in columns.items()},
         landscape=bool(raw.get("landscape", False)),
+        tune=_tune(path, raw, grid, zipped),
     )
     factor_keys = study.factor_keys
     for key in [*( [study.rows] if study.rows else []), *study.baseline]:
@@ -328,6 +332,15 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
                 f"{', '.join(factor_keys) or 'none'}" + did_you_mean(key, factor_keys)
             )
     return study
+
+
+def _tune(path: str, raw: Mapping, grid: Mapping, zipped: Mapping) -> TuneSpec | None:
+    if raw.get("tune") is None:
+        return None
+    sampled = raw.get("random") or {}
+    varied = (*grid, *zipped, *(sampled.get("params") or {} if isinstance(sampled, Mapping) else {}))
+    labels = tuple(config_label(f) for f in _configurations(path, grid, zipped, None))
+    return parse_tune(f"{path}.tune", raw["tune"], varied=tuple(varied), config_labels=labels)
 
 
 def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
