@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
-from nnopt.config.tune import TuneSpec, parse_tune
+from nnopt.config.tune import TuneSpec, check_tuned_keys, parse_tune
 
 __all__ = [
     "Run",
@@ -374,6 +374,8 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
         runs = expand(study, file_root=file_root)
+        if study.tune is not None and runs:
+            check_tuned_keys(f"studies.{study.name}.tune", study.tune, runs[0].spec.to_dict())
         if not runs:
             raise SpecError(f"studies.{study.name}: expands to zero runs")
         if len(runs) > cap:

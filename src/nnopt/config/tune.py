@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from nnopt.config.metrics import METRIC_NAMES, metric_info
 from nnopt.config.spec import SpecError, did_you_mean, short_repr
 
-__all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "SAMPLERS", "KINDS", "VAL_METRICS"]
+__all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "check_tuned_keys", "SAMPLERS", "KINDS", "VAL_METRICS"]
 
 SAMPLERS = ("grid", "random", "sobol", "halton", "tpe")
 KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
@@ -255,3 +255,22 @@ def parse_tune(
         shards=_positive_int(f"{path}.shards", raw.get("shards", 1)),
         trials_by_config={str(k): v for k, v in by_config.items()},
     )  # fmt: skip
+
+
+def check_tuned_keys(path: str, tune: TuneSpec, spec: Mapping[str, Any]) -> None:
+    """Each tuned key, set to a value of its range in `spec` (a run spec dict), must parse."""
+    from nnopt.config.spec import parse_spec
+
+    for key, dist in tune.params.items():
+        tree: dict[str, Any] = dict(spec)
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[leaf] = dist.from_unit(0.5)
+        try:
+            parse_spec(tree)
+        except SpecError as err:
+            raise SpecError(f"{path}.params.{key}: {err}") from None
