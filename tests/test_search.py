@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -201,3 +202,40 @@ def test_a_round_waits_for_the_previous_round(tmp_path):
     rounds.write_round(study, 0, tmp_path / "s", tmp_path / "runs")
     with pytest.raises(SpecError, match="not trained yet"):
         rounds.write_round(study, 1, tmp_path / "s", tmp_path / "runs")
+
+
+def test_expected_best_of_k_equals_enumeration():
+    import itertools
+
+    from nnopt.report.search_figures import expected_best_of_k
+
+    values = [0.3, 0.9, 0.5, 0.7]
+    for k in (1, 2, 3):
+        draws = list(itertools.product(values, repeat=k))  # every k-draw, equally likely
+        maxima = [max(d) for d in draws]
+        mean, sd = expected_best_of_k(values, [k])
+        assert mean[0] == pytest.approx(sum(maxima) / len(maxima))
+        assert sd[0] == pytest.approx(float(np.std(maxima)))
+        low, _ = expected_best_of_k(values, [k], higher_is_better=False)
+        assert low[0] == pytest.approx(sum(min(d) for d in draws) / len(draws))
+
+
+def test_report_section_shows_a_finished_search_and_flags_edges(tmp_path):
+    from nnopt.report.search_figures import search_section
+
+    study = _config(sampler="sobol", trials=8,
+                    params={"optimizer.lr": {"log_uniform": [1.0e-2, 1.0]}}).studies[0]  # fmt: skip
+    assert search_section(study, tmp_path) == []  # nothing searched yet
+    defaults = [{"study": "opt", "run_id": r.run_id, "spec": r.spec.to_dict(), "factors": {},
+                 "out": tmp_path / "runs" / "opt" / r.run_id} for r in study.runs]  # fmt: skip
+    fake_train(defaults)
+    run_search(study, tmp_path / "search", tmp_path / "runs", fake_train)
+    figures = {f.key: f for f in search_section(study, tmp_path)}
+    assert list(figures) == ["search-best", "search-sensitivity", "search-expected", "search-chosen"]
+    assert all(f.svg.startswith("<svg") for k, f in figures.items() if k != "search-chosen")
+    table = figures["search-chosen"].svg
+    # Adam's best rate (0.003) lies below this range: its choice sits at the low edge.
+    assert table.count("edge of its range") == 1 and "at the low edge" in table
+    assert "(n=2)" in table  # tuned: two confirmation seeds; default: the study's runs
+    note = figures["search-chosen"].note
+    assert "k = 8 for every configuration" in note and "DeepOBS" in note
