@@ -239,3 +239,12 @@ def test_report_section_shows_a_finished_search_and_flags_edges(tmp_path):
     assert "(n=2)" in table  # tuned: two confirmation seeds; default: the study's runs
     note = figures["search-chosen"].note
     assert "k = 8 for every configuration" in note and "DeepOBS" in note
+
+
+def test_a_changed_tune_block_is_not_continued_from_old_rounds(tmp_path):
+    from nnopt.config.spec import SpecError
+
+    run_search(_config().studies[0], tmp_path / "s", tmp_path / "runs", fake_train,
+               stop_after_round=0)  # fmt: skip
+    with pytest.raises(SpecError, match="different tune block.*delete"):
+        rounds.write_round(_config(trials=5).studies[0], 0, tmp_path / "s", tmp_path / "runs")

@@ -17,6 +17,8 @@ run id (a finished trial is never trained twice).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from nnopt.store.runs import mark_pruned, read_run
 
 __all__ = [
     "Target", "targets", "trial_round_count", "round_count", "round_path", "shard_path",
-    "read_round", "write_round", "round_results", "best_trials",
+    "read_round", "write_round", "round_results", "best_trials", "search_key",
 ]  # fmt: skip
 
 
@@ -53,6 +55,23 @@ def targets(study: Study) -> list[Target]:
         if run.config not in seen:
             seen[run.config] = Target(len(seen), run.config, dict(run.factors), run.spec.to_dict())
     return list(seen.values())
+
+
+def search_key(study: Study) -> str:
+    """A hash of what a search depends on (tune block, configurations' specs): a changed
+    study is a new search, never silently continued from another one's rounds."""
+    what = {"tune": dataclasses.asdict(_tune(study)), "targets": [t.template for t in targets(study)]}
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _check_key(study: Study, path: Path) -> None:
+    planned = json.loads(path.read_text()).get("key")
+    if planned != search_key(study):
+        raise SpecError(
+            f"{path}: planned for a different tune block or study {study.name}; delete "
+            f"{path.parent} to start a new search"
+        )
 
 
 def _tune(study: Study) -> TuneSpec:
@@ -184,7 +203,7 @@ def _tpe_round(study, r, previous, search_dir, runs_dir) -> list[dict]:
         n_new = min(tune.batch, tune.trials_for(target.label) - asked)
         if n_new <= 0:
             continue
-        journal = Path(search_dir, study.name, "optuna.journal")
+        journal = Path(search_dir, study.name, f"optuna-{search_key(study)}.journal")
         trials = tpe_ask(journal, f"{study.name}/{target.index}", tune, results, n_new,
                          recorded=range(asked))  # fmt: skip
         items += _trial_items(study, target, trials, None, runs_dir, None, r)
@@ -229,6 +248,7 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
     search_dir, runs_dir = Path(search_dir), Path(runs_dir)
     path = round_path(search_dir, study.name, r)
     if path.exists():
+        _check_key(study, path)
         return path
     n_trial = trial_round_count(study)
     if not 0 <= r <= n_trial:
@@ -248,5 +268,6 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
             runs_dir, None, r)]  # fmt: skip
     for s in range(tune.shards):  # shards first: the round file marks a complete round
         write_json_atomic(shard_path(search_dir, study.name, r, s), items[s :: tune.shards])
-    write_json_atomic(path, {"study": study.name, "round": r, "phase": phase, "runs": items})
+    doc = {"study": study.name, "key": search_key(study), "round": r, "phase": phase, "runs": items}
+    write_json_atomic(path, doc)
     return path
