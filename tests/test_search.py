@@ -248,3 +248,16 @@ def test_a_changed_tune_block_is_not_continued_from_old_rounds(tmp_path):
                stop_after_round=0)  # fmt: skip
     with pytest.raises(SpecError, match="different tune block.*delete"):
         rounds.write_round(_config(trials=5).studies[0], 0, tmp_path / "s", tmp_path / "runs")
+
+
+def test_aggregation_uses_the_confirmation_runs(tmp_path):
+    from nnopt.analysis.aggregate import load_runs
+    from nnopt.search.driver import with_confirmed_runs
+
+    config = _config(trials=4)
+    run_search(config.studies[0], tmp_path / "s", tmp_path / "runs", fake_train)
+    runs = load_runs(with_confirmed_runs(config, tmp_path / "s"), tmp_path / "runs")
+    assert sorted(runs["seed"].unique()) == [1, 2] and set(runs["status"]) == {"ok"}
+    assert sorted(runs["config"].unique()) == ["optimizer.name=adam", "optimizer.name=sgd"]
+    untouched = with_confirmed_runs(config, tmp_path / "elsewhere")
+    assert untouched.studies[0].runs == config.studies[0].runs

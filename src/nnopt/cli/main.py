@@ -179,12 +179,19 @@ def _args_aggregate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
     p.add_argument("--runs", required=True, metavar="DIR", help="folder of {study}/{run_id}/")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .parquet tables")
+    p.add_argument("--search-dir", metavar="DIR",
+                   help="searches (results/search): tuned studies use their confirmation runs")  # fmt: skip
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
     from nnopt.analysis.aggregate import aggregate, read_config
 
-    for name, path in aggregate(read_config(args.config), args.runs, args.out).items():
+    config = read_config(args.config)
+    if getattr(args, "search_dir", None):
+        from nnopt.search.driver import with_confirmed_runs
+
+        config = with_confirmed_runs(config, args.search_dir)
+    for name, path in aggregate(config, args.runs, args.out).items():
         print(f"{name}: {path}")
     return 0
 

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from nnopt.config.studies import Config, Study
-from nnopt.search.rounds import read_round, round_count, round_path, targets, write_round
+from nnopt.search.rounds import (
+    confirmed_runs, read_round, round_count, round_path, targets, write_round,
+)
 from nnopt.search.summary import summarize_search
 from nnopt.store.runs import is_finished
 
-__all__ = ["run_search", "rounds_done", "plan_lines"]
+__all__ = ["run_search", "rounds_done", "plan_lines", "with_confirmed_runs"]
 
 TrainFn = Callable[[list[dict[str, Any]]], Any]
 
@@ -84,3 +86,16 @@ def plan_lines(config: Config, search_dir: str | Path) -> list[str]:
             f"rounds done {done}/{n}, left {n - done}"
         )
     return lines
+
+
+def with_confirmed_runs(config: Config, search_dir: str | Path) -> Config:
+    """`config` with each searched study's runs replaced by its confirmation runs (fresh
+    seeds, chosen values), so aggregation, comparisons and claims use those; studies whose
+    search has not reached its confirmation round keep their own runs."""
+    from dataclasses import replace
+
+    studies = []
+    for study in config.studies:
+        confirmed = confirmed_runs(study, search_dir) if study.tune is not None else ()
+        studies.append(replace(study, runs=confirmed) if confirmed else study)
+    return replace(config, studies=tuple(studies))

@@ -36,6 +36,7 @@ from nnopt.store.runs import mark_pruned, read_run
 __all__ = [
     "Target", "targets", "trial_round_count", "round_count", "round_path", "shard_path",
     "read_round", "write_round", "round_results", "best_trials", "search_key",
+    "confirmed_runs",
 ]  # fmt: skip
 
 
@@ -271,3 +272,19 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
     doc = {"study": study.name, "key": search_key(study), "round": r, "phase": phase, "runs": items}
     write_json_atomic(path, doc)
     return path
+
+
+def confirmed_runs(study: Study, search_dir: str | Path) -> tuple[Any, ...]:
+    """The confirmation runs as the study's `Run`s (the compared configuration's factors, so
+    they group as the study's configurations do); () until the confirmation round is planned."""
+    from nnopt.config.studies import Run
+
+    path = round_path(search_dir, study.name, trial_round_count(study))
+    if study.tune is None or not path.exists():
+        return ()
+    _check_key(study, path)
+    by_label = {t.label: t for t in targets(study)}
+    return tuple(
+        Run(study.name, parse_spec(item["spec"]), tuple(by_label[item["search"]["config"]].factors.items()))
+        for item in json.loads(path.read_text())["runs"]
+    )
