@@ -261,3 +261,21 @@ def test_aggregation_uses_the_confirmation_runs(tmp_path):
     assert sorted(runs["config"].unique()) == ["optimizer.name=adam", "optimizer.name=sgd"]
     untouched = with_confirmed_runs(config, tmp_path / "elsewhere")
     assert untouched.studies[0].runs == config.studies[0].runs
+
+
+def test_cli_plans_a_round_and_names_a_bad_study_in_one_line(tmp_path, capsys):
+    from nnopt.cli.main import main
+
+    config = _config()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.raw))
+    common = ["--config", str(path), "--search-dir", str(tmp_path / "s"),
+              "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert main(["search-round", *common, "--study", "opt", "--round", "0"]) == 0
+    assert "opt round 0 (trial): 18 runs" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "s" / "opt" / "round-00.shard-0.json").read_text())) == 18
+    assert main(["search-round", *common, "--study", "nope", "--round", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--study: no study 'nope'; tuned studies: opt" in err
+    assert main(["search-round", *common, "--study", "opt", "--round", "1"]) == 2
+    assert "not trained yet" in capsys.readouterr().err

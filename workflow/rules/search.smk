@@ -32,12 +32,17 @@ if workflow.is_main_process:
 def search_manifests(study, r):
     """The shard manifests of round r of a study: all of them mean the round is trained."""
     shards = TUNED[study].tune.shards
-    return [f"{SEARCH_DIR}/{study}/round-{r:02d}.shard-{s}.manifest.json" for s in range(shards)]
+    return [
+        f"{SEARCH_DIR}/{study}/round-{r:02d}.shard-{s}.manifest.json"
+        for s in range(shards)
+    ]
 
 
 def search_previous(wildcards):
     r = int(wildcards.round)
-    return [] if r == 0 else [ancient(m) for m in search_manifests(wildcards.study, r - 1)]
+    return (
+        [] if r == 0 else [ancient(m) for m in search_manifests(wildcards.study, r - 1)]
+    )
 
 
 def search_data(wildcards):
@@ -62,7 +67,10 @@ rule search_round:
         ENV
     shell:
         "nnopt search-round --config {input.config} --study {wildcards.study}"
-        " --round {wildcards.round} --search-dir " + SEARCH_DIR + " --runs-dir " + RUNS_DIR
+        " --round {wildcards.round} --search-dir "
+        + SEARCH_DIR
+        + " --runs-dir "
+        + RUNS_DIR
         + " > {log} 2>&1"
 
 
