@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
 from nnopt.config.metrics import metric_info  # noqa: E402
@@ -79,6 +80,7 @@ def _best_so_far(scores: pl.DataFrame, chosen: dict, colours) -> str:
         y = np.where(np.isnan(y), -np.inf if info.higher_is_better else np.inf, y)
         best = np.maximum.accumulate(y) if info.higher_is_better else np.minimum.accumulate(y)
         ax.step(np.arange(1, len(best) + 1), best, where="post", color=colours[label], label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trials")
     ax.set_ylabel(f"best so far: {info.axis_label}")
     ax.legend(fontsize=7, frameon=False)
@@ -116,8 +118,10 @@ def _expected_best(scores: pl.DataFrame, chosen: dict, colours) -> str:
         ks = np.arange(1, len(values) + 1)
         mean, sd = expected_best_of_k(values, ks, info.higher_is_better)
         ax.plot(ks, mean * info.scale, color=colours[label], label=label)
-        ax.fill_between(ks, (mean - sd) * info.scale, (mean + sd) * info.scale,
-                        color=colours[label], alpha=0.2, lw=0)  # fmt: skip
+        # The best of k draws never leaves the observed range: the band is clipped to it.
+        low, high = np.clip([mean - sd, mean + sd], min(values), max(values)) * info.scale
+        ax.fill_between(ks, low, high, color=colours[label], alpha=0.2, lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial budget k")
     ax.set_ylabel(f"expected best {info.label.lower()}")
     ax.legend(fontsize=7, frameon=False)
@@ -168,8 +172,8 @@ def _notes(chosen: dict) -> str:
                  f"not that the method lost: {', '.join(edges)}.")  # fmt: skip
     rates = {c["config"]: c["values"].get("optimizer.lr") for c in chosen["configs"]}
     rates = {k: v for k, v in rates.items() if isinstance(v, (int, float)) and v > 0}
-    if len(rates) > 1:
-        hi, lo = max(rates, key=rates.get), min(rates, key=rates.get)
+    hi, lo = (max(rates, key=rates.get), min(rates, key=rates.get)) if rates else (None, None)
+    if hi != lo:
         text += (f" Best learning rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo}); DeepOBS "
                  f"reports {_DEEPOBS_RATIO} between SGD's and Adam's best rates on its problems.")
     return text

@@ -187,7 +187,8 @@ def _asha_round(study, r, previous, runs_dir) -> list[dict]:
                 s = item["search"]
                 if s["config_index"] == target.index and s["trial"] in pruned:
                     mark_pruned(item["out"])
-            values = {s["trial"]: s["values"] for i in done["runs"] for s in [i["search"]]}
+            values = {i["search"]["trial"]: i["search"]["values"] for i in done["runs"]
+                      if i["search"]["config_index"] == target.index}  # fmt: skip
             trials = [(t, values[t]) for t in keep]
         items += _trial_items(study, target, trials, budgets[r], runs_dir, r, r)
     return items
