@@ -51,6 +51,15 @@ def search_data(wildcards):
     return sorted({str(cache_path(r.spec.data, DATA_DIR)) for r in runs})
 
 
+def study_batches(wildcards):
+    """The manifests of the batches holding the study's own runs (the untuned defaults)."""
+    return [
+        f"{BATCH_DIR}/{b.batch_id}.json"
+        for b in BATCHES.values()
+        if any(r.study == wildcards.study for r in b.runs)
+    ]
+
+
 def search_outputs():
     return [f"{SEARCH_DIR}/{name}/trials.parquet" for name in sorted(TUNED)]
 
@@ -103,6 +112,7 @@ rule search_summary:
         confirmed=lambda wildcards: search_manifests(
             wildcards.study, round_count(TUNED[wildcards.study]) - 1
         ),
+        defaults=study_batches,
     output:
         trials=f"{SEARCH_DIR}/{{study}}/trials.parquet",
         chosen=f"{SEARCH_DIR}/{{study}}/chosen.json",

@@ -101,6 +101,7 @@ def tpe_ask(
     among them was asked by a search killed before it wrote its round: it is handed out
     again (same history, same seed: the same values an uninterrupted search would get).
     """
+    from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import TPESampler
     from optuna.trial import TrialState
 
@@ -120,9 +121,13 @@ def tpe_ask(
     startup = max(2, min(10, tune.trials // 3))  # random trials before TPE models anything
     while len(out) < n_new:
         number = len(study.get_trials(deepcopy=False))
-        study.sampler = TPESampler(
-            seed=tune.seed * 100_003 + number, n_startup_trials=startup, constant_liar=True
-        )
-        trial = study.ask(dists)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=ExperimentalWarning)
+            study.sampler = TPESampler(
+                seed=tune.seed * 100_003 + number, n_startup_trials=startup, constant_liar=True
+            )
+        with warnings.catch_warnings():  # constant_liar is marked experimental in Optuna
+            warnings.simplefilter("ignore", category=ExperimentalWarning)
+            trial = study.ask(dists)
         out.append((trial.number, dict(trial.params)))
     return out
