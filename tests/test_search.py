@@ -279,3 +279,16 @@ def test_cli_plans_a_round_and_names_a_bad_study_in_one_line(tmp_path, capsys):
     assert "\n" not in err and "--study: no study 'nope'; tuned studies: opt" in err
     assert main(["search-round", *common, "--study", "opt", "--round", "1"]) == 2
     assert "not trained yet" in capsys.readouterr().err
+
+
+def test_a_different_trial_budget_per_configuration_is_stated(tmp_path):
+    from nnopt.report.search_figures import search_section
+
+    study = _config(sampler="halton", trials=6,
+                    trials_by_config={"optimizer.name=adam": 3}).studies[0]  # fmt: skip
+    run_search(study, tmp_path / "search", tmp_path / "runs", fake_train)
+    trials = _trials(tmp_path / "search").filter(pl.col("phase") == "trial")
+    counts = dict(trials.group_by("config").len().iter_rows())
+    assert counts == {"optimizer.name=sgd": 6, "optimizer.name=adam": 3}
+    note = {f.key: f for f in search_section(study, tmp_path)}["search-chosen"].note
+    assert "trial budgets k = 6 (optimizer.name=sgd), 3 (optimizer.name=adam)" in note
