@@ -13,8 +13,7 @@ import pytest
 from nnopt.config.studies import parse_config
 from nnopt.search import halving, rounds
 from nnopt.search.driver import plan_lines, rounds_done, run_search
-from nnopt.search.summary import summarize_search
-from nnopt.store.runs import RunResult, is_finished, read_run, write_run
+from nnopt.store.runs import RunResult, read_run, write_run
 
 
 def _config(**tune):

@@ -13,7 +13,12 @@ from typing import Any, Callable, Iterable
 
 from nnopt.config.studies import Config, Study
 from nnopt.search.rounds import (
-    confirmed_runs, read_round, round_count, round_path, targets, write_round,
+    confirmed_runs,
+    read_round,
+    round_count,
+    round_path,
+    targets,
+    write_round,
 )
 from nnopt.search.summary import summarize_search
 from nnopt.store.runs import is_finished

@@ -63,7 +63,11 @@ def fixed_trials(tune: TuneSpec, k: int) -> list[dict[str, Any]]:
 
 
 def _optuna_distribution(d: Distribution):
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
 
     if d.kind == "choice":
         return CategoricalDistribution(list(d.args))

@@ -17,7 +17,13 @@ from nnopt.config.spec import SpecError
 from nnopt.config.studies import Study
 from nnopt.config.tune import Distribution, TuneSpec
 from nnopt.plan.packing import write_json_atomic
-from nnopt.search.rounds import best_trials, read_round, round_count, targets, trial_round_count
+from nnopt.search.rounds import (
+    best_trials,
+    read_round,
+    round_count,
+    targets,
+    trial_round_count,
+)
 from nnopt.store.runs import read_run
 
 __all__ = ["EDGE_FRACTION", "at_edge", "trial_rows", "summarize_search"]
