@@ -196,12 +196,19 @@ def _args_aggregate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
     p.add_argument("--runs", required=True, metavar="DIR", help="folder of {study}/{run_id}/")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .parquet tables")
+    p.add_argument("--search-dir", metavar="DIR",
+                   help="searches (results/search): tuned studies use their confirmation runs")  # fmt: skip
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
     from nnopt.analysis.aggregate import aggregate, read_config
 
-    for name, path in aggregate(read_config(args.config), args.runs, args.out).items():
+    config = read_config(args.config)
+    if getattr(args, "search_dir", None):
+        from nnopt.search.driver import with_confirmed_runs
+
+        config = with_confirmed_runs(config, args.search_dir)
+    for name, path in aggregate(config, args.runs, args.out).items():
         print(f"{name}: {path}")
     return 0
 
@@ -217,11 +224,60 @@ def _args_report(p: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from nnopt.landscape.section import report_section
     from nnopt.report.build import build_report
+    from nnopt.report.search_figures import search_section
 
     build_report(
-        args.config, args.results, args.claims, args.html, args.pdf, sections=(report_section,)
+        args.config, args.results, args.claims, args.html, args.pdf,
+        sections=(report_section, search_section),
     )
     print(f"html: {args.html}" + (f"\npdf: {args.pdf}" if args.pdf else ""))
+    return 0
+
+
+# --- search (studies with a tune: block) ----------------------------------------------------
+
+
+def _args_search_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--study", required=True, help="a study with a tune: block")
+    p.add_argument("--search-dir", default="results/search", metavar="DIR",
+                   help="round files, trials.parquet, Optuna journal (default: %(default)s)")
+    p.add_argument("--runs-dir", default="results/runs", metavar="DIR",
+                   help="folder of {study}/{run_id}/ run directories (default: %(default)s)")  # fmt: skip
+
+
+def _args_search_round(p: argparse.ArgumentParser) -> None:
+    _args_search_common(p)
+    p.add_argument("--round", required=True, type=int, metavar="R",
+                   help="round to plan from the finished rounds before it (0 = first)")  # fmt: skip
+
+
+def _tuned_study(args: argparse.Namespace):
+    from nnopt.analysis.aggregate import read_config
+
+    config = read_config(args.config)
+    try:
+        return config.study(args.study)
+    except KeyError:
+        names = ", ".join(s.name for s in config.studies if s.tune is not None) or "none"
+        raise SpecError(f"--study: no study {args.study!r}; tuned studies: {names}") from None
+
+
+def _run_search_round(args: argparse.Namespace) -> int:
+    from nnopt.search.rounds import read_round, write_round
+
+    study = _tuned_study(args)
+    path = write_round(study, args.round, args.search_dir, args.runs_dir)
+    doc = read_round(args.search_dir, study.name, args.round)
+    print(f"{study.name} round {args.round} ({doc['phase']}): {len(doc['runs'])} runs -> {path}")
+    return 0
+
+
+def _run_search_summary(args: argparse.Namespace) -> int:
+    from nnopt.search.summary import summarize_search
+
+    out = summarize_search(_tuned_study(args), args.search_dir, args.runs_dir)
+    print(f"trials: {out / 'trials.parquet'}\nchosen: {out / 'chosen.json'}")
     return 0
 
 
@@ -260,6 +316,16 @@ VERBS: dict[str, Verb] = {
         "tables + claims → self-contained HTML and PDF report",
         _args_report,
         _run_report,
+    ),
+    "search-round": (
+        "plan round R of a tuned study's search from its finished rounds (a no-op once planned)",
+        _args_search_round,
+        _run_search_round,
+    ),
+    "search-summary": (
+        "a finished search → results/search/{study}/trials.parquet and chosen.json",
+        _args_search_common,
+        _run_search_summary,
     ),
 }
 

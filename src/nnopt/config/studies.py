@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from nnopt.config.landscape_settings import parse_settings
 from nnopt.config.problems import PROBLEM_SEPARATOR, Problem, parse_problems, study_problems
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+from nnopt.config.tune import TuneSpec, check_tuned_keys, parse_tune
 
 __all__ = [
     "Run",
@@ -50,6 +51,7 @@ _STUDY_KEYS = (
     "metrics",
     "columns",
     "landscape",
+    "tune",
     "problems",
 )
 _CONFIG_KEYS = (
@@ -94,6 +96,7 @@ class Study:
     metrics: tuple[str, ...]
     columns: Mapping[str, str]
     landscape: bool = False
+    tune: TuneSpec | None = None  # a `tune:` block: searched per configuration (nnopt.search)
     runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
     # The configured study name and, for a study replicated over problems (nnopt.config.
     # problems), the problem this copy runs on; `name` is then '{family}__{problem}'.
@@ -328,6 +331,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         metrics=tuple(metrics),
         columns={str(k): str(v) for k, v in columns.items()},
         landscape=bool(raw.get("landscape", False)),
+        tune=_tune(path, raw, grid, zipped),
         family=name,
     )
     factor_keys = study.factor_keys
@@ -338,6 +342,15 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
                 f"{', '.join(factor_keys) or 'none'}" + did_you_mean(key, factor_keys)
             )
     return study
+
+
+def _tune(path: str, raw: Mapping, grid: Mapping, zipped: Mapping) -> TuneSpec | None:
+    if raw.get("tune") is None:
+        return None
+    sampled = raw.get("random") or {}
+    varied = (*grid, *zipped, *(sampled.get("params") or {} if isinstance(sampled, Mapping) else {}))
+    labels = tuple(config_label(f) for f in _configurations(path, grid, zipped, None))
+    return parse_tune(f"{path}.tune", raw["tune"], varied=tuple(varied), config_labels=labels)
 
 
 def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
@@ -375,6 +388,8 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
         runs = expand(study, file_root=file_root)
+        if study.tune is not None and runs:
+            check_tuned_keys(f"studies.{study.name}.tune", study.tune, runs[0].spec.to_dict())
         if not runs:
             raise SpecError(f"studies.{study.name}: expands to zero runs")
         if len(runs) > cap:

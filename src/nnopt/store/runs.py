@@ -31,12 +31,14 @@ __all__ = [
     "read_run",
     "read_curve",
     "is_finished",
+    "mark_pruned",
     "provenance",
     "now_iso",
 ]
 
 SCHEMA_VERSION = 1
-FINISHED_STATUSES = ("ok", "diverged")
+# `pruned`: a search trial stopped at a lower budget (nnopt.search); finished, never retried.
+FINISHED_STATUSES = ("ok", "diverged", "pruned")
 
 # curve.parquet columns and their Polars dtype names.
 CURVE_COLUMNS = {
@@ -240,3 +242,15 @@ def is_finished(run_dir: str | Path, run_id: str) -> bool:
     except (OSError, ValueError):
         return False
     return record.get("run_id") == run_id and record.get("status") in FINISHED_STATUSES
+
+
+def mark_pruned(run_dir: str | Path) -> None:
+    """Set a finished run's status to `pruned` (curve and metrics kept), atomically."""
+    path = Path(run_dir) / "metrics.json"
+    record = json.loads(path.read_text())
+    if record.get("status") != "ok":
+        return  # a diverged or failed trial keeps the status that explains it
+    record["status"] = "pruned"
+    tmp = path.with_name(f".metrics.json.tmp-{os.getpid()}")
+    _fsync_write(tmp, json.dumps(record, indent=1, allow_nan=False, default=str).encode())
+    os.replace(tmp, path)

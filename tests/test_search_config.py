@@ -1,0 +1,100 @@
+"""The `tune:` block: one-line errors naming the key, fresh seeds, and the samplers' points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnopt.config.spec import SpecError
+from nnopt.config.studies import parse_config
+from nnopt.config.tune import Distribution, parse_tune
+from nnopt.search.samplers import fixed_trials, grid_trials, unit_points
+
+_GOOD = {"params": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]}}, "trials": 8}
+
+
+def _study(tune, **study):
+    return {
+        "defaults": {"data": {"name": "blobs", "n_samples": 60}, "budget": {"epochs": 2}},
+        "studies": [{"name": "s", "grid": {"optimizer.name": ["sgd", "adam"]}, "tune": tune, **study}],
+    }
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        ({"params": {"optimizer.lr": {"choice": []}}}, "tune.params.optimizer.lr.choice", "empty range"),
+        ({"params": {"optimizer.lr": {"uniform": [0.1, 0.1]}}}, "tune.params.optimizer.lr.uniform", "lo < hi"),
+        ({"params": {"optimizer.lr": {"log_uniform": [0.0, 1.0]}}}, "log_uniform", "0 < lo"),
+        ({"params": {"optimizer.lr": {"log_unifrom": [0.1, 1.0]}}}, "tune.params.optimizer.lr", "did you mean 'log_uniform'"),
+        ({"params": {}}, "tune.params", "non-empty"),
+        ({"trials": 0}, "tune.trials", ">= 1"),
+        ({"sampler": "bayes"}, "tune.sampler", "allowed: grid, random, sobol, halton, tpe"),
+        ({"params": {"optimizer.name": {"choice": ["sgd"]}}}, "tune.params.optimizer.name", "also varies"),
+        ({"select": "test_accuracy"}, "tune.select", "test metric"),
+        ({"select": "train_time_s"}, "tune.select", "not a validation metric"),
+        ({"seeds": [0, 1], "confirm_seeds": [1, 2]}, "tune.confirm_seeds", "seed 1 is also a tuning seed"),
+        ({"asha": {"eta": 3, "min_epochs": 9, "max_epochs": 3}}, "tune.asha", "must be <"),
+        ({"asha": {"eta": 1, "min_epochs": 1, "max_epochs": 3}}, "tune.asha.eta", ">= 2"),
+        ({"sampler": "tpe", "asha": {"min_epochs": 1, "max_epochs": 3}}, "tune.asha", "tpe"),
+        ({"trials_by_config": {"optimizer.name=sdg": 4}}, "trials_by_config.optimizer.name=sdg", "did you mean"),
+        ({"params": {"optimizer.lrr": {"log_uniform": [0.1, 1.0]}}}, "tune.params.optimizer.lrr", "unknown key"),
+        ({"params": {"model.width": {"int_uniform": [0.5, 3]}}}, "int_uniform", "integers"),
+        ({"budget": 3}, "tune.budget", "unknown key"),
+    ],
+)
+def test_bad_tune_block_is_one_line_naming_the_key(change, key, words):
+    with pytest.raises(SpecError) as err:
+        parse_config(_study({**_GOOD, **change}))
+    message = str(err.value)
+    assert "\n" not in message and f"studies.s.{key}" in message or key in message
+    assert key in message and words in message
+
+
+def test_confirmation_seeds_are_fresh():
+    tune = parse_tune("t", {**_GOOD, "seeds": [0, 2], "confirm_seeds": 3})
+    assert tune.confirm_seeds == (1, 3, 4)
+    assert not set(tune.confirm_seeds) & set(tune.seeds)
+
+
+def test_a_good_block_parses_with_its_defaults():
+    study = parse_config(_study(_GOOD)).studies[0]
+    assert study.tune.sampler == "random" and study.tune.select == "best_val_accuracy"
+    assert study.tune.higher_is_better and study.tune.trials_for("optimizer.name=sgd") == 8
+    loss = parse_tune("t", {**_GOOD, "select": "final_val_loss"})
+    assert not loss.higher_is_better
+
+
+@pytest.mark.parametrize("sampler", ["random", "sobol", "halton"])
+def test_sampler_points_are_reproducible_and_in_range(sampler):
+    tune = parse_tune("t", {**_GOOD, "sampler": sampler, "seed": 5, "trials": 16,
+                            "params": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]},
+                                       "model.width": {"int_uniform": [8, 64]},
+                                       "model.activation": {"choice": ["relu", "tanh"]}}})  # fmt: skip
+    a, b = fixed_trials(tune, 16), fixed_trials(tune, 16)
+    assert a == b
+    assert all(1e-4 <= t["optimizer.lr"] <= 1.0 and 8 <= t["model.width"] <= 64 for t in a)
+    assert all(isinstance(t["model.width"], int) for t in a)
+    assert {t["model.activation"] for t in a} == {"relu", "tanh"}
+
+
+def test_sobol_and_halton_points_are_balanced():
+    sobol = unit_points("sobol", 16, 3, seed=1)
+    for column in sobol.T:  # every 1-D projection: one point per 1/16 cell
+        assert sorted(np.floor(column * 16).astype(int)) == list(range(16))
+    halton = unit_points("halton", 16, 2, seed=1)
+    for column, base in zip(halton.T, (2, 3)):  # base-b digits: cells of 1/b fill evenly
+        counts = np.bincount(np.floor(column * base).astype(int), minlength=base)
+        assert counts.max() - counts.min() <= 1
+    rand = unit_points("random", 16, 3, seed=1)
+    from scipy.stats import qmc
+
+    assert qmc.discrepancy(sobol) < qmc.discrepancy(rand)
+
+
+def test_grid_uses_cell_midpoints_never_the_edges():
+    points = grid_trials({"lr": Distribution("log_uniform", (1e-4, 1.0)),
+                          "act": Distribution("choice", ("relu", "tanh"))}, 8)  # fmt: skip
+    assert len(points) == 8
+    lrs = sorted({p["lr"] for p in points})
+    assert lrs == pytest.approx([10**-3.5, 10**-2.5, 10**-1.5, 10**-0.5])
