@@ -32,6 +32,7 @@ __all__ = [
     "EvaluationSpec",
     "DeviceSpec",
     "CheckpointSpec",
+    "Kwargs",
     "RunSpec",
     "parse_spec",
     "load_spec",
@@ -50,8 +51,8 @@ __all__ = [
 
 # Registry names live here (not in the torch-side registries) so that validation needs no
 # torch import; tests check that each torch-side registry has exactly these keys.
-DATASETS = ("mnist1d", "digits", "spirals", "blobs", "table", "torchvision")
-MODEL_KINDS = ("mlp", "cnn1d", "cnn2d")
+DATASETS = ("mnist1d", "digits", "spirals", "blobs", "table", "torchvision", "python")
+MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "python")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "elu")
 INITS = (
     "default",
@@ -75,8 +76,19 @@ OPTIMIZERS = (
     "rmsprop",
     "adadelta",
     "nadam",
+    "radam",
+    "adamax",
+    "asgd",
+    "adafactor",
+    "muon",
+    "lion",
+    "schedule_free_adamw",
+    "python",
 )
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "plateau")
+SCHEDULES = (
+    "constant", "step", "multistep", "exponential", "cosine", "plateau",
+    "wsd", "linear", "one_cycle", "cosine_restarts", "polynomial",
+)  # fmt: skip
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -205,9 +217,48 @@ def _int_list(path: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _checked(check: Callable[[str, Any], Any], default: Any) -> Any:
-    """A dataclass field whose parse-time check lives in its metadata."""
-    return field(default=default, metadata={"check": check})
+class Kwargs(dict):
+    """A plug-in's keyword arguments: a read-only, hashable dict (specs are frozen keys)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True, default=str))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("spec kwargs are read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+
+
+def _kwargs(path: str, value: Any) -> Kwargs:
+    if value is None:
+        return Kwargs()
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise SpecError(f"{path}: expected a mapping of keyword arguments, got {short_repr(value)}")
+    try:  # plain YAML data only: the values must survive the canonical JSON of run_id
+        return Kwargs(json.loads(json.dumps(dict(value), allow_nan=False)))
+    except (TypeError, ValueError):
+        raise SpecError(f"{path}: values must be plain numbers, strings, lists or mappings") from None
+
+
+def _target(path: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    from nnopt.config.plugins import split_target
+
+    split_target(path, value)
+    return value
+
+
+def _checked(check: Callable[[str, Any], Any], default: Any, *, hashed: bool = True) -> Any:
+    """A dataclass field whose parse-time check lives in its metadata; `hashed=False` keeps
+    it out of run_id (where a run executes, not what it computes)."""
+    return field(default=default, metadata={"check": check, "hashed": hashed})
+
+
+def _hashed_dict(section: Any) -> dict[str, Any]:
+    return {
+        f.name: getattr(section, f.name) for f in fields(section) if f.metadata.get("hashed", True)
+    }
 
 
 # --- the sections -----------------------------------------------------------------------
@@ -227,6 +278,11 @@ class DataSpec:
     test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
     split_seed: int = _checked(_number(0, integer=True), 0)
     standardize: bool = _checked(_boolean, True)
+    # name: python (nnopt.config.plugins): "module:callable" returning (x, y), kwargs, hash.
+    loader: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -238,6 +294,11 @@ class ModelSpec:
     dropout: float = _checked(_number(0, 1, hi_open=True), 0.0)
     batch_norm: bool = _checked(_boolean, False)
     kernel_size: int = _checked(_number(1, integer=True), 5)
+    # kind: python (nnopt.config.plugins): "module:callable" building an nn.Module.
+    factory: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -259,6 +320,11 @@ class OptimizerSpec:
     eps: float = _checked(_number(0, lo_open=True), 1e-8)
     alpha: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.99)
     rho: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.9)
+    # name: python (nnopt.config.plugins): "module:callable", its kwargs, the source hash.
+    factory: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -271,6 +337,11 @@ class ScheduleSpec:
     min_lr: float = _checked(_number(0), 0.0)
     patience: int = _checked(_number(0, integer=True), 5)
     factor: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.5)
+    decay_fraction: float = _checked(_number(0, 1, lo_open=True), 0.2)  # wsd
+    pct_start: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.3)  # one_cycle
+    restart_epochs: int = _checked(_number(1, integer=True), 10)  # cosine_restarts
+    t_mult: int = _checked(_number(1, integer=True), 1)  # cosine_restarts
+    power: float = _checked(_number(0, lo_open=True), 1.0)  # polynomial
 
 
 @dataclass(frozen=True)
@@ -329,6 +400,7 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSpec,
 }
 # Sections that describe how a run is executed, not what it computes: left out of run_id.
+# (A plug-in's identity is its source hash, not the folder it was found in.)
 _NOT_HASHED = ("checkpoint",)
 
 
@@ -352,8 +424,12 @@ class RunSpec:
 
     @functools.cached_property  # frozen, so computed once; a study expands thousands
     def run_id(self) -> str:
-        canonical = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        canonical = {
+            f.name: _hashed_dict(getattr(self, f.name)) if f.name in _SECTIONS else getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in _NOT_HASHED
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "RunSpec":
@@ -420,6 +496,11 @@ def _check_consistency(spec: RunSpec, file_root: Path | None) -> None:
             "regularization.early_stopping_patience: needs validation data "
             "(data.val_fraction > 0)"
         )
+    if spec.schedule.name == "one_cycle" and spec.schedule.warmup_epochs > 0:
+        raise SpecError(
+            "schedule.warmup_epochs: 'one_cycle' has its own warm-up (schedule.pct_start); "
+            "set warmup_epochs to 0"
+        )
     if spec.schedule.name == "plateau" and d.val_fraction == 0:
         raise SpecError("schedule.name: 'plateau' needs validation data (data.val_fraction > 0)")
     dev = spec.device
@@ -447,7 +528,7 @@ def _check_data_model(spec: RunSpec) -> None:
             f"data.torchvision_name: only read when data.name is torchvision, not {d.name!r}"
         )
     # Only torchvision sets have (channels, height, width) samples; the others are flat.
-    if m.kind == "cnn2d" and d.name != "torchvision":
+    if m.kind == "cnn2d" and d.name not in ("torchvision", "python"):
         raise SpecError(
             f"model.kind: 'cnn2d' needs image data (data.name: torchvision), not {d.name!r}; "
             "allowed here: mlp, cnn1d"
@@ -460,10 +541,15 @@ def _check_data_model(spec: RunSpec) -> None:
         )
 
 
-def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunSpec:
+def parse_spec(
+    raw: Mapping[str, Any], *, file_root: Path | None = None, code_root: Path | None = None
+) -> RunSpec:
     """Validate a plain mapping into a RunSpec; raise SpecError naming the key on error.
 
-    `file_root` resolves relative data paths (defaults to the working directory).
+    `file_root` resolves relative data paths (defaults to the working directory). Plug-in
+    modules are found in the section's `code_root`, else the `code_root` argument, else
+    `file_root`, else the working directory; their source hashes are filled in
+    (nnopt.config.plugins).
     """
     if not isinstance(raw, Mapping):
         raise SpecError(f"spec: expected a mapping of sections, got {short_repr(raw)}")
@@ -478,7 +564,50 @@ def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunS
             raise _unknown_key("", key, allowed)
     spec = RunSpec(**sections)
     _check_consistency(spec, file_root)
-    return spec
+    return _with_sources(spec, code_root or file_root)
+
+
+def _check_plugin_keys(spec: RunSpec) -> None:
+    """A plug-in key is required by its switch value and refused without it."""
+    from nnopt.config.plugins import PLUGIN_KEYS
+
+    for section, (switch, code_key) in PLUGIN_KEYS.items():
+        part = getattr(spec, section)
+        on = getattr(part, switch) == "python"
+        if on and getattr(part, code_key) is None:
+            raise SpecError(
+                f"{section}.{code_key}: required for {section}.{switch} 'python' "
+                "(e.g. 'models:my_net', a module beside the config)"
+            )
+        for key in (code_key, "kwargs", "source_sha256", "code_root"):
+            if not on and getattr(part, key):
+                raise SpecError(
+                    f"{section}.{key}: only read when {section}.{switch} is 'python', "
+                    f"not {getattr(part, switch)!r}"
+                )
+
+
+def _with_sources(spec: RunSpec, default_root: Path | None) -> RunSpec:
+    """Fill each plug-in section's code_root and source_sha256 (its module found there)."""
+    from nnopt.config.plugins import file_sha256, locate_source, plugin_sections
+
+    _check_plugin_keys(spec)
+    used = plugin_sections(spec)
+    if not used:
+        return spec
+    changes: dict[str, Any] = {}
+    for section, part, target in used:
+        root = Path(part.code_root or default_root or Path.cwd()).resolve()
+        code_key = "loader" if section == "data" else "factory"
+        source = locate_source(f"{section}.{code_key}", target, root)
+        digest = file_sha256(source)
+        if part.source_sha256 is not None and part.source_sha256 != digest:
+            raise SpecError(
+                f"{section}.source_sha256: {source} changed since this spec was written "
+                f"(sha256 {part.source_sha256[:12]}..., now {digest[:12]}...); plan the runs again"
+            )
+        changes[section] = dataclasses.replace(part, source_sha256=digest, code_root=str(root))
+    return spec.replace(**changes)
 
 
 def load_spec(path: str | Path) -> RunSpec:

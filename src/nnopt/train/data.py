@@ -171,6 +171,13 @@ def _torchvision(spec: DataSpec) -> Pool:
     return x, np.concatenate([p[1] for p in parts]), tuple(x.shape[1:])
 
 
+def _python(spec: DataSpec) -> Pool:
+    """data.name python: the user's loader (contract in nnopt.train.plugins)."""
+    from nnopt.train.plugins import load_data_plugin
+
+    return load_data_plugin(spec)
+
+
 DATASET_LOADERS: dict[str, Callable[[DataSpec], Pool]] = {
     "mnist1d": _mnist1d,
     "digits": _digits,
@@ -178,6 +185,7 @@ DATASET_LOADERS: dict[str, Callable[[DataSpec], Pool]] = {
     "blobs": _blobs,
     "table": _table,
     "torchvision": _torchvision,
+    "python": _python,
 }
 
 
@@ -210,7 +218,7 @@ def _subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple:
 
 def _build(spec: DataSpec) -> Dataset:
     x, y, shape = DATASET_LOADERS[spec.name](spec)
-    if spec.name in ("digits", "table", "torchvision"):  # generators already used n_samples
+    if spec.name in ("digits", "table", "torchvision", "python"):  # generators already used n_samples
         x, y = _subsample(x, y, spec.n_samples, spec.split_seed)
     train, val, test = split_indices(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
     if len(train) == 0 or len(test) == 0:
