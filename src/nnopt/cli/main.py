@@ -37,8 +37,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from nnopt.config.check import check_spec_file, check_writable
     from nnopt.train.runner import progress_hooks, run_one
 
-    # Refuse bad specs, bad data files and unwritable outputs before any training starts.
+    # Refuse bad specs, bad data files, broken plug-ins and unwritable outputs before any
+    # training starts.
     spec = check_spec_file(args.spec)
+    _check_plugins([spec])
     check_writable(Path(args.out).parent, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
@@ -47,7 +49,47 @@ def _run_train(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 80 + "\r")
     print(f"{spec.run_id} {status} -> {args.out}")
+    print(_final_table(args.out))
     return 0 if status in ("ok", "diverged") else 1
+
+
+# What `nnopt train` prints when a run ends: (label, metrics.json key, format).
+_FINAL_ROWS = (
+    ("test accuracy", "test_accuracy", "{:.4f}"),
+    ("final train loss", "final_train_loss", "{:.4f}"),
+    ("final val loss", "final_val_loss", "{:.4f}"),
+    ("test loss", "test_loss", "{:.4f}"),
+    ("steps", "steps", "{:d}"),
+    ("wall time", "wall_time_s", "{:.2f} s"),
+)
+
+
+def _final_table(run_dir: str | Path) -> str:
+    """A short two-column table of the run's status and final metrics."""
+    from nnopt.store.runs import read_run
+
+    record = read_run(run_dir)
+    metrics = record.get("metrics") or {}
+    lines = [f"  {'status':<17}{record['status']}"]
+    if record.get("error"):
+        lines.append(f"  {'error':<17}{record['error']}")
+    for label, key, fmt in _FINAL_ROWS:
+        value = metrics.get(key)
+        lines.append(f"  {label:<17}{'-' if value is None else fmt.format(value)}")
+    return "\n".join(lines)
+
+
+def _check_plugins(specs) -> None:
+    """Import and build each distinct plug-in set on its data (nnopt.train.plugins)."""
+    from nnopt.config.plugins import plugin_sections
+
+    distinct = {tuple((s, p) for s, p, _ in plugin_sections(spec)): spec for spec in specs}
+    if any(distinct):
+        from nnopt.train.plugins import check_plugins
+
+        for key, spec in distinct.items():
+            if key:
+                check_plugins(spec)
 
 
 # --- train-batch ---------------------------------------------------------------------------
@@ -146,9 +188,11 @@ def _run_check(args: argparse.Namespace) -> int:
     try:
         if args.config is not None:
             config = check_config_file(args.config, devices=devices)
+            _check_plugins([r.spec for r in config.runs])
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
         else:
             spec = check_spec_file(args.spec, devices=devices)
+            _check_plugins([spec])
             summary = f"run {spec.run_id}"
     except SpecError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
@@ -261,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from nnopt import __version__
+
+    parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name, (help_text, add_args, run) in VERBS.items():
         verb = sub.add_parser(name, help=help_text, description=help_text)

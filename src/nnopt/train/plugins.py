@@ -42,19 +42,21 @@ def _root(code_root: str | None) -> Path:
 
 
 def _import(module: str, root: Path, source: Path) -> Any:
-    """Import `module` with `root` first on sys.path; reload it when its file was edited."""
+    """Import `module` with `root` first on sys.path. A cached module of another file (two
+    study folders each with a models.py) or of an edited file is imported afresh."""
+    digest = file_sha256(source)
+    cached = sys.modules.get(module)
+    if cached is not None:
+        cached_file = Path(getattr(cached, "__file__", None) or "").resolve()
+        if cached_file != source.resolve() or getattr(cached, "__nnopt_sha256__", None) != digest:
+            del sys.modules[module]
     sys.path.insert(0, str(root))
     try:
-        loaded = sys.modules.get(module)
-        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == source.resolve():
-            if getattr(loaded, "__nnopt_sha256__", None) not in (None, file_sha256(source)):
-                loaded = importlib.reload(loaded)
-        else:
-            loaded = importlib.import_module(module)
-        loaded.__nnopt_sha256__ = file_sha256(source)
-        return loaded
+        loaded = importlib.import_module(module)
     finally:
         sys.path.remove(str(root))
+    loaded.__nnopt_sha256__ = digest
+    return loaded
 
 
 def load_callable(key: str, target: str, code_root: str | None) -> Callable:
@@ -79,8 +81,11 @@ def _call(key: str, target: str, fn: Callable, *args: Any, **kwargs: Any) -> Any
         return fn(*args, **kwargs)
     except SpecError:
         raise
-    except Exception as err:
-        raise SpecError(f"{key}: {target} raised {type(err).__name__}: {err}") from None
+    except Exception as err:  # the user's code failed: say where, in one line
+        where = getattr(sys.modules.get(getattr(fn, "__module__", "")), "__file__", None)
+        where = f" ({where})" if where else ""
+        message = " ".join(str(err).split())
+        raise SpecError(f"{key}: {target}{where} raised {type(err).__name__}: {message}") from None
 
 
 def build_model_plugin(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
