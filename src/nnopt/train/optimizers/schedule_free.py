@@ -87,16 +87,19 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         weight = lr_max**2
         group["weight_sum"] += weight
         ckp1 = weight / group["weight_sum"] if group["weight_sum"] else 0.0
-        for y in group["params"]:
-            if y.grad is None:
-                continue
-            z = self._z(y)
-            v = self.state[y]["exp_avg_sq"]
-            v.mul_(beta2).addcmul_(y.grad, y.grad, value=1 - beta2)
-            d = y.grad / (v.sqrt() + group["eps"])
+        ys = [p for p in group["params"] if p.grad is not None]
+        if ys:  # multi-tensor kernels: one launch per operation for all parameters
+            zs = [self._z(y) for y in ys]
+            vs = [self.state[y]["exp_avg_sq"] for y in ys]
+            grads = [y.grad for y in ys]
+            torch._foreach_mul_(vs, beta2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denom, group["eps"])
+            ds = torch._foreach_div(grads, denom)  # d = g / (sqrt(v) + eps)
             # y_{t+1} = (1-c) y_t + c z_t + lr * (beta1 (1 - c) - 1) d: the same as forming
             # z_{t+1}, x_{t+1} and y_{t+1} from their definitions, without storing x.
-            y.lerp_(z, ckp1)
-            y.add_(d, alpha=lr * (beta1 * (1 - ckp1) - 1))
-            z.sub_(d, alpha=lr)
+            torch._foreach_lerp_(ys, zs, ckp1)
+            torch._foreach_add_(ys, ds, alpha=lr * (beta1 * (1 - ckp1) - 1))
+            torch._foreach_add_(zs, ds, alpha=-lr)
         group["k"] = k + 1
