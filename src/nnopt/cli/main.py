@@ -252,6 +252,36 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- status -------------------------------------------------------------------------------
+
+
+def _args_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results folder holding runs/ (and plan.json)")  # fmt: skip
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="reprint every SECONDS until every planned run is done")  # fmt: skip
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    import time
+
+    from nnopt.store.status import format_progress, read_progress
+
+    if not Path(args.results).is_dir():
+        raise SpecError(f"--results: folder not found: {args.results}")
+    while True:
+        progress = read_progress(args.results)
+        line = format_progress(progress)
+        if args.watch is None:
+            print(line)
+            return 0
+        print("\r" + line.ljust(79), end="", flush=True)
+        if progress.total and progress.done + progress.failed >= progress.total:
+            print()
+            return 0
+        time.sleep(args.watch)
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -288,12 +318,18 @@ VERBS: dict[str, Verb] = {
         _args_report,
         _run_report,
     ),
+    "status": (
+        "runs done/total and an ETA, read from the run folders (and results/plan.json)",
+        _args_status,
+        _run_status,
+    ),
 }
 
 _EPILOG = """examples:
   nnopt train --spec run.yaml --out results/runs/adhoc/run1
   nnopt train-batch --runs batch.json --manifest batch.manifest.json --threads 1
   nnopt check --config config/config.yaml
+  nnopt status --watch 10        # runs done/total and ETA while snakemake runs
   snakemake --cores all          # the whole study set (see README)
 """
 
