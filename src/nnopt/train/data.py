@@ -138,12 +138,20 @@ def _table(spec: DataSpec) -> Pool:
 
 
 def _torchvision(spec: DataSpec) -> Pool:
+    from nnopt.config.vision import NATIVE_VISION
+
+    if spec.torchvision_name in NATIVE_VISION:  # read from the files: no torchvision needed
+        from nnopt.train.vision import read_native
+
+        x, y = read_native(spec.torchvision_name, spec.path)
+        x = np.ascontiguousarray(x / 255.0, dtype=np.float32)  # (n, C, H, W) in [0, 1]
+        return x, y, tuple(x.shape[1:])
     try:
         import torchvision.datasets as tvd
-    except ImportError:
+    except Exception as err:  # missing, or built for another torch (fails while importing)
         raise SpecError(
-            "data.name: 'torchvision' needs the torchvision package (pip install torchvision "
-            "matching your torch version)"
+            f"data.torchvision_name: {spec.torchvision_name} needs an importable torchvision "
+            f"({type(err).__name__}: {err}); nnopt reads {', '.join(NATIVE_VISION)} without it"
         ) from None
     cls = getattr(tvd, spec.torchvision_name, None)
     if cls is None:
