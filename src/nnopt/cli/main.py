@@ -49,34 +49,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 80 + "\r")
     print(f"{spec.run_id} {status} -> {args.out}")
-    print(_final_table(args.out))
-    return 0 if status in ("ok", "diverged") else 1
-
-
-# What `nnopt train` prints when a run ends: (label, metrics.json key, format).
-_FINAL_ROWS = (
-    ("test accuracy", "test_accuracy", "{:.4f}"),
-    ("final train loss", "final_train_loss", "{:.4f}"),
-    ("final val loss", "final_val_loss", "{:.4f}"),
-    ("test loss", "test_loss", "{:.4f}"),
-    ("steps", "steps", "{:d}"),
-    ("wall time", "wall_time_s", "{:.2f} s"),
-)
-
-
-def _final_table(run_dir: str | Path) -> str:
-    """A short two-column table of the run's status and final metrics."""
     from nnopt.store.runs import read_run
+    from nnopt.store.status import final_metrics_table
 
-    record = read_run(run_dir)
-    metrics = record.get("metrics") or {}
-    lines = [f"  {'status':<17}{record['status']}"]
-    if record.get("error"):
-        lines.append(f"  {'error':<17}{record['error']}")
-    for label, key, fmt in _FINAL_ROWS:
-        value = metrics.get(key)
-        lines.append(f"  {label:<17}{'-' if value is None else fmt.format(value)}")
-    return "\n".join(lines)
+    print(final_metrics_table(read_run(args.out)))
+    return 0 if status in ("ok", "diverged") else 1
 
 
 def _check_plugins(specs) -> None:
@@ -282,6 +259,44 @@ def _run_status(args: argparse.Namespace) -> int:
         time.sleep(args.watch)
 
 
+# --- merge / archive (nnopt.store.travel) -------------------------------------------------
+
+
+def _args_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="SRC", help="results folders holding runs/")
+    p.add_argument("--into", required=True, metavar="DST", help="results folder to merge into")
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    """Exit 1 when some run conflicts (same id, other values): those are listed, not copied."""
+    from nnopt.store.travel import merge_results
+
+    report = merge_results(args.sources, args.into)
+    for line in report.conflicts:
+        print(f"conflict: {line}", file=sys.stderr)
+    print(f"merged into {args.into}: {report.summary()}")
+    return 1 if report.conflicts else 0
+
+
+def _args_archive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="FILE.tar.gz", help="bundle to write")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                   help="config file(s) to include (repeat; default config/config.yaml)")  # fmt: skip
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder")
+    p.add_argument("--runs", action="store_true", help="also bundle every run folder")
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    from nnopt.store.travel import archive
+
+    configs = args.config or ["config/config.yaml"]
+    n = archive(args.out, configs=configs, results=args.results, reports=args.reports,
+                runs=args.runs)  # fmt: skip
+    print(f"{args.out}: {n} files + MANIFEST.sha256")
+    return 0
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -322,6 +337,16 @@ VERBS: dict[str, Verb] = {
         "runs done/total and an ETA, read from the run folders (and results/plan.json)",
         _args_status,
         _run_status,
+    ),
+    "merge": (
+        "gather run folders from several results trees into one (dedup by run id)",
+        _args_merge,
+        _run_merge,
+    ),
+    "archive": (
+        "bundle config, result tables, report (and runs) with a SHA-256 manifest (.tar.gz)",
+        _args_archive,
+        _run_archive,
     ),
 }
 

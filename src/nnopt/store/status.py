@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Progress", "read_progress", "format_progress"]
+__all__ = ["Progress", "read_progress", "format_progress", "final_metrics_table"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,26 @@ def format_progress(p: Progress) -> str:
     if p.eta_s is not None and p.done < p.total:
         text += f", ETA {_duration(p.eta_s)}"
     return text
+
+
+# What `nnopt train` prints when a run ends: (label, metrics.json key, format).
+_FINAL_ROWS = (
+    ("test accuracy", "test_accuracy", "{:.4f}"),
+    ("final train loss", "final_train_loss", "{:.4f}"),
+    ("final val loss", "final_val_loss", "{:.4f}"),
+    ("test loss", "test_loss", "{:.4f}"),
+    ("steps", "steps", "{:d}"),
+    ("wall time", "wall_time_s", "{:.2f} s"),
+)
+
+
+def final_metrics_table(record: dict[str, Any]) -> str:
+    """A short two-column table of a run record's status and final metrics."""
+    metrics = record.get("metrics") or {}
+    lines = [f"  {'status':<17}{record['status']}"]
+    if record.get("error"):
+        lines.append(f"  {'error':<17}{record['error']}")
+    for label, key, fmt in _FINAL_ROWS:
+        value = metrics.get(key)
+        lines.append(f"  {label:<17}{'-' if value is None else fmt.format(value)}")
+    return "\n".join(lines)
