@@ -181,3 +181,27 @@ def test_plugin_keys_need_their_switch():
         parse_spec({"model": {"kind": "python"}})
     with pytest.raises(SpecError, match="optimizer.kwargs: expected a mapping"):
         parse_spec({"optimizer": {"name": "python", "factory": "m:f", "kwargs": [1]}})
+
+
+def test_study_config_and_train_batch_job_use_the_plugins(tmp_path, monkeypatch):
+    """The workflow's path: parse_config expands a study (file_root = the config's folder),
+    packing writes spec.to_dict() to a runs file, `nnopt train-batch` re-parses and trains."""
+    from nnopt.config.studies import parse_config
+
+    folder = tmp_path / "mystudy"
+    _study(folder)
+    raw = json.loads((folder / "run.yaml").read_text())
+    config = parse_config({"defaults": raw, "seeds": 1, "studies": [
+        {"name": "mine", "grid": {"optimizer.name": ["sgd", "adam"]},
+         "metrics": ["test_accuracy"]}]}, file_root=folder)
+    specs = [r.spec for r in config.runs]
+    assert len({s.run_id for s in specs}) == 2
+    assert {s.model.code_root for s in specs} == {str(folder.resolve())}
+    monkeypatch.chdir(tmp_path)  # a job runs elsewhere; the spec says where the code is
+    items = [{"study": "mine", "spec": s.to_dict(), "out": str(tmp_path / "runs" / s.run_id)}
+             for s in specs]
+    (tmp_path / "runs.json").write_text(json.dumps(items))
+    assert main(["train-batch", "--runs", str(tmp_path / "runs.json"),
+                 "--manifest", str(tmp_path / "manifest.json")]) == 0
+    rows = json.loads((tmp_path / "manifest.json").read_text())
+    assert [r["status"] for r in rows] == ["ok", "ok"]
