@@ -1,10 +1,9 @@
 """Plug-ins: a user's models.py, loader and optimizer beside their spec, run end to end."""
 
 import json
+import re
 
-import numpy as np
 import pytest
-import torch
 
 from nnopt.cli.main import main
 from nnopt.config.check import check_spec_file
@@ -141,10 +140,10 @@ BAD = [
     ({"model": "nomodule:net"}, "model.factory: module 'nomodule' not found in "),
     ({"model": "models:missing"}, "model.factory: .*models.py has no attribute 'missing'"),
     ({"model": "models:NOT_CALLABLE"}, "model.factory: .*'NOT_CALLABLE' is a int, not callable"),
-    ({"model": "models:not_a_module"}, "model.factory: models:not_a_module returned str, "
-                                       "expected a torch.nn.Module"),
-    ({"model": "models:wrong_shape"}, r"model.factory: models:wrong_shape maps a batch of shape "
-                                      r"\(2, 2\) to \(2, 3\); expected logits of shape \(2, 2\)"),
+    ({"model": "models:not_a_module"}, ("model.factory: models:not_a_module returned str, "
+                                        "expected a torch.nn.Module")),
+    ({"model": "models:wrong_shape"}, (r"model.factory: models:wrong_shape maps a batch of shape "
+                                       r"\(2, 2\) to \(2, 3\); expected logits of shape \(2, 2\)")),
     ({"model": "models.residual_mlp"}, "model.factory: expected 'module.path:callable'"),
     ({"model": "models:residual_mlp", "kwargs": {"depth": 3}},
      r"model.factory: models:residual_mlp \(.*models.py\) raised TypeError: .*'depth'"),
@@ -161,8 +160,6 @@ def test_bad_plugins_are_one_line_at_check_time(tmp_path, capsys, change, messag
     assert main(["check", "--spec", str(spec_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    import re
-
     assert re.search(message, err), err
 
 

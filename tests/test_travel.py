@@ -35,9 +35,9 @@ def test_two_hosts_merge_to_the_union(tmp_path, capsys):
     assert read_run(dst / "runs/s/r3")["provenance"]["hostname"] == "b"
     assert read_run(dst / "runs/t/r4")["status"] == "ok"
     assert "4 copied" in capsys.readouterr().out
-    # merging again changes nothing
+    # merging again changes nothing: every one of the 6 source folders is a duplicate now
     again = merge_results([a, b], dst)
-    assert not again.copied and not again.conflicts and len(again.identical) == 6  # every source folder
+    assert not again.copied and not again.conflicts and len(again.identical) == 6
 
 
 def test_failed_record_is_replaced_by_a_finished_one(tmp_path):

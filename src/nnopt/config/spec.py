@@ -237,7 +237,9 @@ def _kwargs(path: str, value: Any) -> Kwargs:
     try:  # plain YAML data only: the values must survive the canonical JSON of run_id
         return Kwargs(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError):
-        raise SpecError(f"{path}: values must be plain numbers, strings, lists or mappings") from None
+        raise SpecError(
+            f"{path}: values must be plain numbers, strings, lists or mappings"
+        ) from None
 
 
 def _target(path: str, value: Any) -> str | None:
@@ -424,11 +426,8 @@ class RunSpec:
 
     @functools.cached_property  # frozen, so computed once; a study expands thousands
     def run_id(self) -> str:
-        canonical = {
-            f.name: _hashed_dict(getattr(self, f.name)) if f.name in _SECTIONS else getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in _NOT_HASHED
-        }
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_HASHED}
+        canonical = {k: _hashed_dict(v) if k in _SECTIONS else v for k, v in values.items()}
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

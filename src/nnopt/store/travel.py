@@ -28,12 +28,12 @@ from typing import Any, Iterable
 
 from nnopt.config.spec import SpecError
 
-__all__ = ["MergeReport", "merge_results", "archive", "HOST_DEPENDENT"]
+__all__ = ["MergeReport", "merge_results", "archive", "host_dependent"]
 
 FINISHED = ("ok", "diverged")
 
 
-def HOST_DEPENDENT(name: str) -> bool:  # noqa: N802  (a predicate used like a constant set)
+def host_dependent(name: str) -> bool:
     """Metrics that measure the machine, not the run: never a conflict between hosts."""
     return name.endswith(("_s", "_mb")) or name == "samples_per_s"
 
@@ -61,7 +61,9 @@ def _record(run_dir: Path) -> dict[str, Any] | None:
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     keys = ["status"] if a.get("status") != b.get("status") else []
     ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
-    keys += [k for k in sorted(set(ma) | set(mb)) if not HOST_DEPENDENT(k) and ma.get(k) != mb.get(k)]
+    keys += [
+        k for k in sorted(set(ma) | set(mb)) if not host_dependent(k) and ma.get(k) != mb.get(k)
+    ]
     return keys
 
 
@@ -105,7 +107,8 @@ def merge_results(sources: Iterable[str | Path], into: str | Path) -> MergeRepor
             raise SpecError(f"merge: {source} has no runs/ folder (expected {runs})")
         if runs.resolve() == into_runs.resolve():
             continue
-        for src_run in sorted(p for p in runs.glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+        folders = (p for p in runs.glob("*/*") if p.is_dir() and not p.name.startswith("."))
+        for src_run in sorted(folders):
             key = f"{src_run.parent.name}/{src_run.name}"
             _merge_one(src_run, into_runs / src_run.parent.name / src_run.name, key, report)
     return report

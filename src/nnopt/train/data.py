@@ -226,7 +226,8 @@ def _subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple:
 
 def _build(spec: DataSpec) -> Dataset:
     x, y, shape = DATASET_LOADERS[spec.name](spec)
-    if spec.name in ("digits", "table", "torchvision", "python"):  # generators already used n_samples
+    # generators already used n_samples; pools of fixed size are subsampled here
+    if spec.name in ("digits", "table", "torchvision", "python"):
         x, y = _subsample(x, y, spec.n_samples, spec.split_seed)
     train, val, test = split_indices(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
     if len(train) == 0 or len(test) == 0:

@@ -99,7 +99,9 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
             ds = torch._foreach_div(grads, denom)  # d = g / (sqrt(v) + eps)
             # y_{t+1} = (1-c) y_t + c z_t + lr * (beta1 (1 - c) - 1) d: the same as forming
             # z_{t+1}, x_{t+1} and y_{t+1} from their definitions, without storing x.
-            torch._foreach_lerp_(ys, zs, ckp1)
+            # (1-c) y + c z as mul + add: torch's scalar lerp on CPU is ~4x slower than both.
+            torch._foreach_mul_(ys, 1 - ckp1)
+            torch._foreach_add_(ys, zs, alpha=ckp1)
             torch._foreach_add_(ys, ds, alpha=lr * (beta1 * (1 - ckp1) - 1))
             torch._foreach_add_(zs, ds, alpha=-lr)
         group["k"] = k + 1
