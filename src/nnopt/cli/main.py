@@ -37,8 +37,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from nnopt.config.check import check_spec_file, check_writable
     from nnopt.train.runner import progress_hooks, run_one
 
-    # Refuse bad specs, bad data files and unwritable outputs before any training starts.
+    # Refuse bad specs, bad data files, broken plug-ins and unwritable outputs before any
+    # training starts.
     spec = check_spec_file(args.spec)
+    _check_plugins([spec])
     check_writable(Path(args.out).parent, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
@@ -47,7 +49,24 @@ def _run_train(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 80 + "\r")
     print(f"{spec.run_id} {status} -> {args.out}")
+    from nnopt.store.runs import read_run
+    from nnopt.store.status import final_metrics_table
+
+    print(final_metrics_table(read_run(args.out)))
     return 0 if status in ("ok", "diverged") else 1
+
+
+def _check_plugins(specs) -> None:
+    """Import and build each distinct plug-in set on its data (nnopt.train.plugins)."""
+    from nnopt.config.plugins import plugin_sections
+
+    distinct = {tuple((s, p) for s, p, _ in plugin_sections(spec)): spec for spec in specs}
+    if any(distinct):
+        from nnopt.train.plugins import check_plugins
+
+        for key, spec in distinct.items():
+            if key:
+                check_plugins(spec)
 
 
 # --- train-batch ---------------------------------------------------------------------------
@@ -149,10 +168,12 @@ def _run_check(args: argparse.Namespace) -> int:
     try:
         if args.config is not None:
             config = check_config_file(args.config, devices=devices)
+            _check_plugins([r.spec for r in config.runs])
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
             design = _design_lines(config, args.claims)
         else:
             spec = check_spec_file(args.spec, devices=devices)
+            _check_plugins([spec])
             summary = f"run {spec.run_id}"
     except SpecError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
@@ -281,6 +302,74 @@ def _run_search_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- status -------------------------------------------------------------------------------
+
+
+def _args_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results folder holding runs/ (and plan.json)")  # fmt: skip
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="reprint every SECONDS until every planned run is done")  # fmt: skip
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    import time
+
+    from nnopt.store.status import format_progress, read_progress
+
+    if not Path(args.results).is_dir():
+        raise SpecError(f"--results: folder not found: {args.results}")
+    while True:
+        progress = read_progress(args.results)
+        line = format_progress(progress)
+        if args.watch is None:
+            print(line)
+            return 0
+        print("\r" + line.ljust(79), end="", flush=True)
+        if progress.total and progress.done + progress.failed >= progress.total:
+            print()
+            return 0
+        time.sleep(args.watch)
+
+
+# --- merge / archive (nnopt.store.travel) -------------------------------------------------
+
+
+def _args_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="SRC", help="results folders holding runs/")
+    p.add_argument("--into", required=True, metavar="DST", help="results folder to merge into")
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    """Exit 1 when some run conflicts (same id, other values): those are listed, not copied."""
+    from nnopt.store.travel import merge_results
+
+    report = merge_results(args.sources, args.into)
+    for line in report.conflicts:
+        print(f"conflict: {line}", file=sys.stderr)
+    print(f"merged into {args.into}: {report.summary()}")
+    return 1 if report.conflicts else 0
+
+
+def _args_archive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="FILE.tar.gz", help="bundle to write")
+    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                   help="config file(s) to include (repeat; default config/config.yaml)")  # fmt: skip
+    p.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    p.add_argument("--reports", default="reports", metavar="DIR", help="reports folder")
+    p.add_argument("--runs", action="store_true", help="also bundle every run folder")
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    from nnopt.store.travel import archive
+
+    configs = args.config or ["config/config.yaml"]
+    n = archive(args.out, configs=configs, results=args.results, reports=args.reports,
+                runs=args.runs)  # fmt: skip
+    print(f"{args.out}: {n} files + MANIFEST.sha256")
+    return 0
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -327,12 +416,28 @@ VERBS: dict[str, Verb] = {
         _args_search_common,
         _run_search_summary,
     ),
+    "status": (
+        "runs done/total and an ETA, read from the run folders (and results/plan.json)",
+        _args_status,
+        _run_status,
+    ),
+    "merge": (
+        "gather run folders from several results trees into one (dedup by run id)",
+        _args_merge,
+        _run_merge,
+    ),
+    "archive": (
+        "bundle config, result tables, report (and runs) with a SHA-256 manifest (.tar.gz)",
+        _args_archive,
+        _run_archive,
+    ),
 }
 
 _EPILOG = """examples:
   nnopt train --spec run.yaml --out results/runs/adhoc/run1
   nnopt train-batch --runs batch.json --manifest batch.manifest.json --threads 1
   nnopt check --config config/config.yaml
+  nnopt status --watch 10        # runs done/total and ETA while snakemake runs
   snakemake --cores all          # the whole study set (see README)
 """
 
@@ -344,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from nnopt import __version__
+
+    parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name, (help_text, add_args, run) in VERBS.items():
         verb = sub.add_parser(name, help=help_text, description=help_text)

@@ -129,11 +129,14 @@ def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
             check_device(device)
 
 
-def check_spec(raw: Any, *, devices: bool = True) -> RunSpec:
-    """Parse a run spec mapping and check its data and device; SpecError on the first problem."""
+def check_spec(raw: Any, *, devices: bool = True, code_root: Path | None = None) -> RunSpec:
+    """Parse a run spec mapping and check its data and device; SpecError on the first problem.
+
+    Plug-in modules (model.factory, data.loader, optimizer.factory) are looked up in
+    `code_root` (the spec file's folder) before the environment."""
     if raw is None:
         raise SpecError("spec: empty file; allowed: a mapping of sections (data, model, ...)")
-    spec = parse_spec(raw)
+    spec = parse_spec(raw, code_root=code_root)
     _check_resources([spec], devices)
     return spec
 
@@ -218,7 +221,8 @@ def check_config_files(paths: Sequence[str | Path]) -> None:
 
 def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
     """`check_spec` of a YAML/JSON file; errors start with the file name."""
-    return _in_file(Path(path), check_spec, devices=devices)
+    path = Path(path)
+    return _in_file(path, check_spec, devices=devices, code_root=path.parent.resolve())
 
 
 def check_config_file(path: str | Path, *, devices: bool = True) -> Config:

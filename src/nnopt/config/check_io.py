@@ -2,7 +2,7 @@
 
 Used by `nnopt.config.check` (and so by `nnopt check`, `nnopt train` and the workflow) before any
 job starts. Each check raises `SpecError` with one line naming the key and the file.
-No torch import unless a spec asks for CUDA.
+No torch import unless a spec asks for CUDA or for an image set that only torchvision reads.
 """
 
 from __future__ import annotations
@@ -118,16 +118,9 @@ def check_data(data: DataSpec) -> None:
     if not path.exists():
         raise SpecError(f"data.path: file or folder not found: {path.resolve()}")
     if data.name == "torchvision":
-        import importlib.util
-
         if not path.is_dir():
             raise SpecError(f"data.path: {path} must be a folder (the torchvision root)")
-        if importlib.util.find_spec("torchvision") is None:  # else every job would fail
-            raise SpecError(
-                "data.name: 'torchvision' needs the torchvision package (pip install "
-                "torchvision matching your torch version); allowed here: "
-                "mnist1d, digits, spirals, blobs, table"
-            )
+        _check_vision(data, path)
         return
     if not path.is_file():
         raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
@@ -137,6 +130,31 @@ def check_data(data: DataSpec) -> None:
     except OSError as err:
         raise SpecError(f"data.path: cannot read {path} ({err.strerror})") from None
     check_table(path, data.label_column)
+
+
+def _check_vision(data: DataSpec, path: Path) -> None:
+    """Native sets need their files; the others an importable torchvision (else every job
+    would fail): a missing or broken one (built for another torch) is one line here."""
+    from nnopt.config.vision import NATIVE_VISION, missing_vision_files
+
+    name = data.torchvision_name
+    if name in NATIVE_VISION:
+        missing = missing_vision_files(name, path)
+        if missing:
+            raise SpecError(
+                f"data.path: torchvision dataset {name} not found under {path}: missing "
+                f"{missing[0]} ({len(missing)} files missing; nothing is downloaded here)"
+            )
+        return
+    try:
+        import torchvision  # noqa: F401  (imports torch: only for sets nnopt cannot read)
+    except Exception as err:  # ImportError, or RuntimeError of a build for another torch
+        why = " ".join(str(err).split())[:200]
+        raise SpecError(
+            f"data.torchvision_name: {name!r} needs torchvision, which does not import here "
+            f"({type(err).__name__}: {why}); allowed without it: {', '.join(NATIVE_VISION)} "
+            "(see README, 'Image data')"
+        ) from None
 
 
 def _cuda_device_count() -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "EvaluationSpec",
     "DeviceSpec",
     "CheckpointSpec",
+    "Kwargs",
     "RunSpec",
     "parse_spec",
     "load_spec",
@@ -52,8 +53,8 @@ __all__ = [
 
 # Registry names live here (not in the torch-side registries) so that validation needs no
 # torch import; tests check that each torch-side registry has exactly these keys.
-DATASETS = ("mnist1d", "digits", "spirals", "blobs", "table", "torchvision")
-MODEL_KINDS = ("mlp", "cnn1d", "cnn2d")
+DATASETS = ("mnist1d", "digits", "spirals", "blobs", "table", "torchvision", "python")
+MODEL_KINDS = ("mlp", "cnn1d", "cnn2d", "python")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "elu")
 INITS = (
     "default",
@@ -77,8 +78,19 @@ OPTIMIZERS = (
     "rmsprop",
     "adadelta",
     "nadam",
+    "radam",
+    "adamax",
+    "asgd",
+    "adafactor",
+    "muon",
+    "lion",
+    "schedule_free_adamw",
+    "python",
 )
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "plateau")
+SCHEDULES = (
+    "constant", "step", "multistep", "exponential", "cosine", "plateau",
+    "wsd", "linear", "one_cycle", "cosine_restarts", "polynomial",
+)  # fmt: skip
 DEVICES = ("cpu", "cuda", "auto")
 PARTITIONS = ("standard", "pooled")
 HEADS = ("pool", "flatten")
@@ -224,10 +236,50 @@ def _int_tuple(lo: int) -> Callable[[str, Any], tuple[int, ...]]:
 
     return check
 
+class Kwargs(dict):
+    """A plug-in's keyword arguments: a read-only, hashable dict (specs are frozen keys)."""
 
-def _checked(check: Callable[[str, Any], Any], default: Any) -> Any:
-    """A dataclass field whose parse-time check lives in its metadata."""
-    return field(default=default, metadata={"check": check})
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True, default=str))
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("spec kwargs are read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+
+
+def _kwargs(path: str, value: Any) -> Kwargs:
+    if value is None:
+        return Kwargs()
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise SpecError(f"{path}: expected a mapping of keyword arguments, got {short_repr(value)}")
+    try:  # plain YAML data only: the values must survive the canonical JSON of run_id
+        return Kwargs(json.loads(json.dumps(dict(value), allow_nan=False)))
+    except (TypeError, ValueError):
+        raise SpecError(
+            f"{path}: values must be plain numbers, strings, lists or mappings"
+        ) from None
+
+
+def _target(path: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    from nnopt.config.plugins import split_target
+
+    split_target(path, value)
+    return value
+
+
+def _checked(check: Callable[[str, Any], Any], default: Any, *, hashed: bool = True) -> Any:
+    """A dataclass field whose parse-time check lives in its metadata; `hashed=False` keeps
+    it out of run_id (where a run executes, not what it computes)."""
+    return field(default=default, metadata={"check": check, "hashed": hashed})
+
+
+def _hashed_dict(section: Any) -> dict[str, Any]:
+    return {
+        f.name: getattr(section, f.name) for f in fields(section) if f.metadata.get("hashed", True)
+    }
 
 
 # --- the sections -----------------------------------------------------------------------
@@ -251,6 +303,11 @@ class DataSpec:
     # 4000/1000, torchvision's train/test files), validation carved from train by
     # val_fraction (test_fraction unused); pooled: pool everything and re-split by fractions.
     partition: str = _checked(_one_of(*PARTITIONS), "standard")
+    # name: python (nnopt.config.plugins): "module:callable" returning (x, y), kwargs, hash.
+    loader: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -270,6 +327,11 @@ class ModelSpec:
     paddings: tuple[int, ...] = _checked(_int_tuple(0), ())
     head: str = _checked(_one_of(*HEADS), "pool")  # cnn: adaptive average pool or flatten
     residual: bool = _checked(_boolean, False)  # mlp: x + block(x) for hidden blocks after the first
+    # kind: python (nnopt.config.plugins): "module:callable" building an nn.Module.
+    factory: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -291,6 +353,11 @@ class OptimizerSpec:
     eps: float = _checked(_number(0, lo_open=True), 1e-8)
     alpha: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.99)
     rho: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.9)
+    # name: python (nnopt.config.plugins): "module:callable", its kwargs, the source hash.
+    factory: str | None = _checked(_target, None)
+    kwargs: Kwargs = _checked(_kwargs, Kwargs())
+    source_sha256: str | None = _checked(_text(), None)
+    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -303,6 +370,11 @@ class ScheduleSpec:
     min_lr: float = _checked(_number(0), 0.0)
     patience: int = _checked(_number(0, integer=True), 5)
     factor: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.5)
+    decay_fraction: float = _checked(_number(0, 1, lo_open=True), 0.2)  # wsd
+    pct_start: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.3)  # one_cycle
+    restart_epochs: int = _checked(_number(1, integer=True), 10)  # cosine_restarts
+    t_mult: int = _checked(_number(1, integer=True), 1)  # cosine_restarts
+    power: float = _checked(_number(0, lo_open=True), 1.0)  # polynomial
 
 
 @dataclass(frozen=True)
@@ -361,6 +433,7 @@ _SECTIONS: dict[str, type] = {
     "checkpoint": CheckpointSpec,
 }
 # Sections that describe how a run is executed, not what it computes: left out of run_id.
+# (A plug-in's identity is its source hash, not the folder it was found in.)
 _NOT_HASHED = ("checkpoint",)
 
 
@@ -384,8 +457,9 @@ class RunSpec:
 
     @functools.cached_property  # frozen, so computed once; a study expands thousands
     def run_id(self) -> str:
-        canonical = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_HASHED}
+        canonical = {k: _hashed_dict(v) if k in _SECTIONS else v for k, v in values.items()}
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "RunSpec":
@@ -452,6 +526,11 @@ def _check_consistency(spec: RunSpec, file_root: Path | None) -> None:
             "regularization.early_stopping_patience: needs validation data "
             "(data.val_fraction > 0)"
         )
+    if spec.schedule.name == "one_cycle" and spec.schedule.warmup_epochs > 0:
+        raise SpecError(
+            "schedule.warmup_epochs: 'one_cycle' has its own warm-up (schedule.pct_start); "
+            "set warmup_epochs to 0"
+        )
     if spec.schedule.name == "plateau" and d.val_fraction == 0:
         raise SpecError("schedule.name: 'plateau' needs validation data (data.val_fraction > 0)")
     dev = spec.device
@@ -479,7 +558,7 @@ def _check_data_model(spec: RunSpec) -> None:
             f"data.torchvision_name: only read when data.name is torchvision, not {d.name!r}"
         )
     # Only torchvision sets have (channels, height, width) samples; the others are flat.
-    if m.kind == "cnn2d" and d.name != "torchvision":
+    if m.kind == "cnn2d" and d.name not in ("torchvision", "python"):
         raise SpecError(
             f"model.kind: 'cnn2d' needs image data (data.name: torchvision), not {d.name!r}; "
             "allowed here: mlp, cnn1d"
@@ -516,10 +595,15 @@ def _check_conv_layers(m: ModelSpec) -> None:
                 )
 
 
-def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunSpec:
+def parse_spec(
+    raw: Mapping[str, Any], *, file_root: Path | None = None, code_root: Path | None = None
+) -> RunSpec:
     """Validate a plain mapping into a RunSpec; raise SpecError naming the key on error.
 
-    `file_root` resolves relative data paths (defaults to the working directory).
+    `file_root` resolves relative data paths (defaults to the working directory). Plug-in
+    modules are found in the section's `code_root`, else the `code_root` argument, else
+    `file_root`, else the working directory; their source hashes are filled in
+    (nnopt.config.plugins).
     """
     if not isinstance(raw, Mapping):
         raise SpecError(f"spec: expected a mapping of sections, got {short_repr(raw)}")
@@ -534,7 +618,50 @@ def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunS
             raise _unknown_key("", key, allowed)
     spec = RunSpec(**sections)
     _check_consistency(spec, file_root)
-    return spec
+    return _with_sources(spec, code_root or file_root)
+
+
+def _check_plugin_keys(spec: RunSpec) -> None:
+    """A plug-in key is required by its switch value and refused without it."""
+    from nnopt.config.plugins import PLUGIN_KEYS
+
+    for section, (switch, code_key) in PLUGIN_KEYS.items():
+        part = getattr(spec, section)
+        on = getattr(part, switch) == "python"
+        if on and getattr(part, code_key) is None:
+            raise SpecError(
+                f"{section}.{code_key}: required for {section}.{switch} 'python' "
+                "(e.g. 'models:my_net', a module beside the config)"
+            )
+        for key in (code_key, "kwargs", "source_sha256", "code_root"):
+            if not on and getattr(part, key):
+                raise SpecError(
+                    f"{section}.{key}: only read when {section}.{switch} is 'python', "
+                    f"not {getattr(part, switch)!r}"
+                )
+
+
+def _with_sources(spec: RunSpec, default_root: Path | None) -> RunSpec:
+    """Fill each plug-in section's code_root and source_sha256 (its module found there)."""
+    from nnopt.config.plugins import file_sha256, locate_source, plugin_sections
+
+    _check_plugin_keys(spec)
+    used = plugin_sections(spec)
+    if not used:
+        return spec
+    changes: dict[str, Any] = {}
+    for section, part, target in used:
+        root = Path(part.code_root or default_root or Path.cwd()).resolve()
+        code_key = "loader" if section == "data" else "factory"
+        source = locate_source(f"{section}.{code_key}", target, root)
+        digest = file_sha256(source)
+        if part.source_sha256 is not None and part.source_sha256 != digest:
+            raise SpecError(
+                f"{section}.source_sha256: {source} changed since this spec was written "
+                f"(sha256 {part.source_sha256[:12]}..., now {digest[:12]}...); plan the runs again"
+            )
+        changes[section] = dataclasses.replace(part, source_sha256=digest, code_root=str(root))
+    return spec.replace(**changes)
 
 
 def load_spec(path: str | Path) -> RunSpec:

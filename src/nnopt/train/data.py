@@ -162,12 +162,20 @@ def _table(spec: DataSpec) -> Pool:
 
 
 def _torchvision(spec: DataSpec) -> Pool:
+    from nnopt.config.vision import NATIVE_VISION
+
+    if spec.torchvision_name in NATIVE_VISION:  # read from the files: no torchvision needed
+        from nnopt.train.vision import read_native
+
+        x, y = read_native(spec.torchvision_name, spec.path)
+        x = np.ascontiguousarray(x / 255.0, dtype=np.float32)  # (n, C, H, W) in [0, 1]
+        return x, y, tuple(x.shape[1:])
     try:
         import torchvision.datasets as tvd
-    except ImportError:
+    except Exception as err:  # missing, or built for another torch (fails while importing)
         raise SpecError(
-            "data.name: 'torchvision' needs the torchvision package (pip install torchvision "
-            "matching your torch version)"
+            f"data.torchvision_name: {spec.torchvision_name} needs an importable torchvision "
+            f"({type(err).__name__}: {err}); nnopt reads {', '.join(NATIVE_VISION)} without it"
         ) from None
     cls = getattr(tvd, spec.torchvision_name, None)
     if cls is None:
@@ -195,6 +203,13 @@ def _torchvision(spec: DataSpec) -> Pool:
     return x, np.concatenate([p[1] for p in parts]), tuple(x.shape[1:])
 
 
+def _python(spec: DataSpec) -> Pool:
+    """data.name python: the user's loader (contract in nnopt.train.plugins)."""
+    from nnopt.train.plugins import load_data_plugin
+
+    return load_data_plugin(spec)
+
+
 DATASET_LOADERS: dict[str, Callable[[DataSpec], Pool]] = {
     "mnist1d": _mnist1d,
     "digits": _digits,
@@ -202,6 +217,7 @@ DATASET_LOADERS: dict[str, Callable[[DataSpec], Pool]] = {
     "blobs": _blobs,
     "table": _table,
     "torchvision": _torchvision,
+    "python": _python,
 }
 
 # Datasets with a published train/test partition (data.partition: standard): a loader that
@@ -247,7 +263,8 @@ def _pool_and_split(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, tuple, tupl
         test = np.arange(len(y_tr), len(y_tr) + len(y_te), dtype=np.int64)
         return np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]), shape, (train, val, test)
     x, y, shape = DATASET_LOADERS[spec.name](spec)
-    if spec.name in ("digits", "table", "torchvision"):  # generators already used n_samples
+    # generators already used n_samples; pools of fixed size are subsampled here
+    if spec.name in ("digits", "table", "torchvision", "python"):
         x, y = _subsample(x, y, spec.n_samples, spec.split_seed)
     return x, y, shape, split_indices(y, spec.val_fraction, spec.test_fraction, spec.split_seed)
 

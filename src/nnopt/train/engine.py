@@ -29,9 +29,11 @@ import torch.nn.functional as F
 
 from nnopt.train.checkpoint import capture_state, load_checkpoint, restore_state, save_checkpoint
 from nnopt.train.data import Dataset, load_dataset
+from nnopt.train.plugins import plugin_provenance
 from nnopt.train.memory import peak_rss_mb, reset_peak_rss
 from nnopt.train.models import build_model, weight_parameters
 from nnopt.train.optim import (
+    averaged_weights,
     build_optimizer,
     build_schedule,
     decay_weights,
@@ -282,20 +284,22 @@ class _Trainer:
         now = time.perf_counter()
         if self.step > 0:
             self.train_time_s += now - self.segment_start
-        if self.world_size > 1:
-            from nnopt.train.distributed import share_evaluation
+        # Schedule-Free: measure, snapshot and hand out the averaged weights (a no-op else).
+        with averaged_weights(self.opt):
+            if self.world_size > 1:
+                from nnopt.train.distributed import share_evaluation
 
-            row = share_evaluation(self)  # rank 0 measures; the others get what steers them
-        else:
-            row = self._measure()
-        running_loss = row.pop("running_loss")  # mean train loss since the last evaluation
-        if not (math.isfinite(running_loss) and math.isfinite(row["train_loss"])):
-            self.status, self.diverged_at_step, self.done = "diverged", self.step, True
-        else:
-            self.curve.append(row)
-            if self.hooks.on_evaluate is not None:
-                self.hooks.on_evaluate(self.step, self.model)
-            self._after_eval(row)
+                row = share_evaluation(self)  # rank 0 measures; the others get what steers them
+            else:
+                row = self._measure()
+            running_loss = row.pop("running_loss")  # mean train loss since the last evaluation
+            if not (math.isfinite(running_loss) and math.isfinite(row["train_loss"])):
+                self.status, self.diverged_at_step, self.done = "diverged", self.step, True
+            else:
+                self.curve.append(row)
+                if self.hooks.on_evaluate is not None:
+                    self.hooks.on_evaluate(self.step, self.model)
+                self._after_eval(row)
         if self.hooks.progress is not None:
             self.hooks.progress(self._progress(row))
         self.eval_time_s += time.perf_counter() - now
@@ -388,6 +392,8 @@ class _Trainer:
 
     def result(self) -> RunResult:
         """Final metrics (contract §2): test at the end and at the best-validation state."""
+        if getattr(self.opt, "SWAPS_EVAL_WEIGHTS", False):
+            self.opt.eval()  # training is over: the final model is the averaged one
         if self.hooks.on_train_end is not None:
             self.hooks.on_train_end(self.model)
         m = dict.fromkeys(METRIC_NAMES)
@@ -449,6 +455,7 @@ def train(
     trainer.run()
     result = trainer.result()
     result.provenance = provenance(
+        **plugin_provenance(spec),
         device=str(trainer.device),
         device_name=_device_name(trainer.device),
         threads=torch.get_num_threads(),

@@ -133,10 +133,18 @@ def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: in
     return nn.Sequential(*mods)
 
 
+def _python_model(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """model.kind python: the user's factory (nnopt.train.plugins), found via spec.code_root."""
+    from nnopt.train.plugins import build_model_plugin
+
+    return build_model_plugin(spec, input_shape, n_classes)
+
+
 MODEL_BUILDERS: dict[str, Callable[[ModelSpec, tuple[int, ...], int], nn.Module]] = {
     "mlp": _mlp,
     "cnn1d": lambda spec, shape, k: _cnn(spec, shape, k, 1),
     "cnn2d": lambda spec, shape, k: _cnn(spec, shape, k, 2),
+    "python": _python_model,
 }
 
 

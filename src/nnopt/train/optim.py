@@ -5,6 +5,11 @@
   CPU and CUDA), else the multi-tensor `foreach` path; tests check both give the same update.
 * `build_schedule(...)` -> a `Schedule`: one torch scheduler stepped once per optimizer
   step (epoch periods converted to steps), or ReduceLROnPlateau stepped at evaluations.
+* New optimizers: RAdam, Adamax, ASGD, Adafactor (torch.optim); Muon for 2-D weights with
+  AdamW for the rest (`MuonWithAdamW`); Lion and Schedule-Free AdamW in-tree
+  (nnopt.train.optimizers); `python`: a user factory (nnopt.train.plugins).
+  `averaged_weights(opt)` switches an optimizer that evaluates other weights than it steps
+  (Schedule-Free: the average x) to those weights for the duration of a `with` block.
 * `penalty(weights, reg)` is the L1/L2 term added to the loss; `decay_weights` is the
   decoupled weight decay w <- w - lr*wd*w applied before each step (Loshchilov & Hutter
   2019), for every optimizer, to Linear/Conv weights only.
@@ -12,12 +17,15 @@
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.optim import lr_scheduler as sched
 
+from nnopt.train.optimizers import Lion, MuonWithAdamW, ScheduleFreeAdamW
 from nnopt.config.spec import OptimizerSpec, RegularizationSpec, ScheduleSpec, SpecError, did_you_mean
 
 __all__ = [
@@ -30,6 +38,7 @@ __all__ = [
     "penalty",
     "decay_weights",
     "optimizer_state_bytes",
+    "averaged_weights",
 ]
 
 Params = Iterable[torch.nn.Parameter]
@@ -72,7 +81,45 @@ OPTIMIZERS: dict[str, Callable[[Params, OptimizerSpec, bool], torch.optim.Optimi
     "nadam": lambda p, s, f: torch.optim.NAdam(
         p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, **_kernel("nadam", f)
     ),
+    "radam": lambda p, s, f: torch.optim.RAdam(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, **_kernel("radam", f)
+    ),
+    "adamax": lambda p, s, f: torch.optim.Adamax(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps, **_kernel("adamax", f)
+    ),
+    # Averaged SGD (Polyak & Juditsky 1992) with torch's defaults for lambd, alpha and t0.
+    "asgd": lambda p, s, f: torch.optim.ASGD(p, lr=s.lr, **_kernel("asgd", f)),
+    # Adafactor (Shazeer & Stern 2018): factored second moment; torch's eps and beta2 decay.
+    "adafactor": lambda p, s, f: torch.optim.Adafactor(p, lr=s.lr, **_kernel("adafactor", f)),
+    "muon": lambda p, s, f: MuonWithAdamW(
+        p, lr=s.lr, momentum=s.momentum, betas=(s.beta1, s.beta2), eps=s.eps
+    ),
+    "lion": lambda p, s, f: Lion(p, lr=s.lr, betas=(s.beta1, s.beta2)),
+    "schedule_free_adamw": lambda p, s, f: ScheduleFreeAdamW(
+        p, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.eps
+    ),
+    "python": lambda p, s, f: _python_optimizer(p, s),
 }
+
+
+def _python_optimizer(params: Params, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    from nnopt.train.plugins import build_optimizer_plugin  # the user's factory decides kernels
+
+    return build_optimizer_plugin(params, spec)
+
+
+@contextmanager
+def averaged_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Within the block the parameters hold the weights to evaluate and keep (Schedule-Free:
+    the average x, not the gradient point y); a no-op for every other optimizer."""
+    if not getattr(optimizer, "SWAPS_EVAL_WEIGHTS", False):
+        yield
+        return
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
 
 
 def build_optimizer(params: Params, spec: OptimizerSpec, *, fast: bool = True):
@@ -136,7 +183,48 @@ SCHEDULES: dict[str, Callable[..., sched.LRScheduler | None]] = {
         opt, T_max=max(n, 1), eta_min=s.min_lr
     ),
     "plateau": lambda opt, s, spe, n: None,  # see build_schedule
+    # Warmup-stable-decay (Hu et al. 2024, MiniCPM): the base lr, then a linear decay to
+    # min_lr over the last `decay_fraction` of the steps after warm-up.
+    "wsd": lambda opt, s, spe, n: sched.LambdaLR(opt, _wsd_factor(opt, s, n)),
+    "linear": lambda opt, s, spe, n: sched.LinearLR(
+        opt, 1.0, _min_factor(opt, s), total_iters=max(n, 1)
+    ),
+    # Smith & Topin 2019: cosine up from lr/div_factor to lr over pct_start of the steps,
+    # then cosine down to lr/(div_factor*final_div_factor); the optimizer's momentum/betas
+    # are left alone (cycle_momentum=False) so every optimizer can use it.
+    "one_cycle": lambda opt, s, spe, n: sched.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(n, 1),
+        pct_start=s.pct_start, cycle_momentum=False,
+    ),  # fmt: skip
+    # SGDR (Loshchilov & Hutter 2017): cosine to min_lr, restart every restart_epochs
+    # (each period t_mult times the previous one).
+    "cosine_restarts": lambda opt, s, spe, n: sched.CosineAnnealingWarmRestarts(
+        opt, T_0=s.restart_epochs * spe, T_mult=s.t_mult, eta_min=s.min_lr
+    ),
+    # lr * (1 - t/n)^power, reaching 0 at the last step.
+    "polynomial": lambda opt, s, spe, n: sched.PolynomialLR(
+        opt, total_iters=max(n, 1), power=s.power
+    ),
 }
+
+
+def _min_factor(opt: torch.optim.Optimizer, spec: ScheduleSpec) -> float:
+    """schedule.min_lr as a fraction of the base lr (LinearLR and LambdaLR work in factors)."""
+    return min(1.0, spec.min_lr / opt.param_groups[0]["lr"])
+
+
+def _wsd_factor(opt: torch.optim.Optimizer, spec: ScheduleSpec, n: int) -> Callable[[int], float]:
+    floor = _min_factor(opt, spec)
+    decay_steps = max(1, math.ceil(spec.decay_fraction * n))
+    stable_steps = n - decay_steps
+
+    def factor(t: int) -> float:  # t: steps since the end of warm-up
+        if t < stable_steps:
+            return 1.0
+        done = min(1.0, (t - stable_steps) / decay_steps)
+        return 1.0 - (1.0 - floor) * done
+
+    return factor
 
 
 def build_schedule(
