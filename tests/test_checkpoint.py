@@ -10,7 +10,7 @@ from nnopt.train.runner import run_one
 from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
-          "time_to_target_s", "time_to_target_loss_s"}
+          "time_to_target_s", "time_to_target_loss_s", "step_time_median_s", "step_time_iqr_s"}
 
 
 class Interrupt(Exception):

@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from nnopt.train.data import load_dataset
-from nnopt.train.engine import Hooks, epoch_batches, train
+from nnopt.train.engine import Hooks, train
 from nnopt.train.models import build_model
 from nnopt.store.runs import CURVE_COLUMNS, METRIC_NAMES
 from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
-          "time_to_target_s", "time_to_target_loss_s"}
+          "time_to_target_s", "time_to_target_loss_s", "step_time_median_s", "step_time_iqr_s"}
 BLOBS = {"name": "blobs", "n_samples": 240, "n_classes": 3, "noise": 0.3}
 
 
@@ -133,15 +133,6 @@ def test_weight_decay_shrinks_weights(blobs):
     plain = train(_spec(), dataset=blobs).metrics["weight_norm"]
     decayed = train(_spec(regularization={"weight_decay": 5.0}, optimizer={"lr": 0.01}), dataset=blobs).metrics
     assert decayed["weight_norm"] < 0.5 * plain
-
-
-def test_epoch_batches_shards_each_global_batch():
-    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    whole = epoch_batches(perm, 4)
-    assert [len(b) for b in whole] == [4, 4, 2]
-    shards = [epoch_batches(perm, 4, rank, 2) for rank in (0, 1)]
-    for i, batch in enumerate(whole):
-        assert torch.equal(torch.cat([shards[0][i], shards[1][i]]), batch)
 
 
 def test_fast_loop_matches_plain_reference(blobs):
