@@ -227,3 +227,41 @@ def test_peak_rss_is_the_runs_own_not_an_earlier_runs_of_the_process(blobs):
     assert peak_with_spike > first + 350
     assert after < peak_with_spike - 300
     assert abs(after - first) < 100  # the same small run, the same resident torch and data
+
+
+@pytest.mark.parametrize("activation, saves_input_too", [("relu", False), ("sigmoid", False), ("gelu", True)])
+def test_activation_peak_equals_the_saved_tensors_by_hand(blobs, activation, saves_input_too):
+    """MLP 2 -> 16 -> 3, batch 16, fp32. Autograd saves, per step: the batch (first Linear's
+    input, b×2), the hidden activation (b×16: the second Linear's input, which is also what
+    ReLU/sigmoid save, their output), GELU additionally its input (b×16 pre-activation),
+    log_softmax's output (b×3), nll_loss's int64 targets (b) and total weight (a float).
+    Weights are saved too (for the input gradient) but are parameters, not counted."""
+    b, d, w, c = 16, 2, 16, 3
+    spec = _spec(model={"width": w, "depth": 1, "activation": activation}, budget={"epochs": 1, "batch_size": b})
+    m = train(spec, dataset=blobs).metrics
+    hidden = 4 * b * w
+    expected = 4 * b * d + hidden * (2 if saves_input_too else 1) + 4 * b * c + 8 * b + 4
+    assert m["activation_peak_bytes"] == expected
+    assert m["grad_bytes"] == m["param_bytes"] == 4 * m["n_params"] == 4 * (d * w + w + w * c + c)
+    assert m["train_step_memory_bytes"] == (
+        m["param_bytes"] + m["grad_bytes"] + m["optimizer_state_bytes"] + m["activation_peak_bytes"])
+
+
+def test_step_time_is_a_median_after_warm_up(blobs):
+    from nnopt.train.loop import WARMUP_STEPS
+    from nnopt.train.strategy import step_time_stats
+
+    assert step_time_stats([]) == (None, None)
+    assert step_time_stats([1.0, 2.0, 3.0, 4.0, 100.0]) == (3.0, 2.0)  # the outlier barely moves it
+    short = train(_spec(budget={"epochs": None, "steps": WARMUP_STEPS}), dataset=blobs).metrics
+    assert short["step_time_median_s"] is None and short["step_time_iqr_s"] is None
+    long = train(_spec(budget={"epochs": None, "steps": 60}), dataset=blobs).metrics
+    assert 0 < long["step_time_median_s"] < long["train_time_s"] / 10
+    assert long["step_time_iqr_s"] >= 0
+
+
+def test_setup_facts(blobs):
+    m = train(_spec(budget={"epochs": 1}), dataset=blobs).metrics
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (len(blobs.y_train), len(blobs.y_val), len(blobs.y_test))
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 240 and m["n_classes"] == 3
+    assert m["n_params"] == sum(p.numel() for p in build_model(_spec().model, (2,), 3).parameters())
