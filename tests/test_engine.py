@@ -265,3 +265,12 @@ def test_setup_facts(blobs):
     assert (m["n_train"], m["n_val"], m["n_test"]) == (len(blobs.y_train), len(blobs.y_val), len(blobs.y_test))
     assert m["n_train"] + m["n_val"] + m["n_test"] == 240 and m["n_classes"] == 3
     assert m["n_params"] == sum(p.numel() for p in build_model(_spec().model, (2,), 3).parameters())
+
+
+def test_runner_import_stays_torch_free():
+    """A job imports the runner before it knows whether it trains (finished runs are skipped)."""
+    import subprocess
+    import sys
+
+    code = "import sys, nnopt.train.runner; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
