@@ -85,11 +85,13 @@ def main() -> None:
         for rep in range(args.reps):
             for mode in rows:
                 rows[mode].append(_measure(mode, str(work / "cache"), work, rep))
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("s", "rss_mb")} for m, rs in rows.items()}
-    print(f"time from `import torch` done to the first step, median of {args.reps} (s); RSS there (MB)")
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("s", "rss_mb")}
+           for m, rs in rows.items()}  # fmt: skip
+    print(f"time from `import torch` done to the first step, median of {args.reps}; RSS there")
     for mode, row in med.items():
         compiler = rows[mode][0]["compiler_stack_imported"]
-        print(f"  {mode:6s}  {row['s']:.3f} s   {row['rss_mb']:.0f} MB   compiler stack imported: {compiler}")
+        print(f"  {mode:6s}  {row['s']:.3f} s   {row['rss_mb']:.0f} MB   "
+              f"compiler stack imported: {compiler}")
     b, a, f = med["before"], med["after"], med["floor"]
     print(f"  after/before: time {a['s'] / b['s']:.2f}x, RSS {a['rss_mb'] - b['rss_mb']:+.0f} MB")
     print(f"  the compiler-stack import (after - floor): {a['s'] - f['s']:.3f} s, "

@@ -30,9 +30,12 @@ What a run with world_size N means (docs/contract.md §1, `device.world_size`):
 
 Strategy: `DataParallel` (the interface is in `nnopt.train.loop`) shards each global batch
 in its step, wraps the model in DDP at setup and shares evaluations; it receives the run
-and its state as arguments. Processes (`nnopt.train.launch`): the calling process supervises. It opens the rendezvous store on
-127.0.0.1 port 0 (the OS picks a free port, no race) and starts N ranks, forked by a
-forkserver that imported torch once per calling process (`spawn` where there is none);
+and its state as arguments.
+
+Processes (`nnopt.train.launch`, which also holds `train_distributed`): the calling process
+supervises. It opens the rendezvous store on 127.0.0.1 port 0 (the OS picks a free port,
+no race) and starts N ranks, forked by a forkserver that imported torch once per calling
+process (`spawn` where there is none);
 `gloo` on CPU, `nccl` on CUDA with one GPU per rank. It forwards rank 0's progress to the
 caller's hooks and polls. A rank that raises reports its error; a rank that dies is seen by
 its exit code; either way the survivors are terminated and `train` raises `RankError` naming

@@ -7,6 +7,11 @@ there is none), forwards rank 0's progress to the caller's hooks and polls the r
 first failure (a rank's error message, or a rank gone with a non-zero exit code) ends the
 run: the others get a few seconds to report, then are terminated, and `RankError` names the
 root cause first. Collective timeouts (set by the caller) bound the wait on a hung rank.
+
+`train_distributed` is the entry point (`nnopt.train.engine.train` calls it for
+world_size > 1). Each rank builds its run (`nnopt.train.loop.build_run`) and trains it with
+the `DataParallel` strategy; rank 0's result carries the provenance every run gets
+(`nnopt.train.strategy.run_provenance`) plus the backend.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ each epoch's permutation, times steps, decides when to evaluate, checkpoint and 
 
 * `setup(run, state)` once, before any resume: wrap the model (data-parallel: DDP).
 * `step(run, state, idx)`: one optimizer step on the global batch `idx` (indices into the
-  train set): shard it, forward, backward, update, count (`state.step += 1`).
+  train set): shard it, forward, backward, update, count (`state.record_step`).
 * `evaluate(run, state) -> row`: one curve row plus `running_loss` (mean train loss since the
   last evaluation); data-parallel: rank 0 measures, the others get what steers the run.
 * `finish(run, state) -> RunResult | None`: the final metrics (None on a non-writing rank).
@@ -222,8 +222,10 @@ def build_run(
     schedule = build_schedule(optimizer, spec.schedule, steps_per_epoch=plan.steps_per_epoch,
                               total_steps=plan.total_steps)  # fmt: skip
     scaler = torch.amp.GradScaler("cuda") if spec.device.precision == "fp16" else None
-    run = Run(spec, device, hooks, ckpt_dir, plan, data, eval_batch_size(spec, tuple(ds.input_shape)),
-              params, [n for n, _ in trainable], weight_parameters(model), ds.n_classes, rank)  # fmt: skip
+    eval_batch = eval_batch_size(spec, tuple(ds.input_shape))
+    names, weights = [n for n, _ in trainable], weight_parameters(model)
+    run = Run(spec, device, hooks, ckpt_dir, plan, data, eval_batch, params, names, weights,
+              ds.n_classes, rank)  # fmt: skip
     state = TrainState(model, optimizer, schedule, scaler, generator,
                        loss_sum=torch.zeros((), device=device))  # fmt: skip
     return run, state

@@ -75,7 +75,7 @@ class ActivationProbe:
             self._storages.setdefault(ptr, storage.nbytes())
         return tensor.detach()  # the same storage; detached, so no reference cycle
 
-    def __enter__(self) -> "ActivationProbe":
+    def __enter__(self) -> ActivationProbe:
         import torch
 
         if self.device.type == "cuda":

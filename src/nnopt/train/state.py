@@ -82,6 +82,13 @@ class TrainState:
     opt_state_bytes: int | None = None  # known after the first step
     memory: dict[str, int] = field(default_factory=dict)  # grad/activation bytes, first step
 
+    def record_step(self, loss: torch.Tensor, n_samples: int) -> None:
+        """Count one optimizer step on `n_samples` (the global batch) with data loss `loss`."""
+        self.loss_sum += loss.detach().float()
+        self.loss_count += 1
+        self.samples += n_samples
+        self.step += 1
+
     def take_running_loss(self) -> float:
         """Mean train loss since the last call (0.0 before any step); resets the sum."""
         running = (self.loss_sum / self.loss_count).item() if self.loss_count else 0.0

@@ -40,10 +40,7 @@ def train_step(run: Run, state: TrainState, net: torch.nn.Module, idx: torch.Ten
     if run.spec.regularization.l1 > 0 or run.spec.regularization.l2 > 0:
         total = loss + penalty(run.weights, run.spec.regularization)  # fp32, no autocast
     _update(run, state, total)
-    state.loss_sum += loss.detach().float()
-    state.loss_count += 1
-    state.samples += n_global
-    state.step += 1
+    state.record_step(loss, n_global)
     if state.opt_state_bytes is None:  # after the first step the state exists
         state.opt_state_bytes = optimizer_state_bytes(state.optimizer)
     if probe is not None:
@@ -122,8 +119,10 @@ def _memory_metrics(run: Run, state: TrainState) -> dict[str, Any]:
 
 def _setup_facts(run: Run) -> dict[str, Any]:
     d = run.data
-    return {"n_params": sum(p.nelement() for p in run.params), "n_train": len(d["y_train"]),
-            "n_val": len(d["y_val"]), "n_test": len(d["y_test"]), "n_classes": run.n_classes}  # fmt: skip
+    return {
+        "n_params": sum(p.nelement() for p in run.params), "n_train": len(d["y_train"]),
+        "n_val": len(d["y_val"]), "n_test": len(d["y_test"]), "n_classes": run.n_classes,
+    }  # fmt: skip
 
 
 def build_result(run: Run, state: TrainState) -> RunResult:
