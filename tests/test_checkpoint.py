@@ -86,6 +86,30 @@ def test_checkpoint_of_other_run_is_ignored(tmp_path, spirals):
     _same(train(_spec(), dataset=spirals), train(_spec(), dataset=spirals, checkpoint_dir=tmp_path))
 
 
+def test_checkpoint_of_an_older_format_warns_and_restarts(tmp_path, spirals):
+    spec = _spec()
+    with pytest.raises(Interrupt):
+        train(spec, dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(2))
+    old = load_checkpoint(tmp_path)
+    del old["format"], old["memory"]  # what the engine wrote before TrainState
+    save_checkpoint(tmp_path, old)
+    with pytest.warns(UserWarning, match="checkpoint format 1"):
+        restarted = train(spec, dataset=spirals, checkpoint_dir=tmp_path)
+    _same(train(spec, dataset=spirals), restarted)
+
+
+def test_resumed_state_keeps_the_memory_and_step_times(tmp_path, spirals):
+    """Memory is measured at the first step only: a resumed run reports what it measured."""
+    spec = _spec()
+    whole = train(spec, dataset=spirals).metrics
+    with pytest.raises(Interrupt):
+        train(spec, dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(3))
+    assert len(load_checkpoint(tmp_path)["step_samples_s"]) == 3 * 5 - 10  # after warm-up
+    resumed = train(spec, dataset=spirals, checkpoint_dir=tmp_path).metrics
+    for key in ("grad_bytes", "activation_peak_bytes", "train_step_memory_bytes"):
+        assert resumed[key] == whole[key] is not None
+
+
 def test_save_load_roundtrip_and_garbage(tmp_path):
     save_checkpoint(tmp_path, {"step": 3, "curve": [{"a": 1.0, "b": None, "c": [1.0]}]})
     assert load_checkpoint(tmp_path) == {"step": 3, "curve": [{"a": 1.0, "b": None, "c": [1.0]}]}

@@ -23,6 +23,7 @@ __all__ = [
     "checkpoint_dir_for",
     "save_checkpoint",
     "load_checkpoint",
+    "STATE_FORMAT",
     "save_train_state",
     "load_train_state",
 ]
@@ -79,16 +80,26 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
 # --- what a checkpoint holds: a run's TrainState at an epoch end ---------------------------
 
 
+# Bump when TrainState.state_dict() changes shape: an older checkpoint is then ignored.
+STATE_FORMAT = 2
+
+
 def save_train_state(directory: str | Path, run_id: str, state: Any) -> Path:
     """Checkpoint `state` (a nnopt.train.state.TrainState) of run `run_id`."""
-    return save_checkpoint(directory, {"run_id": run_id, **state.state_dict()})
+    return save_checkpoint(directory, {"run_id": run_id, "format": STATE_FORMAT,
+                                       **state.state_dict()})  # fmt: skip
 
 
 def load_train_state(directory: str | Path, run_id: str, state: Any) -> bool:
     """Restore `state` from the checkpoint of run `run_id`; False (state untouched) when
-    there is none, it is unreadable, or it belongs to another run."""
+    there is none, it is unreadable, of another format (warns), or of another run."""
     saved = load_checkpoint(directory)
     if saved is None or saved.get("run_id") != run_id:
+        return False
+    if saved.get("format") != STATE_FORMAT:
+        warnings.warn(f"{Path(directory) / CHECKPOINT_NAME}: checkpoint format "
+                      f"{saved.get('format', 1)}, this engine reads {STATE_FORMAT}; "
+                      "starting from scratch")  # fmt: skip
         return False
     state.load_state_dict(saved)
     return True
