@@ -274,3 +274,15 @@ def test_runner_import_stays_torch_free():
 
     code = "import sys, nnopt.train.runner; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_snapshots_are_the_weights_at_each_evaluation(blobs):
+    final = {}
+    keep = lambda model: final.update(flat=torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())  # noqa: E731
+    spec = _spec(checkpoint={"snapshots": True}, evaluation={"every_steps": 10})
+    result = train(spec, dataset=blobs, hooks=Hooks(on_train_end=keep))
+    saved = torch.load(__import__("io").BytesIO(result.files["snapshots.pt"]), weights_only=True)
+    assert saved["steps"].tolist() == [r["step"] for r in result.curve]
+    assert torch.equal(saved["weights"][-1], final["flat"])
+    assert saved["final_train_loss"] == result.metrics["final_train_loss"]
+    assert "snapshots.pt" not in train(_spec(), dataset=blobs).files

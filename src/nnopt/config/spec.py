@@ -314,6 +314,9 @@ class DeviceSpec:
 class CheckpointSpec:
     every_epochs: int | None = _checked(_number(1, integer=True, optional=True), None)
     every_seconds: float | None = _checked(_number(0, lo_open=True, optional=True), None)
+    # Flat weights at every evaluation into the run directory (snapshots.pt), for the
+    # landscape job; set for the runs of `landscape: true` studies.
+    snapshots: bool = _checked(_boolean, False)
 
 
 _SECTIONS: dict[str, type] = {

@@ -347,6 +347,9 @@ def _evaluate(run: Run, state: TrainState, strategy: Strategy) -> None:
         state.status, state.diverged_at_step, state.done = "diverged", state.step, True
     else:
         state.curve.append(row)
+        if run.spec.checkpoint.snapshots and run.rank == 0:
+            flat = torch.nn.utils.parameters_to_vector(state.model.parameters())
+            state.snapshots.append((state.step, flat.detach().cpu().clone()))
         if run.hooks.on_evaluate is not None:
             run.hooks.on_evaluate(state.step, state.model)
         _after_eval(run, state, row)

@@ -53,7 +53,7 @@ class Timers:
 
 # Fields saved as they are (numbers, lists, dicts of numbers).
 _PLAIN = ("step", "epochs_done", "samples", "loss_count", "curve", "reached", "status",
-          "opt_state_bytes", "memory")  # fmt: skip
+          "opt_state_bytes", "memory", "snapshots")  # fmt: skip
 
 
 @dataclass
@@ -81,6 +81,8 @@ class TrainState:
     done: bool = False
     opt_state_bytes: int | None = None  # known after the first step
     memory: dict[str, int] = field(default_factory=dict)  # grad/activation bytes, first step
+    # spec.checkpoint.snapshots: (step, flat weights (P,) on the CPU) at each finite evaluation
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
     def record_step(self, loss: torch.Tensor, n_samples: int) -> None:
         """Count one optimizer step on `n_samples` (the global batch) with data loss `loss`."""

@@ -7,6 +7,7 @@ is the other implementation.
 
 from __future__ import annotations
 
+import io
 import platform
 import statistics
 from contextlib import nullcontext
@@ -22,8 +23,16 @@ from nnopt.train.memory import ActivationProbe, peak_rss_mb
 from nnopt.train.optim import decay_weights, optimizer_state_bytes, penalty
 from nnopt.train.state import TrainState
 
-__all__ = ["SingleProcess", "train_step", "build_result", "run_provenance", "step_time_stats"]
+__all__ = [
+    "SNAPSHOTS_NAME",
+    "SingleProcess",
+    "train_step",
+    "build_result",
+    "run_provenance",
+    "step_time_stats",
+]
 
+SNAPSHOTS_NAME = "snapshots.pt"  # in the run directory, with spec.checkpoint.snapshots
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> loss
 
 
@@ -157,8 +166,21 @@ def build_result(run: Run, state: TrainState) -> RunResult:
         step_time_median_s=median_s, step_time_iqr_s=iqr_s,
         **_memory_metrics(run, state), **_setup_facts(run),
     )  # fmt: skip
-    return RunResult(status=state.status, diverged_at_step=state.diverged_at_step, metrics=m,
-                     curve=state.curve, layer_names=list(run.names))  # fmt: skip
+    result = RunResult(status=state.status, diverged_at_step=state.diverged_at_step, metrics=m,
+                       curve=state.curve, layer_names=list(run.names))  # fmt: skip
+    if run.spec.checkpoint.snapshots:
+        result.files[SNAPSHOTS_NAME] = _snapshot_bytes(state, m["final_train_loss"])
+    return result
+
+
+def _snapshot_bytes(state: TrainState, final_train_loss: float | None) -> bytes:
+    """snapshots.pt: weights (T, P), steps (T,), final_train_loss; loads weights_only."""
+    steps = [step for step, _ in state.snapshots]
+    weights = torch.stack([w for _, w in state.snapshots]) if steps else torch.zeros(0, 0)
+    buffer = io.BytesIO()
+    torch.save({"weights": weights, "steps": torch.tensor(steps, dtype=torch.int64),
+                "final_train_loss": final_train_loss}, buffer)  # fmt: skip
+    return buffer.getvalue()
 
 
 def _device_name(device: torch.device) -> str:
