@@ -55,22 +55,10 @@ from nnopt.train.optim import build_optimizer, build_schedule
 from nnopt.train.state import BestVal, TrainState
 
 __all__ = [
-    "EVAL_BATCH",
-    "WARMUP_STEPS",
-    "Hooks",
-    "Plan",
-    "Run",
-    "Strategy",
-    "build_run",
-    "run_loop",
-    "resolve_device",
-    "epoch_batches",
-    "eval_batch_size",
-    "evaluate",
-    "autocast",
-    "measure",
-    "sync",
-]
+    "EVAL_BATCH", "WARMUP_STEPS", "Hooks", "Plan", "Run", "Strategy", "build_run", "run_loop",
+    "resolve_device", "epoch_batches", "eval_batch_size", "evaluate", "evaluate_split",
+    "autocast", "measure", "sync",
+]  # fmt: skip
 
 EVAL_BATCH = 8192  # samples per forward pass at evaluation (few large batches) ...
 _EVAL_FLOATS = 2**26  # ... unless one layer's activations would pass 256 MB (conv nets)
