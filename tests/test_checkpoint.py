@@ -10,7 +10,7 @@ from nnopt.train.runner import run_one
 from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
-          "time_to_target_s", "time_to_target_loss_s"}
+          "time_to_target_s", "time_to_target_loss_s", "step_time_median_s", "step_time_iqr_s"}
 
 
 class Interrupt(Exception):
@@ -84,6 +84,30 @@ def test_checkpoint_of_other_run_is_ignored(tmp_path, spirals):
     with pytest.raises(Interrupt):
         train(_spec(seed=2), dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(2))
     _same(train(_spec(), dataset=spirals), train(_spec(), dataset=spirals, checkpoint_dir=tmp_path))
+
+
+def test_checkpoint_of_an_older_format_warns_and_restarts(tmp_path, spirals):
+    spec = _spec()
+    with pytest.raises(Interrupt):
+        train(spec, dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(2))
+    old = load_checkpoint(tmp_path)
+    del old["format"], old["memory"]  # what the engine wrote before TrainState
+    save_checkpoint(tmp_path, old)
+    with pytest.warns(UserWarning, match="checkpoint format 1"):
+        restarted = train(spec, dataset=spirals, checkpoint_dir=tmp_path)
+    _same(train(spec, dataset=spirals), restarted)
+
+
+def test_resumed_state_keeps_the_memory_and_step_times(tmp_path, spirals):
+    """Memory is measured at the first step only: a resumed run reports what it measured."""
+    spec = _spec()
+    whole = train(spec, dataset=spirals).metrics
+    with pytest.raises(Interrupt):
+        train(spec, dataset=spirals, checkpoint_dir=tmp_path, hooks=_stop_after(3))
+    assert len(load_checkpoint(tmp_path)["step_samples_s"]) == 3 * 5 - 10  # after warm-up
+    resumed = train(spec, dataset=spirals, checkpoint_dir=tmp_path).metrics
+    for key in ("grad_bytes", "activation_peak_bytes", "train_step_memory_bytes"):
+        assert resumed[key] == whole[key] is not None
 
 
 def test_save_load_roundtrip_and_garbage(tmp_path):

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from nnopt.train.data import load_dataset
-from nnopt.train.distributed import (
-    FAIL_ENV, TIMEOUT_ENV, RankError, check_shards, check_world_size, open_store, rank_threads,
-)  # fmt: skip
+from nnopt.train.distributed import TIMEOUT_ENV, check_shards, check_world_size, rank_threads
+from nnopt.train.launch import FAIL_ENV, RankError, open_store
 from nnopt.train.engine import Hooks, train
 from nnopt.store.runs import read_run
 from nnopt.train.runner import run_one

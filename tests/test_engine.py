@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from nnopt.train.data import load_dataset
-from nnopt.train.engine import Hooks, epoch_batches, train
+from nnopt.train.engine import Hooks, train
 from nnopt.train.models import build_model
 from nnopt.store.runs import CURVE_COLUMNS, METRIC_NAMES
 from nnopt.config.spec import parse_spec
 
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "peak_rss_mb",
-          "time_to_target_s", "time_to_target_loss_s"}
+          "time_to_target_s", "time_to_target_loss_s", "step_time_median_s", "step_time_iqr_s"}
 BLOBS = {"name": "blobs", "n_samples": 240, "n_classes": 3, "noise": 0.3}
 
 
@@ -135,15 +135,6 @@ def test_weight_decay_shrinks_weights(blobs):
     assert decayed["weight_norm"] < 0.5 * plain
 
 
-def test_epoch_batches_shards_each_global_batch():
-    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    whole = epoch_batches(perm, 4)
-    assert [len(b) for b in whole] == [4, 4, 2]
-    shards = [epoch_batches(perm, 4, rank, 2) for rank in (0, 1)]
-    for i, batch in enumerate(whole):
-        assert torch.equal(torch.cat([shards[0][i], shards[1][i]]), batch)
-
-
 def test_fast_loop_matches_plain_reference(blobs):
     """The engine (preloaded tensors, index slicing, fused SGD) against an obvious loop."""
     spec = _spec(optimizer={"name": "momentum", "lr": 0.05}, model={"dropout": 0.2}, seed=3,
@@ -236,3 +227,62 @@ def test_peak_rss_is_the_runs_own_not_an_earlier_runs_of_the_process(blobs):
     assert peak_with_spike > first + 350
     assert after < peak_with_spike - 300
     assert abs(after - first) < 100  # the same small run, the same resident torch and data
+
+
+@pytest.mark.parametrize("activation, saves_input_too", [("relu", False), ("sigmoid", False), ("gelu", True)])
+def test_activation_peak_equals_the_saved_tensors_by_hand(blobs, activation, saves_input_too):
+    """MLP 2 -> 16 -> 3, batch 16, fp32. Autograd saves, per step: the batch (first Linear's
+    input, b×2), the hidden activation (b×16: the second Linear's input, which is also what
+    ReLU/sigmoid save, their output), GELU additionally its input (b×16 pre-activation),
+    log_softmax's output (b×3), nll_loss's int64 targets (b) and total weight (a float).
+    Weights are saved too (for the input gradient) but are parameters, not counted."""
+    b, d, w, c = 16, 2, 16, 3
+    spec = _spec(model={"width": w, "depth": 1, "activation": activation}, budget={"epochs": 1, "batch_size": b})
+    m = train(spec, dataset=blobs).metrics
+    hidden = 4 * b * w
+    expected = 4 * b * d + hidden * (2 if saves_input_too else 1) + 4 * b * c + 8 * b + 4
+    assert m["activation_peak_bytes"] == expected
+    assert m["grad_bytes"] == m["param_bytes"] == 4 * m["n_params"] == 4 * (d * w + w + w * c + c)
+    assert m["train_step_memory_bytes"] == (
+        m["param_bytes"] + m["grad_bytes"] + m["optimizer_state_bytes"] + m["activation_peak_bytes"])
+
+
+def test_step_time_is_a_median_after_warm_up(blobs):
+    from nnopt.train.loop import WARMUP_STEPS
+    from nnopt.train.strategy import step_time_stats
+
+    assert step_time_stats([]) == (None, None)
+    assert step_time_stats([1.0, 2.0, 3.0, 4.0, 100.0]) == (3.0, 2.0)  # the outlier barely moves it
+    short = train(_spec(budget={"epochs": None, "steps": WARMUP_STEPS}), dataset=blobs).metrics
+    assert short["step_time_median_s"] is None and short["step_time_iqr_s"] is None
+    long = train(_spec(budget={"epochs": None, "steps": 60}), dataset=blobs).metrics
+    assert 0 < long["step_time_median_s"] < long["train_time_s"] / 10
+    assert long["step_time_iqr_s"] >= 0
+
+
+def test_setup_facts(blobs):
+    m = train(_spec(budget={"epochs": 1}), dataset=blobs).metrics
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (len(blobs.y_train), len(blobs.y_val), len(blobs.y_test))
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 240 and m["n_classes"] == 3
+    assert m["n_params"] == sum(p.numel() for p in build_model(_spec().model, (2,), 3).parameters())
+
+
+def test_runner_import_stays_torch_free():
+    """A job imports the runner before it knows whether it trains (finished runs are skipped)."""
+    import subprocess
+    import sys
+
+    code = "import sys, nnopt.train.runner; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_snapshots_are_the_weights_at_each_evaluation(blobs):
+    final = {}
+    keep = lambda model: final.update(flat=torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())  # noqa: E731
+    spec = _spec(checkpoint={"snapshots": True}, evaluation={"every_steps": 10})
+    result = train(spec, dataset=blobs, hooks=Hooks(on_train_end=keep))
+    saved = torch.load(__import__("io").BytesIO(result.files["snapshots.pt"]), weights_only=True)
+    assert saved["steps"].tolist() == [r["step"] for r in result.curve]
+    assert torch.equal(saved["weights"][-1], final["flat"])
+    assert saved["final_train_loss"] == result.metrics["final_train_loss"]
+    assert "snapshots.pt" not in train(_spec(), dataset=blobs).files

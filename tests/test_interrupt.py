@@ -55,7 +55,7 @@ TARGET = "results/summary.parquet"
 TIMING = {
     "train_time_s", "eval_time_s", "wall_time_s", "samples_per_s", "time_to_target_s",
     "time_to_target_loss_s", "peak_rss_mb", "peak_cuda_mb", "started_at", "finished_at",
-    "hostname", "threads",
+    "hostname", "threads", "step_time_median_s", "step_time_iqr_s",
 }  # fmt: skip
 
 

@@ -596,3 +596,39 @@ def test_landscape_captions_name_configurations_as_the_rest_of_the_report(tmp_pa
                                 tmp_path / "landscape" / "init",
                                 labels={config.runs[0].config: "zero (tanh)"})
     assert section["missing"] == ["zero (tanh)", "init=normal, activation=tanh"]
+
+
+def test_landscape_reads_the_trainings_own_snapshots_without_retraining(tmp_path, monkeypatch):
+    """checkpoint.snapshots: the run directory holds the weights at every evaluation; the
+    landscape equals the one from re-training, and nothing is re-trained."""
+    from polars.testing import assert_frame_equal
+
+    from nnopt.config.spec import parse_spec
+    from nnopt.landscape import job
+    from nnopt.landscape.tables import parse_settings
+    from nnopt.train.runner import run_one
+
+    raw = {"data": {"name": "blobs", "n_samples": 300, "n_classes": 3},
+           "model": {"depth": 1, "width": 8, "dropout": 0.1},
+           "optimizer": {"name": "adam", "lr": 0.02}, "budget": {"epochs": 3, "batch_size": 32}}  # fmt: skip
+    plain, snapped = parse_spec(raw), parse_spec({**raw, "checkpoint": {"snapshots": True}})
+    assert plain.run_id == snapped.run_id  # how a run is recorded, not what it computes
+    cache = tmp_path / "cache"
+    settings = parse_settings({"grid_points": 3, "alpha_points": 3, "hessian_iters": 3})
+    assert run_one(plain, tmp_path / "plain" / plain.run_id, data_cache=cache) == "ok"
+    retrained = job.landscape_run(tmp_path / "plain" / plain.run_id, tmp_path / "a", settings,
+                                  data_cache=cache)  # fmt: skip
+    run_dir = tmp_path / "snapped" / snapped.run_id
+    assert run_one(snapped, run_dir, data_cache=cache) == "ok"
+    saved = torch.load(run_dir / "snapshots.pt", weights_only=True)
+    assert saved["steps"].tolist() == [0, 7, 14, 21] and saved["weights"].shape[0] == 4
+
+    def no_retraining(*args, **kwargs):
+        raise AssertionError("re-trained although the run has snapshots")
+
+    monkeypatch.setattr(job, "snapshot_training", no_retraining)
+    read = job.landscape_run(run_dir, tmp_path / "b", settings, data_cache=cache)
+    import json
+
+    assert json.loads(read.with_suffix(".json").read_text())["reproduced"]
+    assert_frame_equal(pl.read_parquet(read), pl.read_parquet(retrained))

@@ -306,21 +306,23 @@ def test_engine_evaluates_schedule_free_at_the_average(tmp_path):
     """Curve, best-val snapshot and test metrics use x (the average), not y."""
     from nnopt.config.spec import parse_spec
     from nnopt.train.data import load_dataset
-    from nnopt.train.engine import Hooks, _Trainer, evaluate
+    from nnopt.train.loop import Hooks, build_run, evaluate_split, run_loop
+    from nnopt.train.strategy import SingleProcess
 
     spec = parse_spec({"data": {"name": "blobs", "n_samples": 200},
                        "model": {"width": 8, "depth": 1},
                        "optimizer": {"name": "schedule_free_adamw", "lr": 0.05},
                        "budget": {"epochs": 3, "batch_size": 32}})
-    trainer = _Trainer(spec, load_dataset(spec.data), Hooks(), None, 1)
-    trainer.run()
-    y_loss = evaluate(trainer.model, trainer.x_val, trainer.y_val)[0]  # train mode: y
-    with averaged_weights(trainer.opt):
-        x_loss = evaluate(trainer.model, trainer.x_val, trainer.y_val)[0]
-        x_test = evaluate(trainer.model, trainer.x_test, trainer.y_test)[0]
-    assert trainer.curve[-1]["val_loss"] == pytest.approx(x_loss, rel=1e-6)
+    run, state = build_run(spec, load_dataset(spec.data), Hooks(), None, 1)
+    strategy = SingleProcess()
+    run_loop(run, state, strategy)
+    y_loss = evaluate_split(run, state, "val")[0]  # train mode: y
+    with averaged_weights(state.optimizer):
+        x_loss = evaluate_split(run, state, "val")[0]
+        x_test = evaluate_split(run, state, "test")[0]
+    assert state.curve[-1]["val_loss"] == pytest.approx(x_loss, rel=1e-6)
     assert abs(x_loss - y_loss) > 1e-6  # the two really differ, so the check means something
-    result = trainer.result()
+    result = strategy.finish(run, state)
     assert result.metrics["test_loss"] == pytest.approx(x_test, rel=1e-6)
 
 

@@ -9,7 +9,7 @@ from nnopt.cli.main import main
 from nnopt.config.check import check_spec_file
 from nnopt.config.spec import SpecError, parse_spec
 from nnopt.store.runs import read_run
-from nnopt.train.plugins import check_plugins
+from nnopt.train.plugin_check import check_plugins
 from nnopt.train.runner import run_batch
 
 MODELS_PY = '''

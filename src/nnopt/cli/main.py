@@ -62,7 +62,7 @@ def _check_plugins(specs) -> None:
 
     distinct = {tuple((s, p) for s, p, _ in plugin_sections(spec)): spec for spec in specs}
     if any(distinct):
-        from nnopt.train.plugins import check_plugins
+        from nnopt.train.plugin_check import check_plugins
 
         for key, spec in distinct.items():
             if key:

@@ -21,6 +21,9 @@ METRIC_NAMES = (
     "train_time_s", "eval_time_s", "wall_time_s", "samples_per_s",
     "param_bytes", "optimizer_state_bytes", "peak_rss_mb", "peak_cuda_mb",
     "weight_norm", "weight_sparsity",
+    "grad_bytes", "activation_peak_bytes", "train_step_memory_bytes",
+    "step_time_median_s", "step_time_iqr_s",
+    "n_params", "n_train", "n_val", "n_test", "n_classes",
 )  # fmt: skip
 
 
@@ -73,6 +76,17 @@ METRICS: dict[str, MetricInfo] = {
     "peak_cuda_mb": MetricInfo("Peak GPU memory", "MB", False, digits=0),
     "weight_norm": MetricInfo("Weight norm", "", False),
     "weight_sparsity": MetricInfo("Weight sparsity", "%", True, 100, digits=1),
+    "grad_bytes": MetricInfo("Gradient memory", "MiB", False, _MIB, digits=3),
+    "activation_peak_bytes": MetricInfo("Activation memory (peak of a step)", "MiB", False,
+                                        _MIB, digits=3),
+    "train_step_memory_bytes": MetricInfo("Training-step memory", "MiB", False, _MIB, digits=3),
+    "step_time_median_s": MetricInfo("Time per step (median)", "ms", False, 1e3, digits=3),
+    "step_time_iqr_s": MetricInfo("Time per step (IQR)", "ms", False, 1e3, digits=3),
+    "n_params": MetricInfo("Parameters", "", False, digits=0),
+    "n_train": MetricInfo("Train samples", "", True, digits=0),
+    "n_val": MetricInfo("Validation samples", "", True, digits=0),
+    "n_test": MetricInfo("Test samples", "", True, digits=0),
+    "n_classes": MetricInfo("Classes", "", True, digits=0),
 }
 CENSORED = frozenset(k for k, v in METRICS.items() if v.censored)
 # Summarized for every study besides its own compared metrics (figures and claims use them).

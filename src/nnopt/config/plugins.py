@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nnopt.config.spec import SpecError
+from nnopt.config.errors import SpecError
 
 __all__ = ["TARGET_PATTERN", "PLUGIN_KEYS", "split_target", "locate_source", "file_sha256",
            "plugin_sections"]  # fmt: skip

@@ -10,15 +10,15 @@ See docs/contract.md §1 for the table of every field.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import json
 import math
-import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from nnopt.config.errors import SpecError, did_you_mean, short_repr
 
 __all__ = [
     "SpecError",
@@ -95,33 +95,6 @@ DEVICES = ("cpu", "cuda", "auto")
 PARTITIONS = ("standard", "pooled")
 HEADS = ("pool", "flatten")
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class SpecError(ValueError):
-    """A spec or config value is wrong; the message names the key path and what is allowed."""
-
-
-def did_you_mean(word: str, options: Any) -> str:
-    """' (did you mean 'x'?)' when a close option exists, else ''."""
-    if not isinstance(word, str):  # str() of a YAML alias bomb would never finish
-        return ""
-    by_case = {str(o).lower(): str(o) for o in options}
-    if word.lower() in by_case:  # 'ReLU' -> 'relu'
-        return f" (did you mean '{by_case[word.lower()]}'?)"
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-# Error messages quote the offending value; a bounded repr keeps a huge or alias-expanded
-# value (a YAML "billion laughs" list) from filling memory while the message is built.
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
-_REPR.maxstring, _REPR.maxother = 80, 80
-
-
-def short_repr(value: Any) -> str:
-    """repr() cut to a readable size, safe on deeply shared nested lists."""
-    return _REPR.repr(value)
 
 
 # --- field checks: each returns the parsed value or raises SpecError(path: ...) ----------
@@ -418,6 +391,9 @@ class DeviceSpec:
 class CheckpointSpec:
     every_epochs: int | None = _checked(_number(1, integer=True, optional=True), None)
     every_seconds: float | None = _checked(_number(0, lo_open=True, optional=True), None)
+    # Flat weights at every evaluation into the run directory (snapshots.pt), for the
+    # landscape job; set for the runs of `landscape: true` studies.
+    snapshots: bool = _checked(_boolean, False)
 
 
 _SECTIONS: dict[str, type] = {

@@ -254,6 +254,8 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     seen: dict[str, str] = {}  # run_id -> configuration label
     for factors in _configurations(path, study.grid, study.zip, study.random):
         tree = study.base
+        if study.landscape:  # the landscape job reads the training's weight snapshots
+            tree = _set_path(tree, "checkpoint.snapshots", True)
         for key, value in factors.items():
             if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
                 tree = _set_path(tree, key, value)

@@ -1,6 +1,8 @@
 """The landscape of one finished run, computed in resumable batches and written atomically.
 
-1. `snapshot_training` re-trains the run from its spec (runs are bit-reproducible on CPU)
+1. The run's own snapshots (`snapshots.pt` in its run directory, written by the engine for
+   runs of `landscape: true` studies), else `snapshot_training` re-trains the run from its
+   spec (runs are bit-reproducible on CPU)
    with a hook that keeps the flat weights θ (P,) at every evaluation point: θ_0 is the
    initialization, θ_T the final weights. The engine's final train loss is kept to check
    that the re-run reproduced the recorded one.
@@ -255,9 +257,12 @@ def compute_landscape(
     return frame, finite_or_none(summary)
 
 
-def _snapshots(work: Path, spec: RunSpec, dataset: Any) -> Snapshots:
-    """The re-run's snapshots, saved in the work directory so a resumed job skips training."""
+def _snapshots(work: Path, spec: RunSpec, dataset: Any, run_dir: Path | None = None) -> Snapshots:
+    """The training's own snapshots (`<run dir>/snapshots.pt`, spec.checkpoint.snapshots),
+    else a re-run's, saved in the work directory so a resumed job skips training."""
     path = work / "snapshots.pt"
+    if run_dir is not None and (Path(run_dir) / "snapshots.pt").exists():
+        path = Path(run_dir) / "snapshots.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
         return Snapshots(
@@ -319,7 +324,7 @@ def landscape_run(
     work = out_dir / f".{run_id}.parts"
     plan = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "settings_key": settings.key}
     prepare_work_dir(work, {**plan, "recorded_final_train_loss": recorded})
-    snaps = _snapshots(work, spec, dataset)
+    snaps = _snapshots(work, spec, dataset, Path(run_dir))
     done = compute_landscape(
         problem_for(spec, dataset, settings), snaps, settings, work, max_batches=max_batches
     )

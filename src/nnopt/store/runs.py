@@ -68,6 +68,7 @@ class RunResult:
     curve: list[dict[str, Any]] = field(default_factory=list)  # one dict per eval point
     layer_names: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files of the run directory
 
 
 def now_iso() -> str:
@@ -185,6 +186,8 @@ def write_run(
         curve = io.BytesIO()
         _curve_frame(result.curve).write_parquet(curve)
         _fsync_write(tmp / "curve.parquet", curve.getvalue())
+        for name, data in result.files.items():  # e.g. the engine's snapshots.pt
+            _fsync_write(tmp / name, data)
         _fsync_dir(tmp)
         _replace_dir(tmp, out)
     except BaseException:

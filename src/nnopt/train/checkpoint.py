@@ -23,8 +23,9 @@ __all__ = [
     "checkpoint_dir_for",
     "save_checkpoint",
     "load_checkpoint",
-    "capture_state",
-    "restore_state",
+    "STATE_FORMAT",
+    "save_train_state",
+    "load_train_state",
 ]
 
 CHECKPOINT_NAME = "ckpt.pt"
@@ -76,51 +77,29 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
         return None
 
 
-# --- what a checkpoint holds: the trainer's state at an epoch end ----------------------------
-
-# Plain attributes of the engine's trainer saved as they are (numbers, lists, dicts).
-_PLAIN = (
-    "step", "epochs_done", "samples", "loss_count", "curve", "best_val_accuracy",
-    "best_val_step", "stale_evals", "reached", "train_time_s", "eval_time_s",
-    "opt_state_bytes",
-)  # fmt: skip
+# --- what a checkpoint holds: a run's TrainState at an epoch end ---------------------------
 
 
-def capture_state(trainer: Any) -> dict[str, Any]:
-    """Everything needed to continue bit-identically: weights, optimizer, schedule,
-    gradient scaler, RNG streams (global torch RNG for dropout, the batch-order
-    generator), counters, curve, best state and timers."""
-    state = {name: getattr(trainer, name) for name in _PLAIN}
-    state.update(
-        run_id=trainer.spec.run_id,
-        model=trainer.model.state_dict(),
-        optimizer=trainer.opt.state_dict(),
-        schedule=trainer.schedule.state_dict(),
-        scaler=None if trainer.scaler is None else trainer.scaler.state_dict(),
-        rng_cpu=torch.get_rng_state(),
-        rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        generator=trainer.generator.get_state(),
-        best_state=trainer.best_state,
-        loss_sum=trainer.loss_sum.detach().cpu(),
-        wall_s=trainer.wall_time_s(),
-    )
-    return state
+# Bump when TrainState.state_dict() changes shape: an older checkpoint is then ignored.
+STATE_FORMAT = 2
 
 
-def restore_state(trainer: Any, state: dict[str, Any]) -> None:
-    for name in _PLAIN:
-        setattr(trainer, name, state[name])
-    trainer.model.load_state_dict(state["model"])
-    trainer.opt.load_state_dict(state["optimizer"])
-    trainer.schedule.load_state_dict(state["schedule"])
-    if trainer.scaler is not None and state["scaler"] is not None:
-        trainer.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    trainer.generator.set_state(state["generator"])
-    best = state["best_state"]
-    device = trainer.device
-    trainer.best_state = None if best is None else {k: v.to(device) for k, v in best.items()}
-    trainer.loss_sum = state["loss_sum"].to(device)
-    trainer.prior_wall_s = state["wall_s"]
+def save_train_state(directory: str | Path, run_id: str, state: Any) -> Path:
+    """Checkpoint `state` (a nnopt.train.state.TrainState) of run `run_id`."""
+    return save_checkpoint(directory, {"run_id": run_id, "format": STATE_FORMAT,
+                                       **state.state_dict()})  # fmt: skip
+
+
+def load_train_state(directory: str | Path, run_id: str, state: Any) -> bool:
+    """Restore `state` from the checkpoint of run `run_id`; False (state untouched) when
+    there is none, it is unreadable, of another format (warns), or of another run."""
+    saved = load_checkpoint(directory)
+    if saved is None or saved.get("run_id") != run_id:
+        return False
+    if saved.get("format") != STATE_FORMAT:
+        warnings.warn(f"{Path(directory) / CHECKPOINT_NAME}: checkpoint format "
+                      f"{saved.get('format', 1)}, this engine reads {STATE_FORMAT}; "
+                      "starting from scratch")  # fmt: skip
+        return False
+    state.load_state_dict(saved)
+    return True

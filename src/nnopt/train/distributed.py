@@ -28,9 +28,14 @@ What a run with world_size N means (docs/contract.md §1, `device.world_size`):
   excluded); process start-up, `import torch` and rendezvous are not in it but are recorded
   as `provenance.launch_time_s` (time from starting the ranks to rank 0's result).
 
-Processes (`nnopt.train.launch`): the calling process supervises. It opens the rendezvous store on
-127.0.0.1 port 0 (the OS picks a free port, no race) and starts N ranks, forked by a
-forkserver that imported torch once per calling process (`spawn` where there is none);
+Strategy: `DataParallel` (the interface is in `nnopt.train.loop`) shards each global batch
+in its step, wraps the model in DDP at setup and shares evaluations; it receives the run
+and its state as arguments.
+
+Processes (`nnopt.train.launch`, which also holds `train_distributed`): the calling process
+supervises. It opens the rendezvous store on 127.0.0.1 port 0 (the OS picks a free port,
+no race) and starts N ranks, forked by a forkserver that imported torch once per calling
+process (`spawn` where there is none);
 `gloo` on CPU, `nccl` on CUDA with one GPU per rank. It forwards rank 0's progress to the
 caller's hooks and polls. A rank that raises reports its error; a rank that dies is seen by
 its exit code; either way the survivors are terminated and `train` raises `RankError` naming
@@ -42,28 +47,29 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
-from nnopt.train.launch import FAIL_ENV, Job, RankError, open_store, run_ranks
-from nnopt.store.runs import RunResult, now_iso
 from nnopt.config.spec import RunSpec, SpecError
+from nnopt.store.runs import RunResult
+from nnopt.train.loop import Run, measure
+from nnopt.train.state import TrainState
+from nnopt.train.strategy import build_result, train_step
 
 __all__ = [
     "BACKENDS",
-    "FAIL_ENV",
     "TIMEOUT_ENV",
-    "RankError",
+    "DataParallel",
+    "backend_for",
     "check_world_size",
     "check_shards",
-    "open_store",
+    "collective_timeout_s",
     "rank_threads",
     "wrap_model",
     "share_evaluation",
-    "train_distributed",
 ]
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
@@ -81,6 +87,9 @@ def _resolved_type(spec: RunSpec) -> str:
     return device
 
 
+def backend_for(spec: RunSpec) -> str:
+    """The process-group backend of spec's ranks: gloo on CPU, nccl on CUDA."""
+    return BACKENDS[_resolved_type(spec)]
 def check_world_size(spec: RunSpec) -> None:
     """SpecError unless this machine can run spec's ranks: on CUDA one GPU per rank."""
     ws = spec.device.world_size
@@ -121,7 +130,8 @@ def rank_threads(spec: RunSpec, threads: int | None = None) -> int:
     return max(1, threads // spec.device.world_size)
 
 
-def _timeout_s(timeout_s: float | None) -> float:
+def collective_timeout_s(timeout_s: float | None = None) -> float:
+    """Seconds a collective may wait: `timeout_s`, else TIMEOUT_ENV, else 300."""
     if timeout_s is not None:
         return timeout_s
     raw = os.environ.get(TIMEOUT_ENV)
@@ -142,73 +152,63 @@ def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids, output_device=device if ids else None)
 
 
-def share_evaluation(trainer: Any) -> dict[str, Any]:
+def share_evaluation(run: Run, state: TrainState) -> dict[str, Any]:
     """One evaluation point of a data-parallel run; every rank calls it at the same step.
 
     The running loss sums (one per rank, each a sum of scaled shard losses) are averaged,
     which gives the global-batch mean per step. Rank 0 measures the full row; the others get
     the four numbers that steer the run: (running, train_loss, val_loss, val_accuracy).
     """
-    dist.all_reduce(trainer.loss_sum)
-    trainer.loss_sum /= trainer.world_size
+    dist.all_reduce(state.loss_sum)
+    state.loss_sum /= run.world_size
     row = None
-    if trainer.rank == 0:
-        row = trainer._measure()
+    if run.rank == 0:
+        row = measure(run, state)
         numbers = [row["running_loss"], row["train_loss"], row["val_loss"], row["val_accuracy"]]
     else:
-        trainer.loss_sum.zero_()
-        trainer.loss_count = 0
+        state.reset_running_loss()
         numbers = [math.nan] * 4
     shared = torch.tensor([math.nan if v is None else v for v in numbers],
-                          dtype=torch.float64, device=trainer.device)  # fmt: skip
+                          dtype=torch.float64, device=run.device)  # fmt: skip
     dist.broadcast(shared, src=0)
     if row is not None:
         return row
     running, train_loss, val_loss, val_acc = shared.tolist()
-    has_val = len(trainer.y_val) > 0
+    has_val = len(run.data["y_val"]) > 0
     return {
-        "step": trainer.step, "epoch": trainer.step / trainer.spe, "train_time_s": None,
-        "lr": trainer.opt.param_groups[0]["lr"], "train_loss": train_loss, "train_accuracy": None,
-        "val_loss": val_loss if has_val else None, "val_accuracy": val_acc if has_val else None,
-        "grad_norm": None, "weight_norm": None, "layer_grad_norms": None, "running_loss": running,
+        "step": state.step, "epoch": state.step / run.plan.steps_per_epoch, "train_time_s": None,
+        "lr": state.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+        "train_accuracy": None, "val_loss": val_loss if has_val else None,
+        "val_accuracy": val_acc if has_val else None, "grad_norm": None, "weight_norm": None,
+        "layer_grad_norms": None, "running_loss": running,
     }  # fmt: skip
 
 
-def train_distributed(
-    spec: RunSpec,
-    *,
-    dataset: Any,
-    hooks: Any = None,
-    checkpoint_dir: str | Path | None = None,
-    threads: int | None = None,
-    timeout_s: float | None = None,
-) -> RunResult:
-    """Train `spec` over spec.device.world_size rank processes; rank 0's RunResult.
+class DataParallel:
+    """This process is rank `run.rank` of `run.world_size`; the process group is up."""
 
-    Raises SpecError before starting anything when the machine lacks the GPUs or a batch-norm
-    shard would be too small, and RankError when a rank raised or died (after terminating
-    the others). `threads` is the run's total (split over ranks); None: device.threads each.
-    """
-    from nnopt.train.engine import Hooks
+    def __init__(self) -> None:
+        self.net: torch.nn.Module | None = None  # DDP wrapper: the training forward
+        self.writes = True
 
-    hooks = hooks or Hooks()
-    if hooks.on_train_end is not None or hooks.on_evaluate is not None:
-        raise ValueError(
-            "hooks.on_train_end / hooks.on_evaluate need the model, which lives in the rank "
-            "processes of a data-parallel run; use device.world_size 1 for them"
-        )
-    check_world_size(spec)
-    check_shards(spec, len(dataset.y_train))
-    timeout = _timeout_s(timeout_s)
-    store = open_store(timeout)  # held here, in the calling process, until the ranks are gone
-    job = Job(
-        spec=spec, dataset=dataset, threads=rank_threads(spec, threads),
-        checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
-        backend=BACKENDS[_resolved_type(spec)], port=store.port, timeout_s=timeout,
-        started_at=now_iso(), forward_progress=hooks.progress is not None,
-        forward_epochs=hooks.on_epoch_end is not None,
-    )  # fmt: skip
-    try:
-        return run_ranks(job, hooks)
-    finally:
-        del store
+    def setup(self, run: Run, state: TrainState) -> None:
+        self.net = wrap_model(state.model, run.device)
+        self.writes = run.rank == 0  # only rank 0 writes checkpoints and the result
+
+    def step(self, run: Run, state: TrainState, idx: torch.Tensor) -> None:
+        n_global, ws = len(idx), run.world_size
+        shard = idx.tensor_split(ws)[run.rank]  # this rank's contiguous shard
+
+        def loss_fn(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            # Shard sum × world_size / global batch: DDP's gradient average over ranks is
+            # then exactly the global-batch mean's gradient, also for an uneven or empty
+            # last shard.
+            return F.cross_entropy(logits, yb, reduction="sum") * (ws / n_global)
+
+        train_step(run, state, self.net, shard, loss_fn, n_global)
+
+    def evaluate(self, run: Run, state: TrainState) -> dict[str, Any]:
+        return share_evaluation(run, state)
+
+    def finish(self, run: Run, state: TrainState) -> RunResult | None:
+        return build_result(run, state) if run.rank == 0 else None

@@ -7,6 +7,11 @@ there is none), forwards rank 0's progress to the caller's hooks and polls the r
 first failure (a rank's error message, or a rank gone with a non-zero exit code) ends the
 run: the others get a few seconds to report, then are terminated, and `RankError` names the
 root cause first. Collective timeouts (set by the caller) bound the wait on a hung rank.
+
+`train_distributed` is the entry point (`nnopt.train.engine.train` calls it for
+world_size > 1). Each rank builds its run (`nnopt.train.loop.build_run`) and trains it with
+the `DataParallel` strategy; rank 0's result carries the provenance every run gets
+(`nnopt.train.strategy.run_provenance`) plus the backend.
 """
 
 from __future__ import annotations
@@ -26,10 +31,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nnopt.store.runs import RunResult, now_iso, provenance
 from nnopt.config.spec import RunSpec
+from nnopt.store.runs import RunResult, now_iso
+from nnopt.train.distributed import (
+    DataParallel,
+    backend_for,
+    check_shards,
+    check_world_size,
+    collective_timeout_s,
+    rank_threads,
+)
+from nnopt.train.loop import Hooks, build_run, run_loop
+from nnopt.train.strategy import run_provenance
 
-__all__ = ["FAIL_ENV", "HOST", "Job", "RankError", "open_store", "run_ranks"]
+__all__ = ["FAIL_ENV", "HOST", "Job", "RankError", "open_store", "run_ranks", "train_distributed"]
 
 HOST = "127.0.0.1"  # ranks of one run live on one machine; nothing leaves loopback
 # Test hook (no spec field): "RANK:STEP" makes that rank raise at its first evaluation at or
@@ -37,7 +52,7 @@ HOST = "127.0.0.1"  # ranks of one run live on one machine; nothing leaves loopb
 # makes it sleep, so the others hit the collective timeout.
 FAIL_ENV = "NNOPT_DIST_FAIL"
 # Imported once by the forkserver that forks the ranks (see _context).
-_PRELOAD = ("torch", "torch._dynamo", "torch.nn.parallel", "nnopt.train.engine", "nnopt.train.launch")
+_PRELOAD = ("torch", "torch._dynamo", "torch.nn.parallel", "nnopt.train.launch")
 _GRACE_S = 3.0  # after a failure: time for the other ranks to report before termination
 _JOIN_S = 30.0  # after rank 0's result: time for the other ranks to exit cleanly
 
@@ -113,9 +128,7 @@ def _fail_hook(rank: int, raw: str):
     return fail
 
 
-def _rank_hooks(rank: int, job: Job, messages: Any):
-    from nnopt.train.engine import Hooks
-
+def _rank_hooks(rank: int, job: Job, messages: Any) -> Hooks:
     fail = _fail_hook(rank, job.fail)
     forward = rank == 0 and job.forward_progress
 
@@ -135,8 +148,6 @@ def _rank_hooks(rank: int, job: Job, messages: Any):
 
 
 def _train_rank(rank: int, job: Job, messages: Any, keep: list) -> RunResult | None:
-    from nnopt.train.engine import _device_name, _Trainer
-
     ws = job.spec.device.world_size
     timeout = datetime.timedelta(seconds=job.timeout_s)
     if job.backend == "nccl":
@@ -144,17 +155,13 @@ def _train_rank(rank: int, job: Job, messages: Any, keep: list) -> RunResult | N
     store = dist.TCPStore(HOST, job.port, ws, False, timeout=timeout)
     dist.init_process_group(job.backend, store=store, rank=rank, world_size=ws, timeout=timeout)
     hooks = _rank_hooks(rank, job, messages)
-    trainer = _Trainer(job.spec, job.dataset, hooks, job.checkpoint_dir, job.threads, rank=rank)
-    keep += [store, trainer]  # never torn down: see _rank_main
-    trainer.run()
-    if rank != 0:
-        return None
-    result = trainer.result()
-    result.provenance = provenance(
-        device=str(trainer.device), device_name=_device_name(trainer.device),
-        threads=torch.get_num_threads(), world_size=ws, backend=job.backend,
-        started_at=job.started_at, finished_at=now_iso(),
-    )  # fmt: skip
+    run, state = build_run(job.spec, job.dataset, hooks, job.checkpoint_dir, job.threads, rank)
+    strategy = DataParallel()
+    keep += [store, strategy]  # never torn down: see _rank_main
+    run_loop(run, state, strategy)
+    result = strategy.finish(run, state)
+    if result is not None:
+        result.provenance = run_provenance(run, job.started_at, backend=job.backend)
     return result
 
 
@@ -335,3 +342,41 @@ def run_ranks(job: Job, hooks: Any) -> RunResult:
     result = supervisor.result
     result.provenance["launch_time_s"] = time.perf_counter() - launched
     return result
+
+
+def train_distributed(
+    spec: RunSpec,
+    *,
+    dataset: Any,
+    hooks: Hooks | None = None,
+    checkpoint_dir: str | Path | None = None,
+    threads: int | None = None,
+    timeout_s: float | None = None,
+) -> RunResult:
+    """Train `spec` over spec.device.world_size rank processes; rank 0's RunResult.
+
+    Raises SpecError before starting anything when the machine lacks the GPUs or a batch-norm
+    shard would be too small, and RankError when a rank raised or died (after terminating
+    the others). `threads` is the run's total (split over ranks); None: device.threads each.
+    """
+    hooks = hooks or Hooks()
+    if hooks.on_train_end is not None or hooks.on_evaluate is not None:
+        raise ValueError(
+            "hooks.on_train_end / hooks.on_evaluate need the model, which lives in the rank "
+            "processes of a data-parallel run; use device.world_size 1 for them"
+        )
+    check_world_size(spec)
+    check_shards(spec, len(dataset.y_train))
+    timeout = collective_timeout_s(timeout_s)
+    store = open_store(timeout)  # held here, in the calling process, until the ranks are gone
+    job = Job(
+        spec=spec, dataset=dataset, threads=rank_threads(spec, threads),
+        checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+        backend=backend_for(spec), port=store.port, timeout_s=timeout,
+        started_at=now_iso(), forward_progress=hooks.progress is not None,
+        forward_epochs=hooks.on_epoch_end is not None,
+    )  # fmt: skip
+    try:
+        return run_ranks(job, hooks)
+    finally:
+        del store

@@ -1,12 +1,12 @@
-"""A run's own peak memory in a process that trains many runs (Linux; elsewhere the
-process's peak so far)."""
+"""A run's memory: its own peak RSS in a process that trains many runs (Linux; elsewhere the
+process's peak so far), and the activation memory of a training step (`ActivationProbe`)."""
 
 from __future__ import annotations
 
 import functools
 import resource
 
-__all__ = ["reset_peak_rss", "peak_rss_mb"]
+__all__ = ["reset_peak_rss", "peak_rss_mb", "ActivationProbe"]
 
 
 def reset_peak_rss() -> bool:
@@ -45,3 +45,55 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process since the last reset_peak_rss() (ru_maxrss
     is KiB on Linux): the run's resident torch, data and model, at their highest."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class ActivationProbe:
+    """The activation memory of one training step's forward: a context around the forward.
+
+    On CPU, the bytes of the tensors autograd saves for backward (saved-tensor hooks,
+    torch.autograd.graph): each storage counted once (a ReLU's output that the next layer
+    also saves is one tensor), parameters excluded (they are `param_bytes`). All of them are
+    alive together when the forward ends, so their sum is the step's peak. On CUDA, the
+    allocator's peak during the forward minus what was allocated before it
+    (`torch.cuda.max_memory_allocated` delta), which also counts transient buffers.
+    `peak_before_bytes` keeps the CUDA peak before the probe reset it.
+    """
+
+    def __init__(self, device, params):
+        self.device = device
+        self._exclude = {p.untyped_storage().data_ptr() for p in params}
+        self._storages: dict[int, int] = {}  # data_ptr -> nbytes
+        self.peak_before_bytes: int | None = None
+        self._base_bytes = 0
+        self._hooks = None
+        self.bytes: int | None = None
+
+    def _pack(self, tensor):
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self._exclude:
+            self._storages.setdefault(ptr, storage.nbytes())
+        return tensor.detach()  # the same storage; detached, so no reference cycle
+
+    def __enter__(self) -> ActivationProbe:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_before_bytes = torch.cuda.max_memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base_bytes = torch.cuda.memory_allocated(self.device)
+        else:
+            self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+            self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self._hooks is not None:
+            self._hooks.__exit__(*exc)
+            self.bytes = sum(self._storages.values())
+        else:
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._base_bytes

@@ -32,7 +32,6 @@ __all__ = [
     "load_data_plugin",
     "build_optimizer_plugin",
     "check_model_output",
-    "check_plugins",
     "plugin_provenance",
 ]
 
@@ -147,21 +146,6 @@ def build_optimizer_plugin(params, spec: OptimizerSpec):
             "expected a torch.optim.Optimizer"
         )
     return opt
-
-
-def check_plugins(spec: RunSpec) -> None:
-    """Import and build every plug-in of `spec` on its real data shape; SpecError if any fails."""
-    if not plugin_sections(spec):
-        return
-    from nnopt.train.data import load_dataset
-    from nnopt.train.models import build_model
-
-    ds = load_dataset(spec.data)
-    model = build_model(spec.model, ds.input_shape, ds.n_classes)
-    if spec.model.kind == "python":
-        check_model_output(model, spec.model.factory, ds.input_shape, ds.n_classes)
-    if spec.optimizer.name == "python":
-        build_optimizer_plugin(model.parameters(), spec.optimizer)
 
 
 def plugin_provenance(spec: RunSpec) -> dict[str, Any]:
