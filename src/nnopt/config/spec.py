@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,11 @@ __all__ = [
     "merge",
     "did_you_mean",
     "short_repr",
+    "size_limit",
+    "check_size",
+    "LIMITS",
+    "LIMITS_ENV",
+    "MAX_SEED",
     "DATASETS",
     "MODEL_KINDS",
     "ACTIVATIONS",
@@ -108,6 +114,72 @@ def short_repr(value: Any) -> str:
     return _REPR.repr(value)
 
 
+# --- size limits: what a typo (an extra zero or three) would do to the machine ------------
+
+# Upper bounds of the sizes the engine allocates or loops over. They stop `width: 10000000`
+# from swapping a workstation to death; a user who truly means a bigger value raises one
+# with NNOPT_LIMITS="model.width=100000,data.n_samples=5000000" (config/README.md, Limits).
+LIMITS: dict[str, int] = {
+    "data.n_samples": 1_000_000,
+    "data.n_classes": 1_000,
+    "data.n_features": 10_000,
+    "model.depth": 64,
+    "model.width": 16_384,
+    "model.kernel_size": 255,
+    "budget.epochs": 100_000,
+    "budget.steps": 10_000_000,
+    "budget.batch_size": 1_000_000,
+    "evaluation.max_train_eval_samples": 10_000_000,
+    "device.threads": 1_024,
+    "device.world_size": 1_024,
+    "landscape.grid_points": 201,  # per axis: 201**2 = 40401 loss evaluations per plane
+    "landscape.alpha_points": 10_001,
+    "landscape.train_samples": 1_000_000,
+    "landscape.val_samples": 1_000_000,
+    "landscape.hessian_iters": 10_000,
+    "landscape.chunk_size": 1_000_000,
+}
+LIMITS_ENV = "NNOPT_LIMITS"
+# torch.manual_seed takes up to 2**64 - 1, but seeds land in Int64 tables (runs.parquet):
+# 2**63 - 1 is the largest seed every layer holds. Not a size: no override.
+MAX_SEED = 2**63 - 1
+# numpy's legacy seeding (mnist1d's generator calls np.random.seed) takes < 2**32.
+MAX_SPLIT_SEED = 2**32 - 1
+
+
+@functools.lru_cache(maxsize=8)
+def _overrides(text: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in LIMITS:
+            raise SpecError(
+                f"{LIMITS_ENV}: unknown limit {key!r}; allowed: {', '.join(LIMITS)}"
+                + did_you_mean(key, LIMITS)
+            )
+        if not eq or not value.strip().isdigit() or int(value) < 1:
+            raise SpecError(f"{LIMITS_ENV}: {item!r} must be KEY=N with an integer N >= 1")
+        out[key] = int(value)
+    return out
+
+
+def size_limit(key: str) -> int:
+    """The upper bound of size `key` (LIMITS, raised or lowered through NNOPT_LIMITS)."""
+    return _overrides(os.environ.get(LIMITS_ENV, "")).get(key, LIMITS[key])
+
+
+def check_size(path: str, value: int | None, key: str | None = None) -> None:
+    """SpecError when `value` is above the limit `key` (default: `path`), naming the override."""
+    key = key or path
+    if value is None or key not in LIMITS or value <= (limit := size_limit(key)):
+        return
+    raise SpecError(
+        f"{path}: {value} is above the limit {limit}; allowed: at most {limit} (if you truly "
+        f"mean it, set {LIMITS_ENV}={key}={value})"
+    )
+
+
 # --- field checks: each returns the parsed value or raises SpecError(path: ...) ----------
 
 
@@ -139,10 +211,11 @@ def _number(
     def describe() -> str:
         kind = "an integer" if integer else "a number"
         parts = []
+        shown = (lambda v: str(v)) if integer else (lambda v: f"{v:g}")  # 2**63-1 exactly
         if lo is not None:
-            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+            parts.append(f"{'>' if lo_open else '>='} {shown(lo)}")
         if hi is not None:
-            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+            parts.append(f"{'<' if hi_open else '<='} {shown(hi)}")
         text = kind + (" " + " and ".join(parts) if parts else "")
         return text + (" or null" if optional else "")
 
@@ -162,6 +235,8 @@ def _number(
         too_high = hi is not None and (value >= hi if hi_open else value > hi)
         if too_low or too_high:
             raise SpecError(f"{path}: {short_repr(value)} is out of range; expected {describe()}")
+        if integer:
+            check_size(path, value)
         return value if integer else float(value)
 
     return check
@@ -225,7 +300,7 @@ class DataSpec:
     n_features: int = _checked(_number(2, integer=True), 2)
     val_fraction: float = _checked(_number(0, 1, hi_open=True), 0.15)
     test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
-    split_seed: int = _checked(_number(0, integer=True), 0)
+    split_seed: int = _checked(_number(0, MAX_SPLIT_SEED, integer=True), 0)
     standardize: bool = _checked(_boolean, True)
 
 
@@ -471,7 +546,7 @@ def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunS
     sections = {}
     for key, value in raw.items():
         if key == "seed":
-            sections["seed"] = _number(0, integer=True)("seed", value)
+            sections["seed"] = _number(0, MAX_SEED, integer=True)("seed", value)
         elif key in _SECTIONS:
             sections[key] = _parse_section(_SECTIONS[key], key, value)
         else:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
-from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+from nnopt.config.spec import (
+    MAX_SEED,
+    RunSpec,
+    SpecError,
+    did_you_mean,
+    merge,
+    parse_spec,
+    short_repr,
+)
 
 __all__ = [
     "Run",
@@ -29,12 +37,19 @@ __all__ = [
     "config_label",
     "schema_error_message",
     "LABEL_PREFIX",
+    "MAX_NAME_CHARS",
 ]
 
 # Factor keys under `label.` (e.g. label.regularizer: [none, l1, l2]) name configurations
 # for tables and claims without being spec fields; pair them with spec factors in a zip.
 LABEL_PREFIX = "label."
-_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would accept a trailing newline
+# fullmatch ("$" would accept a trailing newline); no leading '-': `--study -x` reads as an
+# option on every command line the workflow builds.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+# Derived names are longer than the study's: `results/batches/<name>-<10 hex>.json`, and
+# Snakemake keeps per-output metadata in one file named by the base64 of the whole output
+# path (4/3 of its length). 64 keeps every such name well under NAME_MAX (255 bytes).
+MAX_NAME_CHARS = 64
 _STUDY_KEYS = (
     "name",
     "title",
@@ -143,19 +158,27 @@ def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any
     return out
 
 
-def _seeds(path: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+def _seeds(path: str, value: Any, cap: int) -> tuple[int, ...]:
+    """Seeds 0..n-1 for a count n, else the list; never more than `cap` (checked first)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if (is_int and value > cap) or (isinstance(value, list) and len(value) > cap):
+        count = value if is_int else len(value)
+        raise SpecError(
+            f"{path}: {count} seeds is more than max_runs_per_study ({cap}); allowed: "
+            f"at most {cap} seeds (raise max_runs_per_study if you truly mean it)"
+        )
+    if is_int and value >= 1:
         return tuple(range(value))
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value)
         and len(set(value)) == len(value)
     ):
         return tuple(value)
     raise SpecError(
-        f"{path}: expected a positive number of seeds or a list of distinct seeds >= 0, "
-        f"got {short_repr(value)}"
+        f"{path}: expected a positive number of seeds or a list of distinct seeds from 0 to "
+        f"{MAX_SEED}, got {short_repr(value)}"
     )
 
 
@@ -196,8 +219,13 @@ def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
         raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {short_repr(arg)}")
     lo, hi = arg
     if kind == "uniform":
-        return lo + (hi - lo) * rng.random()
-    return math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
+        draw = lo + (hi - lo) * rng.random()
+    else:
+        draw = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
+    # Rounded to the 6 significant digits labels print (config_label): two draws that print
+    # alike are then the same value (one configuration, its repeat dropped), never two
+    # configurations pooled under one label.
+    return float(_fmt(draw))
 
 
 def _random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
@@ -240,12 +268,14 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     path = f"studies.{study.name}"
     runs: list[Run] = []
     seen: dict[str, str] = {}  # run_id -> configuration label
+    by_label: dict[str, dict[str, Any]] = {}  # label -> the factors that print as it
     for factors in _configurations(path, study.grid, study.zip, study.random):
         tree = study.base
         for key, value in factors.items():
             if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
                 tree = _set_path(tree, key, value)
         label = config_label(factors)
+        _refuse_label_collision(path, label, by_label.setdefault(label, factors), factors)
         for seed in study.seeds:
             try:
                 spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
@@ -264,13 +294,81 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     return tuple(runs)
 
 
-def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
+def _refuse_label_collision(path: str, label: str, first: Mapping, factors: Mapping) -> None:
+    """Tables, statistics and claims key configurations by label: two configurations that
+    print alike (0.1 and 0.1000000001 at 6 digits) would be pooled as one with n doubled."""
+    for key, value in factors.items():
+        other = first.get(key)
+        if _fmt(other) == _fmt(value) and (type(other), other) != (type(value), value):
+            raise SpecError(
+                f"{path}: factor {key} values {other!r} and {value!r} both print as "
+                f"'{_fmt(value)}' and would be pooled as one configuration; allowed: values "
+                "that differ in their first 6 significant digits"
+            )
+
+
+def _refuse_bad_baseline(study: Study, runs: tuple[Run, ...]) -> None:
+    """The baseline must pick exactly one configuration (analysis compares against it)."""
+    if not study.baseline:
+        return
+    path = f"studies.{study.name}.baseline"
+    configs = {r.config: dict(r.factors) for r in runs}
+    for key, value in study.baseline.items():
+        values = list(dict.fromkeys(_fmt(f[key]) for f in configs.values() if key in f))
+        if _fmt(value) not in values:
+            raise SpecError(
+                f"{path}.{key}: {value!r} is not one of the study's values; allowed: "
+                + ", ".join(values) + did_you_mean(_fmt(value), values)
+            )
+    matches = [
+        label for label, f in configs.items()
+        if all(_fmt(f.get(k)) == _fmt(v) for k, v in study.baseline.items())
+    ]  # fmt: skip
+    if not matches:
+        raise SpecError(
+            f"{path}: {short_repr(dict(study.baseline))} matches no configuration; "
+            f"configurations: {short_repr(list(configs))}"
+        )
+    if len(matches) > 1:
+        free = [k for k in study.factor_keys if k not in study.baseline]
+        raise SpecError(
+            f"{path}: {short_repr(dict(study.baseline))} matches {len(matches)} configurations "
+            f"({short_repr(matches)}); allowed: a value for each of {', '.join(free)} too"
+        )
+
+
+def _planned_runs(study: Study) -> int:
+    """Configurations × seeds from the factor lengths alone, before any spec is built."""
+    n_random = 1
+    if isinstance(study.random, Mapping):
+        n = study.random.get("n")
+        n_random = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+    n_zip = min((len(v) for v in study.zip.values()), default=1)
+    return math.prod(len(v) for v in study.grid.values()) * n_zip * n_random * len(study.seeds)
+
+
+def _refuse_too_many(study: Study, cap: int) -> None:
+    planned = _planned_runs(study)
+    if planned > cap:
+        raise SpecError(
+            f"studies.{study.name}: expands to {planned} runs, more than max_runs_per_study "
+            f"({cap}); raise the cap or shrink the factors"
+        )
+
+
+def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: tuple[int, ...], cap: int) -> Study:
     if not isinstance(raw, Mapping):
         raise SpecError(f"studies[{index}]: expected a mapping with at least a name")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(
-            f"studies[{index}].name: expected letters, digits, '_' or '-', got {short_repr(name)}"
+            f"studies[{index}].name: expected letters, digits, '_' or '-' (not first), got "
+            f"{short_repr(name)}"
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise SpecError(
+            f"studies[{index}].name: {len(name)} characters; allowed: at most {MAX_NAME_CHARS} "
+            "(result, batch and log file names are built from it)"
         )
     path = f"studies.{name}"
     for key in raw:
@@ -313,7 +411,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         grid=grid,
         zip=zipped,
         random=raw.get("random"),
-        seeds=_seeds(f"{path}.seeds", raw.get("seeds", seeds)),
+        seeds=_seeds(f"{path}.seeds", raw["seeds"], cap) if "seeds" in raw else seeds,
         rows=raw.get("rows"),
         baseline=dict(baseline),
         metrics=tuple(metrics),
@@ -354,12 +452,14 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     raw_studies = raw.get("studies")
     if not isinstance(raw_studies, list) or not raw_studies:
         raise SpecError("studies: expected a non-empty list of studies")
+    seeds = _seeds("seeds", raw.get("seeds", 1), cap)
     studies, seen = [], set()
     for index, entry in enumerate(raw_studies):
-        study = _parse_study(index, entry, defaults, raw.get("seeds", 1))
+        study = _parse_study(index, entry, defaults, seeds, cap)
         if study.name in seen:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
+        _refuse_too_many(study, cap)  # before building a spec: 10**6 runs refused at once
         runs = expand(study, file_root=file_root)
         if not runs:
             raise SpecError(f"studies.{study.name}: expands to zero runs")
@@ -368,6 +468,7 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
                 f"studies.{study.name}: expands to {len(runs)} runs, more than "
                 f"max_runs_per_study ({cap}); raise the cap or shrink the factors"
             )
+        _refuse_bad_baseline(study, runs)
         studies.append(_with_runs(study, runs))
     return Config(
         studies=tuple(studies),
