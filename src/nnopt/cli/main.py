@@ -34,12 +34,14 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from nnopt.config.check import check_spec_file, check_writable
+    from nnopt.config.check import check_spec_file
+    from nnopt.config.check_io import check_out_dir
     from nnopt.train.runner import progress_hooks, run_one
 
-    # Refuse bad specs, bad data files and unwritable outputs before any training starts.
+    # Refuse bad specs, bad data files and outputs that are not (or cannot become) a run
+    # directory before any training starts: --out replaces only an earlier run.
     spec = check_spec_file(args.spec)
-    check_writable(Path(args.out).parent, key="--out")
+    check_out_dir(args.out, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
         hooks=progress_hooks(spec.run_id, sys.stderr), data_cache=args.data_cache,

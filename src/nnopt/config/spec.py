@@ -569,6 +569,8 @@ def load_spec(path: str | Path) -> RunSpec:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_spec(raw or {})
 
 

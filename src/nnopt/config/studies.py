@@ -495,6 +495,8 @@ def load_config(path: str | Path) -> Config:
         raise SpecError(f"{path}: cannot read config ({err.strerror})") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_config(raw)
 
 
