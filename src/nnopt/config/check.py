@@ -146,11 +146,11 @@ def _expanded_size(value: Any, limit: int) -> int:
 
 def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
     counts = {data: check_data(data) for data in dict.fromkeys(s.data for s in specs)}
-    for spec in specs:  # arithmetic only: split sizes, last batch, warm-up vs budget
-        check_fit(spec, counts[spec.data])
     if devices:
         for device in dict.fromkeys(s.device for s in specs):
             check_device(device)
+    for spec in specs:  # arithmetic only: split sizes, last batch, warm-up vs budget
+        check_fit(spec, counts[spec.data])
 
 
 def check_spec(raw: Any, *, devices: bool = True) -> RunSpec:
