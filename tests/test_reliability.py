@@ -610,3 +610,71 @@ def test_loader_refuses_values_beyond_float32_too(tmp_path):
         load_dataset(spec.data)
     with pytest.raises(check.SpecError, match="beyond float32's range counts as inf"):
         check.check_spec({"data": {"name": "table", "path": str(table)}})
+
+
+# --- the report: control characters, long titles and missing glyphs (13.19) -----------------
+
+LONG_TOKEN = "Unbroken" * 40  # 320 letters, no space: wider than any page
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    import json
+
+    import yaml
+
+    from fixtures.make_runs import make_runs
+    from nnopt.analysis import aggregate as ag
+    from nnopt.config.studies import parse_config
+
+    root = tmp_path_factory.mktemp("hostile_report")
+    raw = {"defaults": {"budget": {"epochs": 2}}, "seeds": 2, "studies": [{
+        "name": "s", "title": f"{LONG_TOKEN} nul\x00 esc\x1b[31m rlo\u202eevil cjk中文",
+        "description": "bidi \u2066isolate\u2069 and zero\u200bwidth",
+        "grid": {"optimizer.lr": [0.1, 0.01]}}]}  # fmt: skip
+    config = parse_config(raw)
+    make_runs(config, root / "runs", means={}, sd=0.01)
+    (root / "config.json").write_text(json.dumps(raw))
+    (root / "claims.yaml").write_text(yaml.safe_dump({"claims": []}))
+    ag.aggregate(config, root / "runs", root)
+    assert cli.main(["report", "--config", str(root / "config.json"), "--results", str(root),
+                     "--claims", str(root / "claims.yaml"), "--html", str(root / "r.html"),
+                     "--pdf", str(root / "r.pdf")]) == 0  # fmt: skip
+    return root
+
+
+def test_report_html_shows_control_and_bidi_characters_as_text(hostile_report):
+    html = (hostile_report / "r.html").read_text(encoding="utf-8")
+    for raw in ("\x00", "\x1b", "\u202e", "\u2066", "\u2069", "\u200b"):
+        assert raw not in html
+    for shown in (r"nul\x00", r"esc\x1b[31m", r"rlo\u202eevil", r"\u2066isolate\u2069"):
+        assert shown in html
+    assert "cjk中文" in html  # the HTML keeps every printable character (browsers have fonts)
+
+
+def test_report_pdf_wraps_a_long_title_and_marks_missing_glyphs(hostile_report):
+    from weasyprint import HTML
+
+    from nnopt.report.glyphs import covered_codepoints, pdf_placeholders
+
+    html = (hostile_report / "r.html").read_text(encoding="utf-8")
+    document = HTML(string=pdf_placeholders(html)).render()
+    for page in document.pages:
+        right_edges = [box.position_x + box.margin_width()
+                       for box in page._page_box.descendants()
+                       if getattr(box, "text", None)]  # fmt: skip
+        assert max(right_edges, default=0) <= page.width + 0.5  # nothing runs off the page
+    from pypdf import PdfReader
+
+    text = "".join(p.extract_text() for p in PdfReader(hostile_report / "r.pdf").pages)
+    if ord("中") in covered_codepoints():
+        assert "中" in text
+    else:  # a visible placeholder, never an empty box
+        assert "[U+4E2D]" in text and "[U+6587]" in text
+
+
+def test_pdf_placeholders_keep_covered_text_and_mark_the_rest():
+    from nnopt.report.glyphs import pdf_placeholders
+
+    covered = frozenset(map(ord, "é"))
+    assert pdf_placeholders("café 中 ok", covered) == "café [U+4E2D] ok"
