@@ -678,3 +678,16 @@ def test_pdf_placeholders_keep_covered_text_and_mark_the_rest():
 
     covered = frozenset(map(ord, "é"))
     assert pdf_placeholders("café 中 ok", covered) == "café [U+4E2D] ok"
+
+
+def test_engine_schedule_refuses_a_warmup_longer_than_the_budget():
+    import torch
+
+    from nnopt.config.spec import ScheduleSpec, SpecError
+    from nnopt.train.optim import build_schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(SpecError, match=r"schedule.warmup_epochs: 5.0 \(50 steps\) is longer"):
+        build_schedule(opt, ScheduleSpec(warmup_epochs=5), steps_per_epoch=10, total_steps=20)
+    assert build_schedule(opt, ScheduleSpec(warmup_epochs=2), steps_per_epoch=10,
+                          total_steps=20).warmup_steps == 20  # fmt: skip
