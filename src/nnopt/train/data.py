@@ -131,8 +131,8 @@ def _table(spec: DataSpec) -> Pool:
     too_big = ~(np.abs(x) <= np.finfo(np.float32).max)
     for j in np.flatnonzero(too_big.any(axis=0)):
         raise SpecError(
-            f"data.path: {path} column {features.columns[j]!r} has NaN, inf or values beyond "
-            "float32's range (|x| > 3.4e38)"
+            f"data.path: {path} column {features.columns[j]!r} has NaN or inf values (or values "
+            "beyond float32's range, |x| > 3.4e38)"
         )
     # Labels of any type map to 0..K-1 in sorted order of their distinct values.
     labels = frame[spec.label_column]
