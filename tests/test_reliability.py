@@ -691,3 +691,12 @@ def test_engine_schedule_refuses_a_warmup_longer_than_the_budget():
         build_schedule(opt, ScheduleSpec(warmup_epochs=5), steps_per_epoch=10, total_steps=20)
     assert build_schedule(opt, ScheduleSpec(warmup_epochs=2), steps_per_epoch=10,
                           total_steps=20).warmup_steps == 20  # fmt: skip
+
+
+def test_train_threads_option_is_bounded_like_device_threads(tmp_path, capsys):
+    spec = write_spec(tmp_path, TINY)
+    code = cli.main(["train", "--spec", str(spec), "--out", str(tmp_path / "run"),
+                     "--threads", "100000"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--threads: 100000 is above the limit 1024" in err
+    assert "NNOPT_LIMITS=device.threads=100000" in err and not (tmp_path / "run").exists()

@@ -33,6 +33,15 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="retrain even if DIR is finished")
 
 
+def _check_threads(threads: int | None) -> None:
+    """--threads is bounded like device.threads (config/README.md, Limits)."""
+    from nnopt.config.spec import check_size
+
+    if threads is not None and threads < 1:
+        raise SpecError(f"--threads: expected an integer >= 1, got {threads}")
+    check_size("--threads", threads, key="device.threads")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from nnopt.config.check import check_spec_file
     from nnopt.config.check_io import check_out_dir
@@ -41,6 +50,7 @@ def _run_train(args: argparse.Namespace) -> int:
     # Refuse bad specs, bad data files and outputs that are not (or cannot become) a run
     # directory before any training starts: --out replaces only an earlier run.
     spec = check_spec_file(args.spec)
+    _check_threads(args.threads)
     check_out_dir(args.out, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
@@ -101,6 +111,7 @@ def _write_json_atomic(path: str | Path, data: object) -> None:
 def _run_train_batch(args: argparse.Namespace) -> int:
     from nnopt.train.runner import run_batch
 
+    _check_threads(args.threads)
     items = _load_runs(args.runs)
     rows = run_batch(
         items, threads=args.threads, log=sys.stdout, data_cache=args.data_cache,
