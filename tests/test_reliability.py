@@ -525,7 +525,8 @@ def test_size_limit_names_the_override_and_the_override_works(monkeypatch):
 def test_seed_bound_is_what_torch_and_the_tables_accept():
     import torch
 
-    from nnopt.config.spec import MAX_SEED, SpecError
+    from nnopt.config.limits import MAX_SEED
+    from nnopt.config.spec import SpecError
 
     torch.Generator().manual_seed(MAX_SEED)  # the largest accepted seed really seeds
     assert parse_spec({"seed": MAX_SEED}).seed == MAX_SEED

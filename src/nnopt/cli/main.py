@@ -35,7 +35,7 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 def _check_threads(threads: int | None) -> None:
     """--threads is bounded like device.threads (config/README.md, Limits)."""
-    from nnopt.config.spec import check_size
+    from nnopt.config.limits import check_size
 
     if threads is not None and threads < 1:
         raise SpecError(f"--threads: expected an integer >= 1, got {threads}")

@@ -34,9 +34,9 @@ def batch_sizes_that_fit(n_train: int, batch_size: int, world_size: int, need: i
     found: list[int] = []
     for delta in range(1, 4 * batch_size + 1):
         for b in (batch_size - delta, batch_size + delta):
-            if b >= world_size and b % world_size == 0 and b not in found:
-                if _smallest_shard(n_train, b, world_size) >= need:
-                    found.append(b)
+            fits = b >= world_size and b % world_size == 0 and b not in found
+            if fits and _smallest_shard(n_train, b, world_size) >= need:
+                found.append(b)
         if len(found) >= 3:
             break
     return sorted(found[:3])

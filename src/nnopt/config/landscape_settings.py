@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from nnopt.config.spec import MAX_SEED, SpecError, check_size, did_you_mean
+from nnopt.config.limits import MAX_SEED, check_size
+from nnopt.config.spec import SpecError, did_you_mean
 
 __all__ = ["LandscapeSettings", "parse_settings", "HESSIAN_METHOD_NAMES"]
 

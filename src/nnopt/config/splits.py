@@ -16,8 +16,8 @@ __all__ = ["class_split_sizes", "split_sizes", "subsample_indices"]
 
 def class_split_sizes(n_in_class: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     """(train, val, test) sizes of one class of `n_in_class` samples (test is taken first)."""
-    n_test = int(round(test_fraction * n_in_class))
-    n_val = min(int(round(val_fraction * n_in_class)), n_in_class - n_test)
+    n_test = round(test_fraction * n_in_class)
+    n_val = min(round(val_fraction * n_in_class), n_in_class - n_test)
     return n_in_class - n_test - n_val, n_val, n_test
 
 

@@ -17,15 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
-from nnopt.config.spec import (
-    MAX_SEED,
-    RunSpec,
-    SpecError,
-    did_you_mean,
-    merge,
-    parse_spec,
-    short_repr,
-)
+from nnopt.config.limits import MAX_SEED
+from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
 
 __all__ = [
     "Run",
