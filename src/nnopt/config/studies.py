@@ -19,6 +19,12 @@ from typing import Any, Mapping
 from nnopt.config.landscape_settings import parse_settings
 from nnopt.config.limits import MAX_SEED
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+from nnopt.config.study_rules import format_value as _fmt
+from nnopt.config.study_rules import (
+    refuse_bad_baseline,
+    refuse_label_collision,
+    refuse_too_many,
+)
 
 __all__ = [
     "Run",
@@ -131,12 +137,6 @@ def config_label(factors: Mapping[str, Any]) -> str:
     if not factors:
         return "base"
     return ", ".join(f"{k}={_fmt(v)}" for k, v in factors.items())
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
             if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
                 tree = _set_path(tree, key, value)
         label = config_label(factors)
-        _refuse_label_collision(path, label, by_label.setdefault(label, factors), factors)
+        refuse_label_collision(path, label, by_label.setdefault(label, factors), factors)
         for seed in study.seeds:
             try:
                 spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
@@ -285,68 +285,6 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
             seen[spec.run_id] = label
             runs.append(Run(study.name, spec, tuple(factors.items())))
     return tuple(runs)
-
-
-def _refuse_label_collision(path: str, label: str, first: Mapping, factors: Mapping) -> None:
-    """Tables, statistics and claims key configurations by label: two configurations that
-    print alike (0.1 and 0.1000000001 at 6 digits) would be pooled as one with n doubled."""
-    for key, value in factors.items():
-        other = first.get(key)
-        if _fmt(other) == _fmt(value) and (type(other), other) != (type(value), value):
-            raise SpecError(
-                f"{path}: factor {key} values {other!r} and {value!r} both print as "
-                f"'{_fmt(value)}' and would be pooled as one configuration; allowed: values "
-                "that differ in their first 6 significant digits"
-            )
-
-
-def _refuse_bad_baseline(study: Study, runs: tuple[Run, ...]) -> None:
-    """The baseline must pick exactly one configuration (analysis compares against it)."""
-    if not study.baseline:
-        return
-    path = f"studies.{study.name}.baseline"
-    configs = {r.config: dict(r.factors) for r in runs}
-    for key, value in study.baseline.items():
-        values = list(dict.fromkeys(_fmt(f[key]) for f in configs.values() if key in f))
-        if _fmt(value) not in values:
-            raise SpecError(
-                f"{path}.{key}: {value!r} is not one of the study's values; allowed: "
-                + ", ".join(values) + did_you_mean(_fmt(value), values)
-            )
-    matches = [
-        label for label, f in configs.items()
-        if all(_fmt(f.get(k)) == _fmt(v) for k, v in study.baseline.items())
-    ]  # fmt: skip
-    if not matches:
-        raise SpecError(
-            f"{path}: {short_repr(dict(study.baseline))} matches no configuration; "
-            f"configurations: {short_repr(list(configs))}"
-        )
-    if len(matches) > 1:
-        free = [k for k in study.factor_keys if k not in study.baseline]
-        raise SpecError(
-            f"{path}: {short_repr(dict(study.baseline))} matches {len(matches)} configurations "
-            f"({short_repr(matches)}); allowed: a value for each of {', '.join(free)} too"
-        )
-
-
-def _planned_runs(study: Study) -> int:
-    """Configurations × seeds from the factor lengths alone, before any spec is built."""
-    n_random = 1
-    if isinstance(study.random, Mapping):
-        n = study.random.get("n")
-        n_random = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
-    n_zip = min((len(v) for v in study.zip.values()), default=1)
-    return math.prod(len(v) for v in study.grid.values()) * n_zip * n_random * len(study.seeds)
-
-
-def _refuse_too_many(study: Study, cap: int) -> None:
-    planned = _planned_runs(study)
-    if planned > cap:
-        raise SpecError(
-            f"studies.{study.name}: expands to {planned} runs, more than max_runs_per_study "
-            f"({cap}); raise the cap or shrink the factors"
-        )
 
 
 def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: tuple[int, ...], cap: int) -> Study:
@@ -452,7 +390,7 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
         if study.name in seen:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
-        _refuse_too_many(study, cap)  # before building a spec: 10**6 runs refused at once
+        refuse_too_many(study, cap)  # before building a spec: 10**6 runs refused at once
         runs = expand(study, file_root=file_root)
         if not runs:
             raise SpecError(f"studies.{study.name}: expands to zero runs")
@@ -461,7 +399,7 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
                 f"studies.{study.name}: expands to {len(runs)} runs, more than "
                 f"max_runs_per_study ({cap}); raise the cap or shrink the factors"
             )
-        _refuse_bad_baseline(study, runs)
+        refuse_bad_baseline(study, runs)
         studies.append(_with_runs(study, runs))
     return Config(
         studies=tuple(studies),
