@@ -412,3 +412,292 @@ def test_device_check_can_be_left_to_the_machines_that_run_the_jobs(monkeypatch)
         check_device(many)
     monkeypatch.setenv(NO_DEVICE_CHECK, "1")
     check_device(many)  # a Slurm submit host without GPUs: the GPU nodes decide
+
+
+# --- issue 13: hostile input (--out, bounds, fast refusal, one reader, split sizes) -------
+
+
+def snapshot(root: Path) -> dict:
+    """Every entry under `root` (and root's siblings): name -> (kind, bytes or link target)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            out[str(path)] = ("link", os.readlink(path))
+        elif path.is_file():
+            out[str(path)] = ("file", path.read_bytes())
+        else:
+            out[str(path)] = ("other", None)
+    return out
+
+
+def _train(tmp_path: Path, out: Path, capsys, *extra: str) -> tuple[int, str]:
+    spec = write_spec(tmp_path / "spec", TINY) if (tmp_path / "spec").mkdir() is None else None
+    code = cli.main(["train", "--spec", str(spec), "--out", str(out), *extra])
+    return code, capsys.readouterr().err
+
+
+def _user_folder(base: Path) -> Path:
+    (base / "thesis").mkdir()
+    (base / "thesis" / "chapter1.tex").write_text("years of work")
+    return base / "thesis"
+
+
+def _user_file(base: Path) -> Path:
+    (base / "notes.txt").write_text("keep me")
+    return base / "notes.txt"
+
+
+def _symlink(base: Path) -> Path:
+    (base / "elsewhere").mkdir()
+    (base / "elsewhere" / "data.bin").write_text("x")
+    (base / "link").symlink_to(base / "elsewhere")
+    return base / "link"
+
+
+def _fifo(base: Path) -> Path:
+    os.mkfifo(base / "pipe")
+    return base / "pipe"
+
+
+def _fake_run_folder(base: Path) -> Path:
+    (base / "looks").mkdir()
+    (base / "looks" / "metrics.json").write_text('["not", "a", "run"]')
+    (base / "looks" / "mine.csv").write_text("a,b")
+    return base / "looks"
+
+
+@pytest.mark.parametrize(
+    "make, what",
+    [(_user_folder, "a folder that is not a run directory"), (_user_file, "a file"),
+     (_symlink, "a symbolic link"), (_fifo, "not a folder"),
+     (_fake_run_folder, "a folder that is not a run directory")],
+    ids=["user_folder", "file", "symlink", "fifo", "bad_metrics_json"],
+)  # fmt: skip
+def test_train_out_refuses_what_is_not_a_run_and_changes_nothing(make, what, tmp_path, capsys):
+    base = tmp_path / "home"
+    base.mkdir()
+    out = make(base)
+    before = snapshot(base)
+    code, err = _train(tmp_path, out, capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"--out: {out} is {what}" in err and "nothing was written" in err
+    assert snapshot(base) == before  # nothing emptied, hidden or renamed aside
+
+
+def test_train_out_refuses_a_device_node(tmp_path, capsys):
+    code, err = _train(tmp_path, Path("/dev/null"), capsys)
+    assert code == 2 and "--out: /dev/null is not a folder (a device, socket or pipe)" in err
+    assert Path("/dev/null").is_char_device()
+
+
+def test_train_out_refuses_a_read_only_mount_point_before_training(read_only_dir, tmp_path, capsys):
+    if not os.path.ismount(read_only_dir):
+        pytest.skip("needs root to mount a read-only tmpfs")
+    code, err = _train(tmp_path, read_only_dir, capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"--out: {read_only_dir} is a mount point, which cannot be replaced" in err
+
+
+def test_train_out_replaces_an_earlier_run_and_an_empty_folder(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    code, _ = _train(tmp_path, out, capsys)
+    assert code == 0 and read_run(out)["status"] == "ok"
+    first = stat_key(out)
+    assert cli.main(["train", "--spec", str(tmp_path / "spec" / "spec.yaml"), "--out", str(out),
+                     "--force"]) == 0  # fmt: skip
+    assert stat_key(out) != first and read_run(out)["status"] == "ok"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["empty", "spec"]  # no debris
+
+
+def test_size_limit_names_the_override_and_the_override_works(monkeypatch):
+    from nnopt.config.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"NNOPT_LIMITS=model.width=20000\)"):
+        parse_spec({"model": {"width": 20000}})
+    monkeypatch.setenv("NNOPT_LIMITS", "model.width=20000")
+    assert parse_spec({"model": {"width": 20000}}).model.width == 20000
+    monkeypatch.setenv("NNOPT_LIMITS", "model.widht=20000")
+    with pytest.raises(SpecError, match="NNOPT_LIMITS: unknown limit 'model.widht'.*did you mean"):
+        parse_spec({"model": {"width": 20000}})
+
+
+def test_seed_bound_is_what_torch_and_the_tables_accept():
+    import torch
+
+    from nnopt.config.limits import MAX_SEED
+    from nnopt.config.spec import SpecError
+
+    torch.Generator().manual_seed(MAX_SEED)  # the largest accepted seed really seeds
+    assert parse_spec({"seed": MAX_SEED}).seed == MAX_SEED
+    with pytest.raises(SpecError, match="seed: .* out of range"):
+        parse_spec({"seed": MAX_SEED + 1})
+
+
+@pytest.mark.parametrize(
+    "study",
+    [{"name": "s", "grid": {"optimizer.lr": [0.1 * i for i in range(1, 101)],
+                            "model.width": list(range(1, 101))}},
+     {"name": "s", "random": {"n": 10**9, "params": {"optimizer.lr": {"uniform": [0, 1]}}}},
+     {"name": "s", "seeds": 10**15}],
+    ids=["grid", "random", "seeds"],
+)  # fmt: skip
+def test_big_expansion_is_refused_before_any_spec_is_built(study, monkeypatch):
+    from nnopt.config import studies
+
+    def no_spec(*args, **kwargs):
+        raise AssertionError("a spec was built before the run count was checked")
+
+    monkeypatch.setattr(studies, "parse_spec", no_spec)
+    with pytest.raises(check.SpecError, match="max_runs_per_study"):
+        studies.parse_config({"max_runs_per_study": 1000, "studies": [study]})
+
+
+def test_random_draws_that_print_alike_are_one_configuration():
+    from nnopt.config.studies import parse_config
+
+    config = parse_config({"max_runs_per_study": 5000, "studies": [{"name": "s", "random": {
+        "n": 3000, "params": {"optimizer.lr": {"uniform": [0.1, 0.1001]}}}}]})  # fmt: skip
+    runs = config.runs
+    labels = [r.config for r in runs]
+    assert len(set(labels)) == len(labels) < 3000  # repeats dropped, never pooled
+    assert len({r.spec.optimizer.lr for r in runs}) == len(runs)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"name": "blobs", "n_samples": 120, "n_classes": 7}, {"name": "spirals", "n_samples": 31},
+     {"name": "table", "path": str(GOOD_CSV), "val_fraction": 0.2, "test_fraction": 0.3},
+     {"name": "table", "path": "BIG", "n_samples": 41}],
+    ids=["blobs", "spirals", "table", "table_subsampled"],
+)  # fmt: skip
+def test_check_split_sizes_equal_the_loaders(data, tmp_path):
+    """The check's arithmetic (fast) agrees with the loader's real split (slow reference)."""
+    from nnopt.config.check_io import check_data
+    from nnopt.config.splits import split_sizes
+    from nnopt.train.data import load_dataset
+
+    if data.get("path") == "BIG":  # 90 rows in 3 unequal classes, subsampled to 41
+        big = tmp_path / "big.csv"
+        big.write_text("x,label\n" + "".join(f"{i},{min(i % 5, 2)}\n" for i in range(90)))
+        data = {**data, "path": str(big)}
+
+    spec = parse_spec({"data": data})
+    sizes = split_sizes(check_data(spec.data), spec.data.val_fraction, spec.data.test_fraction)
+    ds = load_dataset(spec.data)
+    assert sizes == (len(ds.y_train), len(ds.y_val), len(ds.y_test))
+
+
+def test_check_and_loader_read_a_late_decimal_column_alike(tmp_path):
+    """200 integer rows, then decimals: both read the column as numbers (one reader)."""
+    from nnopt.train.data import load_dataset
+
+    rows = ["x,label"] + [f"{i},{i % 2}" for i in range(200)] + [f"{i}.5,{i % 2}" for i in range(20)]
+    table = tmp_path / "late.csv"
+    table.write_text("\n".join(rows) + "\n")
+    spec = check.check_spec({"data": {"name": "table", "path": str(table), "standardize": False}})
+    ds = load_dataset(spec.data)
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 220
+    assert 0.5 in {float(v) % 1 for v in ds.x_test.ravel()} | {float(v) % 1 for v in ds.x_train.ravel()}
+
+
+def test_loader_refuses_values_beyond_float32_too(tmp_path):
+    from nnopt.train.data import load_dataset
+
+    table = tmp_path / "big.csv"
+    table.write_text("x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(10)) + "-1e308,0\n")
+    spec = parse_spec({"data": {"name": "table", "path": str(table)}})
+    with pytest.raises(check.SpecError, match="NaN or inf values .or values beyond float32"):
+        load_dataset(spec.data)
+    with pytest.raises(check.SpecError, match="beyond float32's range counts as inf"):
+        check.check_spec({"data": {"name": "table", "path": str(table)}})
+
+
+# --- the report: control characters, long titles and missing glyphs (13.19) -----------------
+
+LONG_TOKEN = "Unbroken" * 40  # 320 letters, no space: wider than any page
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    import json
+
+    import yaml
+
+    from fixtures.make_runs import make_runs
+    from nnopt.analysis import aggregate as ag
+    from nnopt.config.studies import parse_config
+
+    root = tmp_path_factory.mktemp("hostile_report")
+    raw = {"defaults": {"budget": {"epochs": 2}}, "seeds": 2, "studies": [{
+        "name": "s", "title": f"{LONG_TOKEN} nul\x00 esc\x1b[31m rlo\u202eevil cjk中文",
+        "description": "bidi \u2066isolate\u2069 and zero\u200bwidth",
+        "grid": {"optimizer.lr": [0.1, 0.01]}}]}  # fmt: skip
+    config = parse_config(raw)
+    make_runs(config, root / "runs", means={}, sd=0.01)
+    (root / "config.json").write_text(json.dumps(raw))
+    (root / "claims.yaml").write_text(yaml.safe_dump({"claims": []}))
+    ag.aggregate(config, root / "runs", root)
+    assert cli.main(["report", "--config", str(root / "config.json"), "--results", str(root),
+                     "--claims", str(root / "claims.yaml"), "--html", str(root / "r.html"),
+                     "--pdf", str(root / "r.pdf")]) == 0  # fmt: skip
+    return root
+
+
+def test_report_html_shows_control_and_bidi_characters_as_text(hostile_report):
+    html = (hostile_report / "r.html").read_text(encoding="utf-8")
+    for raw in ("\x00", "\x1b", "\u202e", "\u2066", "\u2069", "\u200b"):
+        assert raw not in html
+    for shown in (r"nul\x00", r"esc\x1b[31m", r"rlo\u202eevil", r"\u2066isolate\u2069"):
+        assert shown in html
+    assert "cjk中文" in html  # the HTML keeps every printable character (browsers have fonts)
+
+
+def test_report_pdf_wraps_a_long_title_and_marks_missing_glyphs(hostile_report):
+    from weasyprint import HTML
+
+    from nnopt.report.glyphs import covered_codepoints, pdf_placeholders
+
+    html = (hostile_report / "r.html").read_text(encoding="utf-8")
+    document = HTML(string=pdf_placeholders(html)).render()
+    for page in document.pages:
+        right_edges = [box.position_x + box.margin_width()
+                       for box in page._page_box.descendants()
+                       if getattr(box, "text", None)]  # fmt: skip
+        assert max(right_edges, default=0) <= page.width + 0.5  # nothing runs off the page
+    from pypdf import PdfReader
+
+    text = "".join(p.extract_text() for p in PdfReader(hostile_report / "r.pdf").pages)
+    if ord("中") in covered_codepoints():
+        assert "中" in text
+    else:  # a visible placeholder, never an empty box
+        assert "[U+4E2D]" in text and "[U+6587]" in text
+
+
+def test_pdf_placeholders_keep_covered_text_and_mark_the_rest():
+    from nnopt.report.glyphs import pdf_placeholders
+
+    covered = frozenset(map(ord, "é"))
+    assert pdf_placeholders("café 中 ok", covered) == "café [U+4E2D] ok"
+
+
+def test_engine_schedule_refuses_a_warmup_longer_than_the_budget():
+    import torch
+
+    from nnopt.config.spec import ScheduleSpec, SpecError
+    from nnopt.train.optim import build_schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(SpecError, match=r"schedule.warmup_epochs: 5 \(50 steps\) is longer"):
+        build_schedule(opt, ScheduleSpec(warmup_epochs=5), steps_per_epoch=10, total_steps=20)
+    assert build_schedule(opt, ScheduleSpec(warmup_epochs=2), steps_per_epoch=10,
+                          total_steps=20).warmup_steps == 20  # fmt: skip
+
+
+def test_train_threads_option_is_bounded_like_device_threads(tmp_path, capsys):
+    spec = write_spec(tmp_path, TINY)
+    code = cli.main(["train", "--spec", str(spec), "--out", str(tmp_path / "run"),
+                     "--threads", "100000"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--threads: 100000 is above the limit 1024" in err
+    assert "NNOPT_LIMITS=device.threads=100000" in err and not (tmp_path / "run").exists()

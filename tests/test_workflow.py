@@ -89,7 +89,7 @@ BAD = [
     ({"max_runs_per_study": 3, "studies": [{"name": "a", "grid": {"model.depth": [1, 2]}, "seeds": 2}]},
      "studies.a: expands to 4 runs, more than max_runs_per_study (3)"),
     ({"studies": [{"name": "a", "metrics": ["accuracy"]}]},
-     "studies.a.metrics: unknown metric 'accuracy'; allowed: test_accuracy"),
+     "studies.a.metrics: unknown metric 'accuracy'; allowed: a metric of docs/contract.md §2 (test_accuracy"),
     ({"studies": [{"name": "a", "zip": {"optimizer.lr": [0.1, 0.01], "model.depth": [1]}}]},
      "studies.a.zip: lists must have equal lengths"),
 ]  # fmt: skip

@@ -33,15 +33,26 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="retrain even if DIR is finished")
 
 
+def _check_threads(threads: int | None) -> None:
+    """--threads is bounded like device.threads (config/README.md, Limits)."""
+    from nnopt.config.limits import check_size
+
+    if threads is not None and threads < 1:
+        raise SpecError(f"--threads: expected an integer >= 1, got {threads}")
+    check_size("--threads", threads, key="device.threads")
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    from nnopt.config.check import check_spec_file, check_writable
+    from nnopt.config.check import check_spec_file
+    from nnopt.config.check_io import check_out_dir
     from nnopt.train.runner import progress_hooks, run_one
 
-    # Refuse bad specs, bad data files, broken plug-ins and unwritable outputs before any
-    # training starts.
+    # Refuse bad specs, bad data files, broken plug-ins and outputs that are not (or cannot
+    # become) a run directory before any training starts: --out replaces only an earlier run.
     spec = check_spec_file(args.spec)
+    _check_threads(args.threads)
     _check_plugins([spec])
-    check_writable(Path(args.out).parent, key="--out")
+    check_out_dir(args.out, key="--out")
     status = run_one(
         spec, args.out, study=args.study, force=args.force, threads=args.threads,
         hooks=progress_hooks(spec.run_id, sys.stderr), data_cache=args.data_cache,
@@ -118,6 +129,7 @@ def _write_json_atomic(path: str | Path, data: object) -> None:
 def _run_train_batch(args: argparse.Namespace) -> int:
     from nnopt.train.runner import run_batch
 
+    _check_threads(args.threads)
     items = _load_runs(args.runs)
     rows = run_batch(
         items, threads=args.threads, log=sys.stdout, data_cache=args.data_cache,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from nnopt.config.check_fit import check_fit
 from nnopt.config.check_io import check_data, check_device, check_table, check_writable
 from nnopt.config.metrics import METRIC_NAMES
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, parse_spec
@@ -36,6 +37,12 @@ __all__ = [
 _CODE_KEYS = ("__use_yte__",)
 # A config of 20 studies x a few dozen keys is ~1e3 values; aliases may not blow it past this.
 _MAX_VALUES = 100_000
+# A config nests ~5 levels (studies > study > grid > key > values); later steps recurse.
+_MAX_DEPTH = 32
+_TOO_DEEP = (
+    f"not valid YAML: nested too deeply; allowed: at most {_MAX_DEPTH} levels of lists and "
+    "mappings"
+)
 
 
 # --- YAML: safe, strict, one-line errors ---------------------------------------------------
@@ -97,12 +104,28 @@ def read_yaml(path: str | Path) -> Any:
         raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: {_yaml_message(err)}") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise SpecError(f"{path}: {_TOO_DEEP}") from None
+    if _depth(raw, _MAX_DEPTH) > _MAX_DEPTH:
+        raise SpecError(f"{path}: {_TOO_DEEP}")
     if _expanded_size(raw, _MAX_VALUES) > _MAX_VALUES:
         raise SpecError(
             f"{path}: YAML aliases expand to more than {_MAX_VALUES} values; allowed: "
             "configs of ordinary size (is this an alias bomb?)"
         )
     return raw
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists/mappings, stopping once past `limit` (iterative: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= limit:
+        item, level = stack.pop()
+        if isinstance(item, (Mapping, list)):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _expanded_size(value: Any, limit: int) -> int:
@@ -122,11 +145,12 @@ def _expanded_size(value: Any, limit: int) -> int:
 
 
 def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
-    for data in dict.fromkeys(s.data for s in specs):  # each distinct dataset once
-        check_data(data)
+    counts = {data: check_data(data) for data in dict.fromkeys(s.data for s in specs)}
     if devices:
         for device in dict.fromkeys(s.device for s in specs):
             check_device(device)
+    for spec in specs:  # arithmetic only: split sizes, last batch, warm-up vs budget
+        check_fit(spec, counts[spec.data])
 
 
 def check_spec(raw: Any, *, devices: bool = True, code_root: Path | None = None) -> RunSpec:
@@ -146,7 +170,8 @@ def _check_study(study: Study) -> None:
     for metric in study.metrics:
         if metric not in METRIC_NAMES:
             raise SpecError(
-                f"{path}.metrics: unknown metric {metric!r}; allowed: {', '.join(METRIC_NAMES)}"
+                f"{path}.metrics: unknown metric {metric!r}; allowed: a metric of docs/contract.md "
+                f"§2 ({', '.join(METRIC_NAMES[:8])}, ... {len(METRIC_NAMES)} in all)"
                 + did_you_mean(metric, METRIC_NAMES)
             )
     for metric in study.columns:

@@ -13,10 +13,21 @@ from typing import Any
 
 from nnopt.config.spec import DataSpec, DeviceSpec, SpecError, did_you_mean
 
-__all__ = ["check_table", "check_data", "check_device", "check_writable", "NO_DEVICE_CHECK"]
+__all__ = [
+    "read_table",
+    "check_table",
+    "check_data",
+    "check_device",
+    "check_writable",
+    "check_out_dir",
+    "NO_DEVICE_CHECK",
+    "FLOAT32_MAX",
+]
 
 # Set (to anything but 0) when jobs run on other machines than the one that checks them.
 NO_DEVICE_CHECK = "NNOPT_NO_DEVICE_CHECK"
+# Features become float32 tensors: a larger magnitude (1e308 is a finite float64) is inf there.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _not_finite(column: Any) -> Any:
@@ -24,7 +35,7 @@ def _not_finite(column: Any) -> Any:
     import polars as pl
 
     as_float = column.cast(pl.Float64)
-    return as_float.is_null() | as_float.is_nan() | as_float.is_infinite()
+    return as_float.is_null() | ~(as_float.abs() <= FLOAT32_MAX)  # NaN and inf compare False
 
 
 def _numeric_column(path: Path, column: Any) -> Any:
@@ -45,8 +56,12 @@ def _numeric_column(path: Path, column: Any) -> Any:
     )
 
 
-def _read_table(path: Path) -> Any:
+def read_table(path: str | Path) -> Any:
+    """The one table reader (the check and the loader): every row decides a column's type,
+    so a column that turns decimal after row 100 reads the same in both."""
     import polars as pl
+
+    path = Path(path)
 
     try:
         if path.suffix.lower() == ".parquet":
@@ -57,10 +72,11 @@ def _read_table(path: Path) -> Any:
         raise SpecError(f"data.path: cannot read {path}: {first}") from None
 
 
-def check_table(path: str | Path, label_column: str) -> None:
-    """A table must have a label column, numeric finite features and at least 2 classes."""
+def check_table(path: str | Path, label_column: str) -> Any:
+    """A table must have a label column, numeric finite features and at least 2 classes;
+    returns the label column (a Polars Series) for the split-size checks."""
     path = Path(path)
-    frame = _read_table(path)
+    frame = read_table(path)
     if frame.height == 0:
         raise SpecError(f"data.path: {path} has no rows")
     if label_column not in frame.columns:
@@ -77,9 +93,11 @@ def check_table(path: str | Path, label_column: str) -> None:
         if bad.any():
             raise SpecError(
                 f"data.path: {path} column {name!r} has {int(bad.sum())} missing, NaN or inf "
-                f"values (first at data row {int(bad.arg_max()) + 1}); allowed: finite numbers"
+                f"values (first at data row {int(bad.arg_max()) + 1}; beyond float32's range "
+                "counts as inf); allowed: finite numbers with |x| <= 3.4e38"
             )
     _check_labels(path, frame[label_column])
+    return frame[label_column]
 
 
 def _check_labels(path: Path, labels: Any) -> None:
@@ -110,10 +128,36 @@ def _check_labels(path: Path, labels: Any) -> None:
         )
 
 
-def check_data(data: DataSpec) -> None:
-    """The dataset files a spec reads exist, are readable and hold valid data."""
+# Pool sizes of the generated sets when data.n_samples is unset (nnopt.train.data's loaders;
+# tests/test_reliability.py checks that the counts below match the loaded splits).
+_GENERATED_DEFAULT_N = {"blobs": 1500, "spirals": 1500}
+
+
+def _class_counts(data: DataSpec, labels: Any) -> list[int] | None:
+    """Samples per class of the pool the split sees; None where only loading would tell."""
+    import numpy as np
+
+    from nnopt.config.splits import subsample_indices
+
+    if data.name in _GENERATED_DEFAULT_N:  # label i % n_classes for sample i
+        n, k = data.n_samples or _GENERATED_DEFAULT_N[data.name], data.n_classes
+        return [len(range(c, n, k)) for c in range(k)]
+    if labels is None:
+        return None
+    values = labels.to_numpy()
+    keep = subsample_indices(len(values), data.n_samples, data.split_seed)
+    _, counts = np.unique(values if keep is None else values[keep], return_counts=True)
+    return [int(c) for c in counts]
+
+
+def check_data(data: DataSpec) -> list[int] | None:
+    """The dataset files a spec reads exist, are readable and hold valid data.
+
+    Returns the samples per class of the pool that will be split (None when unknown
+    without loading the set: mnist1d, digits, torchvision) for `nnopt.config.check_fit`.
+    """
     if data.path is None:
-        return  # generated or bundled datasets
+        return _class_counts(data, None)  # generated or bundled datasets
     path = Path(data.path)
     if not path.exists():
         raise SpecError(f"data.path: file or folder not found: {path.resolve()}")
@@ -121,7 +165,7 @@ def check_data(data: DataSpec) -> None:
         if not path.is_dir():
             raise SpecError(f"data.path: {path} must be a folder (the torchvision root)")
         _check_vision(data, path)
-        return
+        return None
     if not path.is_file():
         raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
     try:
@@ -129,7 +173,7 @@ def check_data(data: DataSpec) -> None:
             handle.read(1)
     except OSError as err:
         raise SpecError(f"data.path: cannot read {path} ({err.strerror})") from None
-    check_table(path, data.label_column)
+    return _class_counts(data, check_table(path, data.label_column))
 
 
 def _check_vision(data: DataSpec, path: Path) -> None:
@@ -163,12 +207,44 @@ def _cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity mask: a Slurm allocation or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Threads or CPU ranks (one process each) per usable core: a study may oversubscribe a small
+# machine on purpose (the shipped `parallel` study runs 4 ranks on 2 cores to measure the
+# overhead), but 100000 threads or 64 ranks on 2 cores only exhaust it.
+OVERSUBSCRIBE = 4
+
+
+def _check_cores(device: DeviceSpec, n_gpus: int) -> None:
+    cores = _usable_cores()
+    allowed = OVERSUBSCRIBE * cores
+    cpu_ranks = device.world_size if device.device == "cpu" or n_gpus == 0 else 1
+    for key, wanted in (("device.threads", device.threads), ("device.world_size", cpu_ranks)):
+        if wanted > allowed:
+            raise SpecError(
+                f"{key}: {wanted} on a machine that gives nnopt {cores} cores; allowed: 1 to "
+                f"{allowed} ({OVERSUBSCRIBE} per core; or set {NO_DEVICE_CHECK}=1 when jobs run "
+                "on other machines)"
+            )
+
+
 def check_device(device: DeviceSpec) -> None:
-    """A spec must not ask for GPUs this machine does not have (auto falls back to cpu)."""
-    needs_count = device.device == "cuda" or (device.device == "auto" and device.world_size > 1)
-    if not needs_count or os.environ.get(NO_DEVICE_CHECK, "") not in ("", "0"):
+    """A spec must not ask for GPUs or cores this machine does not have (auto falls back to
+    cpu); `NNOPT_NO_DEVICE_CHECK=1` leaves that to the machines that run the jobs."""
+    if os.environ.get(NO_DEVICE_CHECK, "") not in ("", "0"):
         return  # jobs may run on other machines (a Slurm cluster's GPU nodes)
-    n_gpus = _cuda_device_count()
+    needs_count = device.device == "cuda" or (device.device == "auto" and device.world_size > 1)
+    n_gpus = _cuda_device_count() if needs_count else 0
+    if device.device != "cuda":
+        _check_cores(device, n_gpus)
+    if not needs_count:
+        return
     if device.device == "cuda" and n_gpus == 0:
         raise SpecError(
             "device.device: 'cuda' but this machine has no CUDA GPU; allowed: cpu, auto "
@@ -204,3 +280,43 @@ def check_writable(folder: str | Path, key: str = "out") -> None:
         where = err.filename or folder
         why = err.strerror or errno.errorcode.get(err.errno or 0, str(err))
         raise SpecError(f"{key}: cannot write to {where} ({why})") from None
+
+
+def _names_a_run(folder: Path) -> bool:
+    """True when folder/metrics.json is a run record (an object with a run_id string)."""
+    import json
+
+    try:
+        record = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("run_id"), str)
+
+
+def check_out_dir(out: str | Path, key: str = "--out") -> None:
+    """`out` may be written as a run directory, replacing only what is one (before training).
+
+    A run is written beside `out` and renamed over it, the old one moved aside and deleted:
+    so `out` must be new, an empty folder, or a folder whose metrics.json names a run. A
+    symbolic link, a file, a device node, a folder of other files or a mount point (which
+    cannot be renamed) is refused; then both `out` and its parent must take a write.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        what = "a symbolic link"
+    elif out.exists() and not out.is_dir():
+        what = "a file" if out.is_file() else "not a folder (a device, socket or pipe)"
+    elif out.is_dir() and os.path.ismount(out):
+        what = "a mount point, which cannot be replaced"
+    elif out.is_dir() and any(out.iterdir()) and not _names_a_run(out):
+        what = "a folder that is not a run directory (no metrics.json naming a run)"
+    else:
+        what = None
+    if what is not None:
+        raise SpecError(
+            f"{key}: {out} is {what}; nothing was written; allowed: a new path, an empty "
+            "folder or an earlier run directory (which is replaced)"
+        )
+    check_writable(out.parent, key=key)
+    if out.is_dir():
+        check_writable(out, key=key)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from nnopt.config.limits import MAX_SEED, check_size
 from nnopt.config.spec import SpecError, did_you_mean
 
 __all__ = ["LandscapeSettings", "parse_settings", "HESSIAN_METHOD_NAMES"]
@@ -80,6 +81,10 @@ def _check_field(path: str, name: str, value: Any, default: Any) -> Any:
         raise SpecError(f"{path}.{name}: {value!r} is out of range; expected > 0")
     if name in ("alpha_points", "grid_points") and value < 2:
         raise SpecError(f"{path}.{name}: expected an integer >= 2, got {value!r}")
+    if name == "direction_seed" and not 0 <= value <= MAX_SEED:
+        raise SpecError(f"{path}.{name}: {value!r} is out of range; expected 0 to {MAX_SEED}")
+    if want_int:
+        check_size(f"{path}.{name}", value, key=f"landscape.{name}")
     return value if want_int else float(value)
 
 

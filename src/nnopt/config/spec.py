@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from nnopt.config.errors import SpecError, did_you_mean, short_repr
+from nnopt.config.limits import MAX_SEED, MAX_SPLIT_SEED, check_size
 
 __all__ = [
     "SpecError",
@@ -128,10 +129,11 @@ def _number(
     def describe() -> str:
         kind = "an integer" if integer else "a number"
         parts = []
+        shown = (lambda v: str(v)) if integer else (lambda v: f"{v:g}")  # 2**63-1 exactly
         if lo is not None:
-            parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+            parts.append(f"{'>' if lo_open else '>='} {shown(lo)}")
         if hi is not None:
-            parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+            parts.append(f"{'<' if hi_open else '<='} {shown(hi)}")
         text = kind + (" " + " and ".join(parts) if parts else "")
         return text + (" or null" if optional else "")
 
@@ -151,6 +153,8 @@ def _number(
         too_high = hi is not None and (value >= hi if hi_open else value > hi)
         if too_low or too_high:
             raise SpecError(f"{path}: {short_repr(value)} is out of range; expected {describe()}")
+        if integer:
+            check_size(path, value)
         return value if integer else float(value)
 
     return check
@@ -270,7 +274,7 @@ class DataSpec:
     n_features: int = _checked(_number(2, integer=True), 2)
     val_fraction: float = _checked(_number(0, 1, hi_open=True), 0.15)
     test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
-    split_seed: int = _checked(_number(0, integer=True), 0)
+    split_seed: int = _checked(_number(0, MAX_SPLIT_SEED, integer=True), 0)
     standardize: bool = _checked(_boolean, True)
     # standard: the dataset's published train/test partition where it has one (mnist1d's
     # 4000/1000, torchvision's train/test files), validation carved from train by
@@ -587,7 +591,7 @@ def parse_spec(
     sections = {}
     for key, value in raw.items():
         if key == "seed":
-            sections["seed"] = _number(0, integer=True)("seed", value)
+            sections["seed"] = _number(0, MAX_SEED, integer=True)("seed", value)
         elif key in _SECTIONS:
             sections[key] = _parse_section(_SECTIONS[key], key, value)
         else:
@@ -653,6 +657,8 @@ def load_spec(path: str | Path) -> RunSpec:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_spec(raw or {})
 
 

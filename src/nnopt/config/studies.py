@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.landscape_settings import parse_settings
+from nnopt.config.limits import MAX_SEED
 from nnopt.config.problems import PROBLEM_SEPARATOR, Problem, parse_problems, study_problems
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
+from nnopt.config.study_rules import format_value as _fmt
+from nnopt.config.study_rules import (
+    refuse_bad_baseline,
+    refuse_label_collision,
+    refuse_too_many,
+)
 from nnopt.config.tune import TuneSpec, check_tuned_keys, parse_tune
 
 __all__ = [
@@ -31,12 +38,19 @@ __all__ = [
     "config_label",
     "schema_error_message",
     "LABEL_PREFIX",
+    "MAX_NAME_CHARS",
 ]
 
 # Factor keys under `label.` (e.g. label.regularizer: [none, l1, l2]) name configurations
 # for tables and claims without being spec fields; pair them with spec factors in a zip.
 LABEL_PREFIX = "label."
-_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would accept a trailing newline
+# fullmatch ("$" would accept a trailing newline); no leading '-': `--study -x` reads as an
+# option on every command line the workflow builds.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+# Derived names are longer than the study's: `results/batches/<name>-<10 hex>.json`, and
+# Snakemake keeps per-output metadata in one file named by the base64 of the whole output
+# path (4/3 of its length). 64 keeps every such name well under NAME_MAX (255 bytes).
+MAX_NAME_CHARS = 64
 _STUDY_KEYS = (
     "name",
     "title",
@@ -137,12 +151,6 @@ def config_label(factors: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in factors.items())
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """A copy of `tree` with `dotted` (e.g. 'optimizer.lr' or 'seed') set to `value`."""
     head, _, rest = dotted.partition(".")
@@ -155,19 +163,27 @@ def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any
     return out
 
 
-def _seeds(path: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+def _seeds(path: str, value: Any, cap: int) -> tuple[int, ...]:
+    """Seeds 0..n-1 for a count n, else the list; never more than `cap` (checked first)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if (is_int and value > cap) or (isinstance(value, list) and len(value) > cap):
+        count = value if is_int else len(value)
+        raise SpecError(
+            f"{path}: {count} seeds is more than max_runs_per_study ({cap}); allowed: "
+            f"at most {cap} seeds (raise max_runs_per_study if you truly mean it)"
+        )
+    if is_int and value >= 1:
         return tuple(range(value))
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value)
         and len(set(value)) == len(value)
     ):
         return tuple(value)
     raise SpecError(
-        f"{path}: expected a positive number of seeds or a list of distinct seeds >= 0, "
-        f"got {short_repr(value)}"
+        f"{path}: expected a positive number of seeds or a list of distinct seeds from 0 to "
+        f"{MAX_SEED}, got {short_repr(value)}"
     )
 
 
@@ -208,8 +224,13 @@ def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
         raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {short_repr(arg)}")
     lo, hi = arg
     if kind == "uniform":
-        return lo + (hi - lo) * rng.random()
-    return math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
+        draw = lo + (hi - lo) * rng.random()
+    else:
+        draw = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
+    # Rounded to the 6 significant digits labels print (config_label): two draws that print
+    # alike are then the same value (one configuration, its repeat dropped), never two
+    # configurations pooled under one label.
+    return float(_fmt(draw))
 
 
 def _random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
@@ -252,6 +273,7 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     path = f"studies.{study.name}"
     runs: list[Run] = []
     seen: dict[str, str] = {}  # run_id -> configuration label
+    by_label: dict[str, dict[str, Any]] = {}  # label -> the factors that print as it
     for factors in _configurations(path, study.grid, study.zip, study.random):
         tree = study.base
         if study.landscape:  # the landscape job reads the training's weight snapshots
@@ -260,6 +282,7 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
             if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
                 tree = _set_path(tree, key, value)
         label = config_label(factors)
+        refuse_label_collision(path, label, by_label.setdefault(label, factors), factors)
         for seed in study.seeds:
             try:
                 spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
@@ -278,13 +301,19 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     return tuple(runs)
 
 
-def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
+def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) -> Study:
     if not isinstance(raw, Mapping):
         raise SpecError(f"studies[{index}]: expected a mapping with at least a name")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(
-            f"studies[{index}].name: expected letters, digits, '_' or '-', got {short_repr(name)}"
+            f"studies[{index}].name: expected letters, digits, '_' or '-' (not first), got "
+            f"{short_repr(name)}"
+        )
+    if len(name) > MAX_NAME_CHARS:
+        raise SpecError(
+            f"studies[{index}].name: {len(name)} characters; allowed: at most {MAX_NAME_CHARS} "
+            "(result, batch and log file names are built from it)"
         )
     path = f"studies.{name}"
     for key in raw:
@@ -327,7 +356,8 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         grid=grid,
         zip=zipped,
         random=raw.get("random"),
-        seeds=_seeds(f"{path}.seeds", raw.get("seeds", seeds)),
+        # The top-level seeds are checked where a study uses them, under their own key.
+        seeds=_seeds(f"{path}.seeds", raw["seeds"], cap) if "seeds" in raw else _seeds("seeds", seeds, cap),
         rows=raw.get("rows"),
         baseline=dict(baseline),
         metrics=tuple(metrics),
@@ -379,16 +409,18 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     raw_studies = raw.get("studies")
     if not isinstance(raw_studies, list) or not raw_studies:
         raise SpecError("studies: expected a non-empty list of studies")
+    seeds = raw.get("seeds", 1)
     studies, seen = [], set()
     problems = parse_problems(raw.get("problems"))
     parsed = []
     for index, entry in enumerate(raw_studies):
-        one = _parse_study(index, entry, defaults, raw.get("seeds", 1))
+        one = _parse_study(index, entry, defaults, seeds, cap)
         parsed += _per_problem(one, entry, problems, defaults)
     for study in parsed:
         if study.name in seen:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
+        refuse_too_many(study, cap)  # before building a spec: 10**6 runs refused at once
         runs = expand(study, file_root=file_root)
         if study.tune is not None and runs:
             check_tuned_keys(f"studies.{study.name}.tune", study.tune, runs[0].spec.to_dict())
@@ -399,6 +431,7 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
                 f"studies.{study.name}: expands to {len(runs)} runs, more than "
                 f"max_runs_per_study ({cap}); raise the cap or shrink the factors"
             )
+        refuse_bad_baseline(study, runs)
         studies.append(_with_runs(study, runs))
     return Config(
         studies=tuple(studies),
@@ -445,6 +478,8 @@ def load_config(path: str | Path) -> Config:
         raise SpecError(f"{path}: cannot read config ({err.strerror})") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_config(raw)
 
 

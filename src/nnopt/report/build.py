@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from weasyprint.urls import URLFetcher
 
 from nnopt.report import figures
+from nnopt.report.glyphs import pdf_placeholders, visible_controls
 
 from nnopt.analysis.aggregate import read_config
 from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
@@ -412,7 +413,8 @@ def build_context(config: Config, tables: dict, claims: list[ClaimResult],
 def render_html(context: dict[str, Any]) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    return env.get_template("report.html.j2").render(**context)
+    # Control and bidi characters from the config never reach the HTML raw (report.glyphs).
+    return visible_controls(env.get_template("report.html.j2").render(**context))
 
 
 class RefusingFetcher(URLFetcher):
@@ -442,7 +444,8 @@ def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(tmp)
+    # Glyphs no installed font has become a visible "[U+4E2D]", not an empty box.
+    HTML(string=pdf_placeholders(html), base_url=None, url_fetcher=fetcher).write_pdf(tmp)
     tmp.replace(path)
     return fetcher
 

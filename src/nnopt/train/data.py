@@ -22,7 +22,9 @@ from typing import Callable
 
 import numpy as np
 
+from nnopt.config.check_io import read_table
 from nnopt.config.spec import DataSpec, SpecError, did_you_mean
+from nnopt.config.splits import class_split_sizes, subsample_indices
 
 __all__ = [
     "Dataset",
@@ -133,10 +135,8 @@ def _blobs(spec: DataSpec) -> Pool:
 
 
 def _table(spec: DataSpec) -> Pool:
-    import polars as pl
-
     path = Path(spec.path)
-    frame = pl.read_parquet(path) if path.suffix.lower() == ".parquet" else pl.read_csv(path)
+    frame = read_table(path)  # the reader the check used: full schema inference, every row
     if spec.label_column not in frame.columns:
         raise SpecError(
             f"data.label_column: {path} has no column {spec.label_column!r}; columns: "
@@ -151,8 +151,13 @@ def _table(spec: DataSpec) -> Pool:
                 "drop or encode it (every column except the label is a feature)"
             )
     x = features.to_numpy().astype(np.float64)
-    for j in np.flatnonzero(~np.isfinite(x).all(axis=0)):
-        raise SpecError(f"data.path: {path} column {features.columns[j]!r} has NaN or inf values")
+    # Beyond float32's range a value becomes inf in the tensors: refused like inf itself.
+    too_big = ~(np.abs(x) <= np.finfo(np.float32).max)
+    for j in np.flatnonzero(too_big.any(axis=0)):
+        raise SpecError(
+            f"data.path: {path} column {features.columns[j]!r} has NaN or inf values (or values "
+            "beyond float32's range, |x| > 3.4e38)"
+        )
     # Labels of any type map to 0..K-1 in sorted order of their distinct values.
     labels = frame[spec.label_column]
     if labels.null_count():
@@ -238,8 +243,7 @@ def split_indices(
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
-        n_test = int(round(test_fraction * len(idx)))
-        n_val = int(round(val_fraction * len(idx)))
+        _, n_val, n_test = class_split_sizes(len(idx), val_fraction, test_fraction)
         parts[2].append(idx[:n_test])
         parts[1].append(idx[n_test : n_test + n_val])
         parts[0].append(idx[n_test + n_val :])
@@ -248,10 +252,8 @@ def split_indices(
 
 
 def _subsample(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple:
-    if n is None or n >= len(y):
-        return x, y
-    keep = np.sort(np.random.default_rng([seed, 1]).choice(len(y), n, replace=False))
-    return x[keep], y[keep]
+    keep = subsample_indices(len(y), n, seed)
+    return (x, y) if keep is None else (x[keep], y[keep])
 
 
 def _pool_and_split(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:

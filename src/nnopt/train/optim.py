@@ -239,7 +239,12 @@ def build_schedule(
             f"schedule.name: unknown value {spec.name!r}; allowed: {', '.join(SCHEDULES)}"
             + did_you_mean(spec.name, SCHEDULES)
         )
-    warmup = min(int(round(spec.warmup_epochs * steps_per_epoch)), total_steps)
+    warmup = int(round(spec.warmup_epochs * steps_per_epoch))
+    if warmup > total_steps:  # nnopt check refuses this first (config/check_fit.py)
+        raise SpecError(
+            f"schedule.warmup_epochs: {spec.warmup_epochs} ({warmup} steps) is longer than the "
+            f"training budget ({total_steps} steps); allowed: at most the budget"
+        )
     main = SCHEDULES[spec.name](optimizer, spec, steps_per_epoch, total_steps - warmup)
     if warmup > 1:
         # lr of step s (0-based) is base * (s + 1) / warmup: starts near 0, reaches base.
