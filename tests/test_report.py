@@ -97,7 +97,12 @@ def rendered(tmp_path_factory, server):
 
 def test_html_escapes_hostile_names_descriptions_and_values(rendered):
     html = rendered["html"]
-    assert "<script" not in html.lower()
+    # The only script elements are ours: the inline program and the studies' JSON data.
+    tags = re.findall(r"<script[^>]*>", html, flags=re.I)
+    assert tags and set(tags) <= {"<script>"} | {
+        f'<script type="application/json" id="data-{s}" class="nnopt-data">'
+        for s in ("hostile", "grid")}
+    assert html.lower().count("</script") == len(tags)  # no config string closes one early
     assert "<img" not in html and "onerror=alert(1)>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html or \

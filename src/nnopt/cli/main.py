@@ -195,6 +195,9 @@ def _args_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--claims", required=True, metavar="FILE.yaml", help="claims to check")
     p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to write")
     p.add_argument("--pdf", metavar="FILE.pdf", help="PDF report to write")
+    p.add_argument("--sections", metavar="DIR",
+                   help="assemble the studies' sections from DIR (nnopt report-section); "
+                   "then only DIR and runs.parquet of --results are read")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -202,9 +205,30 @@ def _run_report(args: argparse.Namespace) -> int:
     from nnopt.report.build import build_report
 
     build_report(
-        args.config, args.results, args.claims, args.html, args.pdf, sections=(report_section,)
+        args.config, args.results, args.claims, args.html, args.pdf, sections=(report_section,),
+        sections_dir=args.sections,
     )
     print(f"html: {args.html}" + (f"\npdf: {args.pdf}" if args.pdf else ""))
+    return 0
+
+
+def _args_report_section(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--study", required=True, help="the study whose section to render")
+    p.add_argument("--runs", required=True, metavar="DIR", help="run folders (results/runs)")
+    p.add_argument("--results", metavar="DIR", help="results folder (landscapes; default: "
+                   "the parent of --runs)")
+    p.add_argument("--html", required=True, metavar="FILE.html",
+                   help="section fragment to write (FILE.json beside it)")
+
+
+def _run_report_section(args: argparse.Namespace) -> int:
+    from nnopt.landscape.section import report_section
+    from nnopt.report.build import write_section
+
+    write_section(args.config, args.runs, args.study, args.html, args.results,
+                  sections=(report_section,))
+    print(f"section: {args.html}")
     return 0
 
 
@@ -243,6 +267,11 @@ VERBS: dict[str, Verb] = {
         "tables + claims → self-contained HTML and PDF report",
         _args_report,
         _run_report,
+    ),
+    "report-section": (
+        "one study's report section from its run folders (cached per study by Snakemake)",
+        _args_report_section,
+        _run_report_section,
     ),
 }
 
