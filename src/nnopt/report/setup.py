@@ -63,24 +63,27 @@ def _data(spec: RunSpec) -> str:
     return f"{d.name}{f' ({d.path})' if d.path else ''}"
 
 
-def _model(spec: RunSpec) -> str:
+def _parts(specs: list[RunSpec], describers) -> str:
+    """Facts part by part ('mlp, 1 hidden layer of width 16, sigmoid / relu (varies)'), so a
+    factor's values are listed alone rather than the whole description once per value."""
+    texts = [_fact(specs, d) for d in describers]
+    return ", ".join(t for t in texts if t)
+
+
+def _shape(spec: RunSpec) -> str:
     m = spec.model
-    extra = [m.activation] + ([f"dropout {m.dropout:g}"] if m.dropout else []) + (
-        ["batch norm"] if m.batch_norm else [])
-    shape = f"{m.depth} hidden layers of width {m.width}"
-    if m.kind != "mlp":
-        shape += f", kernel {m.kernel_size}"
-    return f"{m.kind}: {shape}, {', '.join(extra)}"
+    layers = f"{m.depth} hidden layer{'' if m.depth == 1 else 's'} of width {m.width}"
+    return layers + (f", kernel {m.kernel_size}" if m.kind != "mlp" else "")
 
 
-def _optimizer(spec: RunSpec) -> str:
-    o, r = spec.optimizer, spec.regularization
-    parts = [f"{o.name}, learning rate {o.lr:g}"]
-    if o.name in ("sgd", "rmsprop") and o.momentum:
-        parts.append(f"momentum {o.momentum:g}")
-    if r.weight_decay:
-        parts.append(f"weight decay {r.weight_decay:g}")
-    return ", ".join(parts)
+_MODEL = (lambda s: s.model.kind, _shape, lambda s: s.model.activation,
+          lambda s: f"dropout {s.model.dropout:g}" if s.model.dropout else "",
+          lambda s: "batch norm" if s.model.batch_norm else "")
+_OPTIMIZER = (lambda s: s.optimizer.name, lambda s: f"learning rate {s.optimizer.lr:.3g}",
+              lambda s: f"momentum {s.optimizer.momentum:g}"
+              if s.optimizer.name in ("momentum", "nesterov") else "",
+              lambda s: f"weight decay {s.regularization.weight_decay:g}"
+              if s.regularization.weight_decay else "")
 
 
 def _schedule(spec: RunSpec) -> str:
@@ -104,7 +107,9 @@ def _evaluation(spec: RunSpec) -> str:
     e = spec.evaluation
     if e.every_steps:
         return f"every {e.every_steps} steps"
-    return f"every {e.every_epochs:g} epochs" if e.every_epochs else "at the end only"
+    if not e.every_epochs:
+        return "at the end only"
+    return "every epoch" if e.every_epochs == 1 else f"every {e.every_epochs:g} epochs"
 
 
 def _target(spec: RunSpec) -> str:
@@ -128,9 +133,9 @@ def study_setup(study: Study, runs: pl.DataFrame) -> list[tuple[str, str]]:
     tested = [_TEST_METRICS[m] for m in study.metrics if m in _TEST_METRICS]
     rows = [("Dataset", _fact(specs, _data) + (f", {classes} classes" if classes else "")),
             ("Sizes", sizes), ("Split seed", _fact(specs, lambda s: s.data.split_seed)),
-            ("Model", _fact(specs, _model)),
+            ("Model", _parts(specs, _MODEL)),
             ("Parameters", params or "not recorded by these runs"),
-            ("Optimizer", _fact(specs, _optimizer)), ("Schedule", _fact(specs, _schedule)),
+            ("Optimizer", _parts(specs, _OPTIMIZER)), ("Schedule", _fact(specs, _schedule)),
             ("Budget", _fact(specs, _budget)), ("Evaluation", _fact(specs, _evaluation)),
             ("Target", _fact(specs, _target)),
             ("Test metric", "; ".join(tested) or "no test accuracy is compared")]
@@ -146,7 +151,7 @@ def overall_setup(studies: list[Study]) -> list[dict[str, str]]:
         if not specs:
             continue
         out.append({"study": study.title, "anchor": f"study-{study.name}",
-                    "data": _fact(specs, _data), "model": _fact(specs, _model),
-                    "optimizer": _fact(specs, _optimizer), "budget": _fact(specs, _budget),
+                    "data": _fact(specs, _data), "model": _parts(specs, _MODEL),
+                    "optimizer": _parts(specs, _OPTIMIZER), "budget": _fact(specs, _budget),
                     "target": _fact(specs, _target)})
     return out

@@ -86,7 +86,7 @@
     var metric = panel.querySelector(".curve-metric").value;
     var xKey = panel.querySelector(".curve-x").value;
     var log = panel.querySelector(".curve-y").value === "log";
-    var W = 640, H = 300, L = 56, R = 12, T = 10, B = 36;
+    var W = 640, H = 300, L = 64, R = 12, T = 10, B = 36;
     var pts = [];
     data.series.forEach(function (s) {
       var xs = s[xKey], ys = s.y[metric];
@@ -125,6 +125,10 @@
     });
     var xName = { step: "Step", epoch: "Epoch", time: "Training time (s)" }[xKey];
     el("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, svg).textContent = xName;
+    var yName = data.metrics.filter(function (m) { return m.key === metric; })[0];
+    el("text", { x: 12, y: (T + H - B) / 2, "text-anchor": "middle",
+                 transform: "rotate(-90 12 " + (T + H - B) / 2 + ")" }, svg).textContent =
+      (yName ? yName.label : metric) + (log ? " (log)" : "");
     data.series.forEach(function (s) {
       if (!s._line.length) { return; }
       var d = s._line.map(function (p, i) { return (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1); }).join("");
