@@ -212,6 +212,19 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_report_pdf(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to print")
+    p.add_argument("--pdf", required=True, metavar="FILE.pdf", help="PDF report to write")
+
+
+def _run_report_pdf(args: argparse.Namespace) -> int:
+    from nnopt.report.build import write_pdf_from
+
+    write_pdf_from(args.html, args.pdf)
+    print(f"pdf: {args.pdf}")
+    return 0
+
+
 def _args_report_section(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
     p.add_argument("--study", required=True, help="the study whose section to render")
@@ -267,6 +280,11 @@ VERBS: dict[str, Verb] = {
         "tables + claims → self-contained HTML and PDF report",
         _args_report,
         _run_report,
+    ),
+    "report-pdf": (
+        "the PDF of an HTML report (WeasyPrint, nothing fetched; its own Snakemake job)",
+        _args_report_pdf,
+        _run_report_pdf,
     ),
     "report-section": (
         "one study's report section from its run folders (cached per study by Snakemake)",

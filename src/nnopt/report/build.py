@@ -41,7 +41,7 @@ from nnopt.report.study_view import (MAX_PROBLEM_ROWS, MAX_TABLE_ROWS,  # noqa: 
                                      _difference, machine, study_view)
 
 __all__ = ["load_config", "load_tables", "study_tables", "build_context", "render_section",
-           "render_html", "write_pdf", "write_section", "build_report", "RefusingFetcher",
+           "render_html", "write_pdf", "write_pdf_from", "write_section", "build_report", "RefusingFetcher",
            "DEFAULT_TITLE"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -223,6 +223,15 @@ def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(tmp)
     tmp.replace(path)
     return fetcher
+
+
+def write_pdf_from(html_path: str | Path, pdf_path: str | Path) -> RefusingFetcher:
+    """The PDF of a written HTML report (the workflow prints it in a job of its own, so the
+    HTML is ready while the PDF renders)."""
+    html_path = Path(html_path)
+    if not html_path.exists():
+        raise SpecError(f"{html_path}: missing; run `nnopt report` first")
+    return write_pdf(html_path.read_text(encoding="utf-8"), pdf_path)
 
 
 def _write_text_atomic(text: str, path: Path) -> None:
