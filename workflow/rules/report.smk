@@ -14,6 +14,24 @@ wildcard_constraints:
     study=r"[^/.]+",
 
 
+def report_code():
+    """A hash of the report's code and templates: a section reruns when they change (the
+    package is not a Snakemake input, so its edits would otherwise leave stale sections).
+    """
+    import hashlib
+
+    import nnopt.report
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(nnopt.report.__file__).parent.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".j2", ".css", ".js"):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+REPORT_CODE = report_code()
+
+
 def study_config(name):
     """The resolved config restricted to one study (same defaults and top-level keys)."""
     return {
@@ -67,6 +85,7 @@ rule report_section:
     params:
         runs=RUNS_DIR,
         results=RESULTS,
+        code=REPORT_CODE,
     shell:
         "nnopt report-section --config {input.config} --study {wildcards.study}"
         " --runs {params.runs} --results {params.results} --html {output.html} > {log} 2>&1"
