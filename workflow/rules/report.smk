@@ -14,48 +14,6 @@ wildcard_constraints:
     study=r"[^/.]+",
 
 
-def report_code():
-    """A hash of the report's code and templates: a section reruns when they change (the
-    package is not a Snakemake input, so its edits would otherwise leave stale sections).
-    """
-    import hashlib
-
-    import nnopt.report
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(nnopt.report.__file__).parent.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".j2", ".css", ".js"):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-REPORT_CODE = report_code()
-
-
-def study_config(name):
-    """The resolved config restricted to one study (same defaults and top-level keys)."""
-    return {
-        **config,
-        "studies": [s for s in config.get("studies", []) if s.get("name") == name],
-    }
-
-
-def study_manifests(wildcards):
-    return sorted(
-        f"{BATCH_DIR}/{b.batch_id}.json"
-        for b in BATCHES.values()
-        if b.study == wildcards.study
-    )
-
-
-def study_landscape(wildcards):
-    return [p for p in landscape_outputs() if f"/{wildcards.study}/" in p]
-
-
-def report_sections():
-    return [f"{RESULTS}/report/{s.name}.html" for s in STUDIES.studies]
-
-
 rule study_config:
     output:
         f"{RESULTS}/report/{{study}}.config.json",
@@ -83,8 +41,8 @@ rule report_section:
     resources:
         mem_mb=800,
     params:
-        runs=RUNS_DIR,
-        results=RESULTS,
+        runs=lambda wildcards, input: Path(input.config).parents[1] / "runs",
+        results=lambda wildcards, input: Path(input.config).parents[1],
         code=REPORT_CODE,
     shell:
         "nnopt report-section --config {input.config} --study {wildcards.study}"
