@@ -376,3 +376,13 @@ def test_the_html_has_every_row_and_the_pdf_says_how_many_more(tmp_path):
     assert sum(s["visible"] for s in view["data"]["series"]) == 8  # the static figure's
     html = report.render_section(view)
     assert html.count('class="html-only"') == 5 and "5 more configurations are in" in html
+
+
+def test_the_pdf_is_laid_out_without_the_scripts_and_the_interactive_parts(rendered):
+    html = rendered["html"]
+    printed = report.printable(html)
+    assert "<script" in html and "<script" not in printed.lower()
+    assert printed.count("<section") == html.count("<section")  # nothing else removed
+    text = "\n".join(rendered["text"])
+    assert "filter rows" not in text and "show all" not in text and "Learning curves, inter" \
+        not in text

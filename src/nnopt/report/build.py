@@ -22,6 +22,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -209,6 +210,16 @@ class RefusingFetcher(URLFetcher):
         raise ValueError(f"nnopt report: refused to fetch {url!r} (report is self-contained)")
 
 
+# Our own script elements (the program and the studies' JSON, escaped so that neither holds
+# '</script'): WeasyPrint runs no script, so the PDF is laid out without them (less to parse).
+_SCRIPTS = re.compile(r"<script\b[^>]*>.*?</script>", re.S | re.I)
+
+
+def printable(html: str) -> str:
+    """The HTML as WeasyPrint gets it: without script elements (print CSS hides the rest)."""
+    return _SCRIPTS.sub("", html)
+
+
 def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     import logging
 
@@ -220,7 +231,7 @@ def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(tmp)
+    HTML(string=printable(html), base_url=None, url_fetcher=fetcher).write_pdf(tmp)
     tmp.replace(path)
     return fetcher
 
