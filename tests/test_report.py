@@ -386,3 +386,12 @@ def test_the_pdf_is_laid_out_without_the_scripts_and_the_interactive_parts(rende
     text = "\n".join(rendered["text"])
     assert "filter rows" not in text and "show all" not in text and "Learning curves, inter" \
         not in text
+
+
+def test_the_title_comes_from_the_config(tmp_path, small):
+    config, root, tables = small
+    titled = parse_config({**SMALL, "title": "My <own> study"})
+    html = report.render_html(report.build_context(titled, tables, [], root))
+    assert "<title>My &lt;own&gt; study</title>" in html
+    default = report.render_html(report.build_context(config, tables, [], root))
+    assert f"<title>{report.DEFAULT_TITLE}</title>" in default

@@ -197,9 +197,10 @@ REPORT_CODE = report_code()
 
 
 def study_config(name):
-    """The resolved config restricted to one study (same defaults and top-level keys)."""
+    """The resolved config restricted to one study (same defaults and top-level keys; not
+    the report's title, which only the assembly shows)."""
     return {
-        **config,
+        **{k: v for k, v in config.items() if k != "title"},
         "studies": [s for s in config.get("studies", []) if s.get("name") == name],
     }
 
