@@ -27,9 +27,11 @@ localrules:
     all,
     train_all,
     resolved_config,
+    study_config,
 
 
 rule all:
     default_target: True
     input:
         rules.report.output,
+        rules.report_pdf.output,

@@ -656,10 +656,11 @@ def test_report_html_shows_control_and_bidi_characters_as_text(hostile_report):
 def test_report_pdf_wraps_a_long_title_and_marks_missing_glyphs(hostile_report):
     from weasyprint import HTML
 
+    from nnopt.report.build import printable
     from nnopt.report.glyphs import covered_codepoints, pdf_placeholders
 
     html = (hostile_report / "r.html").read_text(encoding="utf-8")
-    document = HTML(string=pdf_placeholders(html)).render()
+    document = HTML(string=pdf_placeholders(printable(html))).render()  # as write_pdf lays it out
     for page in document.pages:
         right_edges = [box.position_x + box.margin_width()
                        for box in page._page_box.descendants()

@@ -97,7 +97,12 @@ def rendered(tmp_path_factory, server):
 
 def test_html_escapes_hostile_names_descriptions_and_values(rendered):
     html = rendered["html"]
-    assert "<script" not in html.lower()
+    # The only script elements are ours: the inline program and the studies' JSON data.
+    tags = re.findall(r"<script[^>]*>", html, flags=re.I)
+    assert tags and set(tags) <= {"<script>"} | {
+        f'<script type="application/json" id="data-{s}" class="nnopt-data">'
+        for s in ("hostile", "grid")}
+    assert html.lower().count("</script") == len(tags)  # no config string closes one early
     assert "<img" not in html and "onerror=alert(1)>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html or \
@@ -289,3 +294,110 @@ def test_the_parallel_note_without_cpu_count_omits_the_cores(small):
     note = {f.key: f for f in views["par"]["figures"]}["speedup"].note
     assert note.startswith("Measured on Test CPU, 1 thread per worker: 2 workers took 7.0×")
     assert "CPU core" not in note and "CPU core" not in context["overview"]["hardware"]
+
+
+# --- setup, sources, per-study sections ----------------------------------------------------
+
+
+def test_setup_states_data_model_optimizer_budget_target_and_test_metric(rendered):
+    html = rendered["html"]
+    assert 'id="setup"' in html and "<h2>Setup</h2>" in html
+    grid = html[html.index('id="study-grid"'):]
+    grid = grid[:grid.index("</table>")]
+    for text in ("mnist1d", "split 70% / 15% / 15%", "learning rate 0.1 / learning rate 0.01 "
+                 "(varies)", "2 epochs, batch size 16 / 2 epochs, batch size 64 (varies)",
+                 "80% validation accuracy", "final test accuracy"):
+        assert text in grid, text
+
+
+def test_recorded_sizes_and_parameters_win_over_the_spec(small):
+    import polars as pl
+
+    from nnopt.report import setup
+    config, _, tables = small
+    runs = tables["runs"].filter(pl.col("study") == "reg").with_columns(
+        n_train=pl.lit(2800.0), n_val=pl.lit(600.0), n_test=pl.lit(600.0),
+        n_params=pl.lit(7242.0), n_classes=pl.lit(10.0))
+    facts = dict(setup.study_setup(config.study("reg"), runs))
+    assert facts["Sizes"] == "2,800 train / 600 val / 600 test samples"
+    assert facts["Parameters"] == "7,242" and facts["Dataset"].endswith(", 10 classes")
+    fallback = dict(setup.study_setup(config.study("reg"), tables["runs"].head(0)))
+    assert fallback["Sizes"].startswith("the dataset's default size, split 70%")
+
+
+def test_sources_are_identified_and_their_numbers_carry_units(rendered):
+    html = rendered["html"]
+    assert "“Neural Networks Optimization”, an article" in html
+    assert "“Neural Network Optimization”, a 2019 forum post" in html
+    assert "without a stated setup" in html
+
+
+def test_json_data_cannot_close_its_script_element():
+    from nnopt.report import interactive
+    text = str(interactive.json_script({"t": "</script><b>&"}, "data-x"))
+    assert "</script><b>" not in text and text.count("</script>") == 1
+    inner = text[text.index(">") + 1:text.rindex("<")]
+    assert json.loads(inner) == {"t": "</script><b>&"}
+
+
+def test_sections_assembled_equal_the_report_rendered_in_one_process(tmp_path, small):
+    config, root, _ = small
+    (tmp_path / "config.json").write_text(json.dumps(SMALL))
+    (tmp_path / "claims.yaml").write_text("claims: []\n")
+    for study in ("reg", "par"):
+        rc = cli.main(["report-section", "--config", str(tmp_path / "config.json"),
+                       "--study", study, "--runs", str(root / "runs"), "--results", str(root),
+                       "--html", str(tmp_path / "sections" / f"{study}.html")])
+        assert rc == 0
+    assembled = report.build_report(tmp_path / "config.json", root, tmp_path / "claims.yaml",
+                                    tmp_path / "a.html", sections_dir=tmp_path / "sections")
+    whole = report.build_report(tmp_path / "config.json", root, tmp_path / "claims.yaml",
+                                tmp_path / "b.html")
+    stamp = re.compile(r"rendered \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    assert stamp.sub("", assembled) == stamp.sub("", whole)
+    assert json.loads((tmp_path / "sections" / "par.json").read_text())["anchor"] == "study-par"
+
+
+def test_a_section_for_an_unknown_study_is_one_line(tmp_path, small, capsys):
+    _, root, _ = small
+    (tmp_path / "config.json").write_text(json.dumps(SMALL))
+    rc = cli.main(["report-section", "--config", str(tmp_path / "config.json"), "--study",
+                   "nope", "--runs", str(root / "runs"), "--html", str(tmp_path / "x.html")])
+    assert rc != 0
+    err = capsys.readouterr().err.strip()
+    assert "--study 'nope'" in err and "reg, par" in err and "\n" not in err
+
+
+def test_the_html_has_every_row_and_the_pdf_says_how_many_more(tmp_path):
+    raw = {"defaults": {"budget": {"epochs": 2}}, "seeds": 2, "studies": [
+        {"name": "many", "title": "Many", "grid": {"optimizer.lr": [
+            round(0.001 * (i + 1), 4) for i in range(45)]}, "metrics": ["test_accuracy"]}]}
+    config = parse_config(raw)
+    make_runs(config, tmp_path / "runs", n_points=3)
+    ag.aggregate(config, tmp_path / "runs", tmp_path)
+    view = report.build_context(config, report.load_tables(tmp_path), [], tmp_path)["studies"][0]
+    assert len(view["table"]["rows"]) == 45 and view["table"]["more"] == 5
+    assert [r["html_only"] for r in view["table"]["rows"]].count(True) == 5
+    assert len(view["data"]["series"]) == 45  # every curve in the HTML's data
+    assert sum(s["visible"] for s in view["data"]["series"]) == 8  # the static figure's
+    html = report.render_section(view)
+    assert html.count('class="html-only"') == 5 and "5 more configurations are in" in html
+
+
+def test_the_pdf_is_laid_out_without_the_scripts_and_the_interactive_parts(rendered):
+    html = rendered["html"]
+    printed = report.printable(html)
+    assert "<script" in html and "<script" not in printed.lower()
+    assert printed.count("<section") == html.count("<section")  # nothing else removed
+    text = "\n".join(rendered["text"])
+    assert "filter rows" not in text and "show all" not in text and "Learning curves, inter" \
+        not in text
+
+
+def test_the_title_comes_from_the_config(tmp_path, small):
+    config, root, tables = small
+    titled = parse_config({**SMALL, "title": "My <own> study"})
+    html = report.render_html(report.build_context(titled, tables, [], root))
+    assert "<title>My &lt;own&gt; study</title>" in html
+    default = report.render_html(report.build_context(config, tables, [], root))
+    assert f"<title>{report.DEFAULT_TITLE}</title>" in default

@@ -8,6 +8,7 @@ Each test copies Snakefile, workflow/ and config/ into a temporary folder and ru
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -196,6 +197,19 @@ def test_changing_one_factor_retrains_only_its_runs(smoke_run):
     for row in trained:
         spec = json.loads((cwd / row["out"] / "metrics.json").read_text())["spec"]
         assert spec["model"]["activation"] == "tanh"
+
+
+def test_changing_one_factor_rerenders_only_its_report_section(smoke_run):
+    raw = yaml.safe_load((smoke_run / "config" / "smoke.yaml").read_text())
+    study = next(s for s in raw["studies"] if s["name"] == "learning_rate")
+    study["grid"]["optimizer.lr"] = [0.01, 100.0]
+    done = snakemake(smoke_run, "-n", "--cores", "2", "--configfile",
+                     write_config(smoke_run, "one_factor.yaml", raw))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sections = set(re.findall(r"output: results/report/([^/.\s]+)\.html", done.stdout))
+    assert "learning_rate" in sections
+    # Studies without landscapes whose runs did not change keep their cached sections.
+    assert not sections & {"regularization", "random_search", "precision"}, sections
 
 
 @pytest.mark.slow

@@ -178,3 +178,49 @@ onstart:
         except SpecError as err:
             print(f"nnopt: error: {err}", file=sys.stderr)
             sys.exit(1)
+
+
+# --- the report, per study (workflow/rules/report.smk) ---------------------------------------
+
+
+def report_code():
+    """A hash of the report's code and templates: a section reruns when they change (the
+    package is not a Snakemake input, so its edits would otherwise leave stale sections).
+    """
+    import hashlib
+
+    import nnopt.report
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(nnopt.report.__file__).parent.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".j2", ".css", ".js"):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+REPORT_CODE = report_code()
+
+
+def study_config(name):
+    """The resolved config restricted to one study (same defaults and top-level keys; not
+    the report's title, which only the assembly shows)."""
+    return {
+        **{k: v for k, v in config.items() if k != "title"},
+        "studies": [s for s in config.get("studies", []) if s.get("name") == name],
+    }
+
+
+def study_manifests(wildcards):
+    return sorted(
+        f"{BATCH_DIR}/{b.batch_id}.json"
+        for b in BATCHES.values()
+        if b.study == wildcards.study
+    )
+
+
+def study_landscape(wildcards):
+    return [p for p in landscape_outputs() if f"/{wildcards.study}/" in p]
+
+
+def report_sections():
+    return [f"{RESULTS}/report/{s.name}.html" for s in STUDIES.studies]

@@ -1,19 +1,64 @@
+"""The report, cached per study.
+
+Each study's section is its own job (`nnopt report-section`), rendered from that study's run
+folders alone: its inputs are the study's batch manifests, its own slice of the config
+(results/report/{study}.config.json, rewritten only when that study's definition changes)
+and its landscapes, so a change to one study re-renders that section and the assembly only.
+Sections render in parallel; `report` then assembles them with the summary and the claims
+into reports/report.html, and `report_pdf` prints that HTML to reports/report.pdf in a job of
+its own (WeasyPrint lays out the whole document, most of the report's time).
+"""
+
+
+wildcard_constraints:
+    study=r"[^/.]+",
+
+
+rule study_config:
+    output:
+        f"{RESULTS}/report/{{study}}.config.json",
+    log:
+        "logs/report/{study}.config.log",
+    params:
+        config=lambda wildcards: study_config(wildcards.study),
+    run:
+        packing.write_json_atomic(output[0], params.config)
+
+
+rule report_section:
+    input:
+        config=f"{RESULTS}/report/{{study}}.config.json",
+        batches=study_manifests,
+        landscapes=study_landscape,
+    output:
+        html=f"{RESULTS}/report/{{study}}.html",
+        meta=f"{RESULTS}/report/{{study}}.json",
+    log:
+        "logs/report/{study}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=800,
+    params:
+        runs=lambda wildcards, input: Path(input.config).parents[1] / "runs",
+        results=lambda wildcards, input: Path(input.config).parents[1],
+        code=REPORT_CODE,
+    shell:
+        "nnopt report-section --config {input.config} --study {wildcards.study}"
+        " --runs {params.runs} --results {params.results} --html {output.html} > {log} 2>&1"
+
+
 rule report:
     input:
         config="results/config.json",
         claims="config/claims.yaml",
         runs="results/runs.parquet",
-        curves="results/curves.parquet",
-        summary="results/summary.parquet",
-        comparisons="results/comparisons.parquet",
-        landscapes=landscape_outputs(),
+        sections=report_sections(),
     output:
         # Flagged for `snakemake --report`: its own report then carries ours too.
         html=report(
             "reports/report.html", category="nnopt report", labels={"format": "HTML"}
-        ),
-        pdf=report(
-            "reports/report.pdf", category="nnopt report", labels={"format": "PDF"}
         ),
     log:
         "logs/report.log",
@@ -21,6 +66,25 @@ rule report:
         ENV
     params:
         results=lambda wildcards, input: Path(input.runs).parent,
+        sections=lambda wildcards, input: Path(input.sections[0]).parent,
     shell:
         "nnopt report --config {input.config} --results {params.results}"
-        " --claims {input.claims} --html {output.html} --pdf {output.pdf} > {log} 2>&1"
+        " --claims {input.claims} --sections {params.sections}"
+        " --html {output.html} > {log} 2>&1"
+
+
+rule report_pdf:
+    input:
+        html="reports/report.html",
+    output:
+        pdf=report(
+            "reports/report.pdf", category="nnopt report", labels={"format": "PDF"}
+        ),
+    log:
+        "logs/report_pdf.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=800,
+    shell:
+        "nnopt report-pdf --html {input.html} --pdf {output.pdf} > {log} 2>&1"

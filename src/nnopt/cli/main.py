@@ -252,6 +252,9 @@ def _args_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--claims", required=True, metavar="FILE.yaml", help="claims to check")
     p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to write")
     p.add_argument("--pdf", metavar="FILE.pdf", help="PDF report to write")
+    p.add_argument("--sections", metavar="DIR",
+                   help="assemble the studies' sections from DIR (nnopt report-section); "
+                   "then only DIR and runs.parquet of --results are read")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -261,7 +264,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
     build_report(
         args.config, args.results, args.claims, args.html, args.pdf,
-        sections=(report_section, search_section),
+        sections=(report_section, search_section), sections_dir=args.sections,
     )
     print(f"html: {args.html}" + (f"\npdf: {args.pdf}" if args.pdf else ""))
     return 0
@@ -382,6 +385,40 @@ def _run_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_report_pdf(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to print")
+    p.add_argument("--pdf", required=True, metavar="FILE.pdf", help="PDF report to write")
+
+
+def _run_report_pdf(args: argparse.Namespace) -> int:
+    from nnopt.report.build import write_pdf_from
+
+    write_pdf_from(args.html, args.pdf)
+    print(f"pdf: {args.pdf}")
+    return 0
+
+
+def _args_report_section(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--study", required=True, help="the study whose section to render")
+    p.add_argument("--runs", required=True, metavar="DIR", help="run folders (results/runs)")
+    p.add_argument("--results", metavar="DIR", help="results folder (landscapes; default: "
+                   "the parent of --runs)")
+    p.add_argument("--html", required=True, metavar="FILE.html",
+                   help="section fragment to write (FILE.json beside it)")
+
+
+def _run_report_section(args: argparse.Namespace) -> int:
+    from nnopt.landscape.section import report_section
+    from nnopt.report.build import write_section
+    from nnopt.report.search_figures import search_section
+
+    write_section(args.config, args.runs, args.study, args.html, args.results,
+                  sections=(report_section, search_section))
+    print(f"section: {args.html}")
+    return 0
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -442,6 +479,16 @@ VERBS: dict[str, Verb] = {
         "bundle config, result tables, report (and runs) with a SHA-256 manifest (.tar.gz)",
         _args_archive,
         _run_archive,
+    ),
+    "report-pdf": (
+        "the PDF of an HTML report (WeasyPrint, nothing fetched; its own Snakemake job)",
+        _args_report_pdf,
+        _run_report_pdf,
+    ),
+    "report-section": (
+        "one study's report section from its run folders (cached per study by Snakemake)",
+        _args_report_section,
+        _run_report_section,
     ),
 }
 

@@ -70,6 +70,7 @@ _STUDY_KEYS = (
 )
 _CONFIG_KEYS = (
     "defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape", "problems",
+    "title",  # the report's (nnopt.report)
 )
 _DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 
@@ -398,6 +399,9 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise SpecError("defaults: expected a mapping (a partial run spec)")
+    if "title" in raw and (not isinstance(raw["title"], str) or not raw["title"].strip()):
+        raise SpecError(f"title: expected a non-empty string (the report's title), "
+                        f"got {short_repr(raw['title'])}")
     if raw.get("landscape") is not None:  # grid settings of the landscape rule (contract §5)
         parse_settings(raw["landscape"])
     cap = raw.get("max_runs_per_study", 2000)
