@@ -1,11 +1,12 @@
 rule prepare_data:
+    input:
+        plan=PLAN,
     output:
         "results/data/{dataset}.npz",
     log:
         "logs/data/{dataset}.log",
     conda:
         ENV
-    params:
-        data=dataset_spec,
-    script:
-        "../scripts/prepare_data.py"
+    shell:
+        "nnopt prepare-data --plan {input.plan} --dataset {wildcards.dataset}"
+        " --out {output} > {log} 2>&1"

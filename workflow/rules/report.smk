@@ -1,12 +1,12 @@
 rule report:
     input:
-        config="results/config.json",
+        plan=PLAN,
         claims="config/claims.yaml",
         runs="results/runs.parquet",
         curves="results/curves.parquet",
         summary="results/summary.parquet",
         comparisons="results/comparisons.parquet",
-        landscapes=landscape_outputs(),
+        landscapes=STATE.landscape_outputs(),
     output:
         # Flagged for `snakemake --report`: its own report then carries ours too.
         html=report(
@@ -17,10 +17,10 @@ rule report:
         ),
     log:
         "logs/report.log",
+    params:
+        results=RESULTS,
     conda:
         ENV
-    params:
-        results=lambda wildcards, input: Path(input.runs).parent,
     shell:
-        "nnopt report --config {input.config} --results {params.results}"
+        "nnopt report --plan {input.plan} --results {params.results}"
         " --claims {input.claims} --html {output.html} --pdf {output.pdf} > {log} 2>&1"

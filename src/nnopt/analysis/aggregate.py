@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +30,10 @@ import polars as pl
 from nnopt.analysis import stats
 from nnopt.config.metrics import CENSORED, METRICS, SUMMARY_METRICS, metric_info
 from nnopt.config.spec import SpecError
+from nnopt.config.check import read_yaml
 from nnopt.config.studies import Config, Run, Study, parse_config
+from nnopt.store.atomic import atomic_path
+from nnopt.store.plan_file import PLAN_FORMAT, Plan
 
 __all__ = [
     "STATUSES",
@@ -75,17 +77,12 @@ def format_value(value: Any) -> str:
 
 
 def read_config(path: str | Path) -> Config:
-    """Parse a resolved config (JSON or YAML); errors name the file."""
-    import yaml
-
+    """The Config of a plan file (results/plan.json: exactly the runs the workflow planned,
+    nothing expanded again, no data file opened) or of a YAML/JSON config; errors name it."""
     path = Path(path)
-    try:
-        text = path.read_text()
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read config ({err.strerror})") from None
-    except (ValueError, yaml.YAMLError) as err:
-        raise SpecError(f"{path}: not valid JSON/YAML: {err}") from None
+    raw = read_yaml(path)  # the strict loader (JSON is YAML): duplicate keys, tags refused
+    if isinstance(raw, dict) and raw.get("format") == PLAN_FORMAT:
+        return Plan.load(path).config()  # the strict loader: duplicate keys and tags refused
     try:
         return parse_config(raw)
     except SpecError as err:
@@ -391,16 +388,9 @@ def study_frame(frame: pl.DataFrame, study: Study) -> pl.DataFrame:
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename (readers never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Write via nnopt.store.atomic (unique temp name, fsync, rename; readers never see half)."""
+    with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:

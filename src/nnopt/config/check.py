@@ -26,6 +26,7 @@ __all__ = [
     "check_spec_file",
     "check_config_file",
     "check_config_files",
+    "check_workflow_config",
     "check_data",
     "check_table",
     "check_device",
@@ -224,3 +225,13 @@ def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
 def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
     """`check_config` of a YAML/JSON file; errors start with the file name."""
     return _in_file(Path(path), check_config, devices=devices)
+
+
+def check_workflow_config(paths: Sequence[str | Path], merged: Any, *, devices: bool = True) -> Config:
+    """What the workflow runs, checked: every config file strictly re-read (duplicate keys,
+    YTE code, alias bombs), then the merged config Snakemake built from them validated.
+
+    This is the only validation: there is no separate JSON schema to keep in step.
+    """
+    check_config_files(paths)
+    return check_config(merged, devices=devices)

@@ -26,6 +26,12 @@ def add_arguments(p: Any) -> None:
         help="config (YAML/JSON) whose `landscape:` mapping gives the settings",
     )
     p.add_argument(
+        "--plan",
+        dest="config",
+        metavar="PLAN.json",
+        help="the workflow's plan file (its config's `landscape:` mapping gives the settings)",
+    )
+    p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting"
     )
     p.add_argument(
@@ -57,6 +63,8 @@ def _settings(config: str | None, overrides: list[str]) -> LandscapeSettings:
         from nnopt.config.check import read_yaml
 
         doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
+        if isinstance(doc, dict) and doc.get("format") == "nnopt-plan":
+            doc = doc.get("config")  # results/plan.json: the config as the workflow ran it
         raw = dict((doc or {}).get("landscape") or {}) if isinstance(doc, dict) else {}
     for item in overrides:
         key, sep, value = item.partition("=")

@@ -23,6 +23,7 @@ from weasyprint.urls import URLFetcher
 from nnopt.report import figures
 
 from nnopt.analysis.aggregate import read_config
+from nnopt.store.atomic import atomic_path, write_text_atomic
 from nnopt.analysis.claims import ClaimResult, evaluate_claims, load_claims
 from nnopt.analysis.labels import label_keys
 from nnopt.config.metrics import metric_info
@@ -409,17 +410,13 @@ def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     fetcher = RefusingFetcher()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(tmp)
     return fetcher
 
 
 def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)  # nnopt.store.atomic: unique temp name, fsync, rename
 
 
 def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None,
