@@ -9,11 +9,11 @@ rule aggregate:
         comparisons="results/comparisons.parquet",
     log:
         "logs/aggregate.log",
-    params:
-        runs=f"{RESULTS}/runs",
-        out=RESULTS,
     conda:
         ENV
+    params:
+        runs=lambda wildcards, input: Path(input.plan).parent / "runs",
+        out=lambda wildcards, output: Path(output.runs).parent,
     shell:
         "nnopt aggregate --plan {input.plan} --runs {params.runs}"
         " --out {params.out} > {log} 2>&1"

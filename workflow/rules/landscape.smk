@@ -17,16 +17,16 @@ rule landscape:
         "results/landscape/{study}/sharpness.parquet",
     log:
         "logs/landscape/{study}.log",
-    params:
-        runs=f"{RESULTS}/runs",
-        data=f"{RESULTS}/data",
-        out=lambda wildcards, output: Path(output[0]).parent,
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        runs=lambda wildcards, input: Path(input.plan).parent / "runs",
+        data=lambda wildcards, input: Path(input.plan).parent / "data",
+        out=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "nnopt landscape --study {wildcards.study} --plan {input.plan}"
         " --runs-table {input.runs} --runs-dir {params.runs} --data-cache {params.data}"

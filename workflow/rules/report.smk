@@ -17,10 +17,10 @@ rule report:
         ),
     log:
         "logs/report.log",
-    params:
-        results=RESULTS,
     conda:
         ENV
+    params:
+        results=lambda wildcards, input: Path(input.runs).parent,
     shell:
         "nnopt report --plan {input.plan} --results {params.results}"
         " --claims {input.claims} --html {output.html} --pdf {output.pdf} > {log} 2>&1"

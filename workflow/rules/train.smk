@@ -1,13 +1,17 @@
 rule train:
     input:
+        # ancient: a new plan (another study changed) must not rerun batches already done;
+        # a batch's runs are fixed by its id, and their specs in the plan by their run ids.
+        plan=ancient(PLAN),
         data=batch_data,
     output:
         "results/batches/{batch}.json",
     log:
         "logs/train/{batch}.log",
-    params:
-        plan=PLAN,
-        cache=f"{RESULTS}/data",
+    # Costliest batches first: LPT over jobs, so no core idles at the end.
+    priority: lambda wildcards: int(10 * batch_cost_s(wildcards))
+    conda:
+        ENV
     threads: batch_threads
     resources:
         gpu=batch_gpus,
@@ -15,12 +19,10 @@ rule train:
         mem_mb=lambda wildcards, threads: 800 * max(threads, 1),
         # Minutes, with room for a machine 3x slower than the cost model's.
         runtime=lambda wildcards: 5 + int(3 * batch_cost_s(wildcards) / 60),
-    # Costliest batches first: LPT over jobs, so no core idles at the end.
-    priority: lambda wildcards: int(10 * batch_cost_s(wildcards))
-    conda:
-        ENV
+    params:
+        cache=lambda wildcards, input: Path(input.plan).parent / "data",
     shell:
-        "nnopt train-batch --plan {params.plan} --batch {wildcards.batch}"
+        "nnopt train-batch --plan {input.plan} --batch {wildcards.batch}"
         " --manifest {output} --threads {threads} --gpus {resources.gpu}"
         " --data-cache {params.cache} > {log} 2>&1"
 
