@@ -227,6 +227,9 @@ class DataSpec:
     test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
     split_seed: int = _checked(_number(0, integer=True), 0)
     standardize: bool = _checked(_boolean, True)
+    # Filled by parse_spec (nnopt.config.fingerprint): the file's content hash or the
+    # generator's version, so run_id changes with the data. Left unset in a config.
+    fingerprint: str | None = _checked(_text(), None)
 
 
 @dataclass(frozen=True)
@@ -478,6 +481,11 @@ def parse_spec(raw: Mapping[str, Any], *, file_root: Path | None = None) -> RunS
             raise _unknown_key("", key, allowed)
     spec = RunSpec(**sections)
     _check_consistency(spec, file_root)
+    if spec.data.fingerprint is None:  # a spec from a plan keeps the one it was planned with
+        from nnopt.config.fingerprint import data_fingerprint
+
+        found = data_fingerprint(spec.data.name, spec.data.path, file_root)
+        spec = spec.replace(data=dataclasses.replace(spec.data, fingerprint=found))
     return spec
 
 
