@@ -142,7 +142,8 @@ def _run_train_batch(args: argparse.Namespace) -> int:
     )  # fmt: skip
     for row in rows:  # the job log also says why a run failed (metrics.json has it too)
         if row["status"] == "failed" and row["trained"]:
-            print(f"\n{row['out']}:\n{read_run(row['out']).get('traceback')}", flush=True)
+            traceback = read_run(row["out"]).get("traceback")
+            print(f"\n{row['out']}:\n{traceback}", file=sys.stderr, flush=True)
     manifest = {
         "batch": args.batch,
         "threads": args.threads,
