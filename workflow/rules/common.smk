@@ -51,7 +51,7 @@ def planning_cores():
 
 def load_state():
     try:
-        checked = check_workflow_config(workflow.configfiles, config)
+        checked = check_workflow_config(workflow.configfiles)
         return WorkflowState.build(
             checked,
             RESULTS,

@@ -206,14 +206,28 @@ def _args_check(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _workflow_files(path: Path) -> list[Path]:
+    """The files `snakemake --configfile PATH` hands the workflow here (merged_config then
+    uses the shipped one only when PATH says `inherit: shipped`)."""
+    from nnopt.config.check import SHIPPED_CONFIG
+
+    if SHIPPED_CONFIG.is_file() and path.resolve() != SHIPPED_CONFIG.resolve():
+        return [SHIPPED_CONFIG, path]
+    return [path]
+
+
 def _run_check(args: argparse.Namespace) -> int:
     """Check one file; print one line; 0 when it is fine, 2 when it is not."""
-    from nnopt.config.check import check_config_file, check_spec_file
+    from nnopt.config.check import check_config, check_spec_file, merged_config
 
     devices = not args.no_device_check
     try:
         if args.config is not None:
-            config = check_config_file(args.config, devices=devices)
+            raw = merged_config(_workflow_files(args.config))  # file errors name their file
+            try:
+                config = check_config(raw, devices=devices)
+            except SpecError as err:
+                raise SpecError(f"{args.config}: {err}") from None
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
         else:
             spec = check_spec_file(args.spec, devices=devices)
