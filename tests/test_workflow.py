@@ -422,3 +422,16 @@ def test_a_config_inherits_the_shipped_one_only_when_it_says_so(tmp_path, monkey
     own.write_text("inherit: everything\n")
     with pytest.raises(SpecError, match="inherit: 'everything' is not allowed; allowed: shipped"):
         merged_config([shipped, own])
+
+
+def test_aggregate_verb_reads_the_plan(planned_results, small_config):
+    from nnopt.cli.main import main
+
+    rc = main(["aggregate", "--plan", str(planned_results / "plan.json"),
+               "--runs", str(planned_results / "runs"), "--out", str(planned_results)])  # fmt: skip
+    assert rc == 0
+    runs = pl.read_parquet(planned_results / "runs.parquet")
+    assert list(zip(runs["study"], runs["run_id"])) == [(r.study, r.run_id) for r in small_config.runs]
+    assert set(runs["status"]) == {"ok"}
+    curves = pl.read_parquet(planned_results / "curves.parquet")
+    assert curves.height == 10 * runs.height  # every finished run's curve, none lost
