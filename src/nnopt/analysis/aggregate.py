@@ -76,13 +76,23 @@ def format_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _is_plan(path: Path) -> bool:
+    """A plan file starts with its format tag (nnopt.store.atomic keeps the key order)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return f'"format": "{PLAN_FORMAT}"' in head
+
+
 def read_config(path: str | Path) -> Config:
     """The Config of a plan file (results/plan.json: exactly the runs the workflow planned,
     nothing expanded again, no data file opened) or of a YAML/JSON config; errors name it."""
     path = Path(path)
-    raw = read_yaml(path)  # the strict loader (JSON is YAML): duplicate keys, tags refused
-    if isinstance(raw, dict) and raw.get("format") == PLAN_FORMAT:
-        return Plan.load(path).config()  # the strict loader: duplicate keys and tags refused
+    if _is_plan(path):
+        return Plan.load(path).config()
+    raw = read_yaml(path)  # the strict loader (JSON is YAML): duplicate keys, tags refused  # the strict loader: duplicate keys and tags refused
     try:
         return parse_config(raw)
     except SpecError as err:

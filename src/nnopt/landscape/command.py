@@ -62,9 +62,12 @@ def _settings(config: str | None, overrides: list[str]) -> LandscapeSettings:
     if config is not None:
         from nnopt.config.check import read_yaml
 
-        doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
-        if isinstance(doc, dict) and doc.get("format") == "nnopt-plan":
-            doc = doc.get("config")  # results/plan.json: the config as the workflow ran it
+        from nnopt.store.plan_file import Plan
+
+        try:  # results/plan.json: the config as the workflow ran it (JSON, read fast)
+            doc = {"landscape": Plan.load(config).landscape_settings()}
+        except SpecError:
+            doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
         raw = dict((doc or {}).get("landscape") or {}) if isinstance(doc, dict) else {}
     for item in overrides:
         key, sep, value = item.partition("=")
