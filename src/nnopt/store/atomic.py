@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 __all__ = [
     "file_mode",
+    "folder_mode",
+    "current_umask",
     "atomic_path",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -26,11 +28,20 @@ __all__ = [
 ]
 
 
-def file_mode() -> int:
-    """The mode `open(path, "w")` creates files with here: 0o666 minus the process umask."""
+def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)  # read without changing it (os has no getter)
-    return 0o666 & ~umask
+    return umask
+
+
+def file_mode() -> int:
+    """The mode `open(path, "w")` creates files with here: 0o666 minus the process umask."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    """The mode `mkdir` creates folders with here: 0o777 minus the process umask."""
+    return 0o777 & ~current_umask()
 
 
 def _fsync_dir(path: Path) -> None:

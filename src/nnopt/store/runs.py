@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.metrics import METRIC_NAMES
+from nnopt.store.atomic import folder_mode
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -128,12 +129,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)  # read without changing it (os has no getter)
-    return umask
-
-
 def _fsync_write(path: Path, data: bytes) -> None:
     try:
         with open(path, "wb") as handle:
@@ -182,7 +177,7 @@ def write_run(
     }
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the umask says who may read
+        os.chmod(tmp, folder_mode())  # mkdtemp makes 0700; the umask says who may read
         text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
         _fsync_write(tmp / "metrics.json", text.encode())
         # Serialized in memory, written by _fsync_write: a full disk then raises an OSError
