@@ -52,6 +52,9 @@ def planning_cores():
 def load_state():
     try:
         checked = check_workflow_config(workflow.configfiles)
+    except SpecError as err:
+        config_error(str(err))
+    try:
         return WorkflowState.build(
             checked,
             RESULTS,
@@ -60,8 +63,9 @@ def load_state():
             cuda_present=cuda_present(),
             main_process=workflow.is_main_process,
         )
-    except SpecError as err:
-        config_error(str(err))
+    except SpecError as err:  # the results folder cannot take the plan
+        print(f"nnopt: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if workflow.is_main_process:

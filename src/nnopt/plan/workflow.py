@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from nnopt.config.spec import DataSpec
+from nnopt.config.spec import DataSpec, SpecError
 from nnopt.config.studies import Config
 from nnopt.plan.packing import Batch, plan_batches, plan_table
 from nnopt.store.atomic import json_text, write_json_atomic, write_text_atomic
@@ -217,7 +217,11 @@ class WorkflowState:
         if not main_process:  # a job elsewhere: the batches the main process recorded
             batches = read_todo(results / "batches", config)
             return cls(config, results, dataset_name, batches, set(), {})
-        write_plan(results / "plan.json", plan_document(config, dataset_name))
+        try:
+            write_plan(results / "plan.json", plan_document(config, dataset_name))
+        except OSError as err:  # read-only or full: one line naming the folder, no traceback
+            where = err.filename or results / "plan.json"
+            raise SpecError(f"{results}: cannot write to {where} ({err.strerror})") from None
         finished = finished_runs(config, results / "runs")
         planned = {(r.study, r.run_id) for r in config.runs}
         tried = tried_by(results / "batches", planned)
