@@ -9,13 +9,6 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-
-
-# Set by common.smk; remote jobs need it to find the same batches (see plan_cores).
-envvars:
-    "NNOPT_PLAN_CORES",
-
-
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
@@ -26,8 +19,6 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     train_all,
-    resolved_config,
-    study_config,
 
 
 rule all:

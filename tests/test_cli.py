@@ -68,7 +68,7 @@ def test_train_batch_survives_a_failure(tmp_path, capsys):
     manifest = tmp_path / "manifest.json"
     args = ["train-batch", "--runs", str(tmp_path / "runs.json"), "--manifest", str(manifest), "--threads", "1"]
     assert main(args) == 0
-    rows = json.loads(manifest.read_text())
+    rows = json.loads(manifest.read_text())["runs"]  # the workflow's manifest format
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
     assert all(r["trained"] for r in rows)
     failed = read_run(tmp_path / "r" / "b")
@@ -77,7 +77,7 @@ def test_train_batch_survives_a_failure(tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 3  # one log line per run
     # a second pass skips the finished runs and retries the failed one
     assert main(args) == 0
-    assert [r["trained"] for r in json.loads(manifest.read_text())] == [False, True, False]
+    assert [r["trained"] for r in json.loads(manifest.read_text())["runs"]] == [False, True, False]
 
 
 def test_run_batch_skips_finished(tmp_path):

@@ -89,6 +89,23 @@ def finished_runs(cwd: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def manifest_paths(cwd: Path) -> list[Path]:
+    """The batch manifests (not the `.todo.json` run lists beside them)."""
+    paths = (cwd / "results" / "batches").glob("*.json")
+    return sorted(p for p in paths if not p.name.endswith(".todo.json"))
+
+
+def trained_runs(cwd: Path, since: dict[Path, int]) -> list[tuple[str, str]]:
+    """(study, run id) of the runs trained by manifests written after `since` was taken."""
+    return sorted(
+        (row["study"], row["run_id"])
+        for manifest in manifest_paths(cwd)
+        if since.get(manifest) != manifest.stat().st_mtime_ns
+        for row in json.loads(manifest.read_text())["runs"]
+        if row["trained"]
+    )
+
+
 def without_timing(frame: pl.DataFrame) -> pl.DataFrame:
     if "metric" in frame.columns:
         frame = frame.filter(~pl.col("metric").is_in(sorted(TIMING)))
@@ -125,7 +142,7 @@ def test_kill_9_then_same_command_resumes_without_loss(tmp_path):
     kept = finished_runs(cwd)
     assert 2 <= len(kept) < N_RUNS
     assert not (cwd / TARGET).exists()
-    manifests_before = {p: p.stat().st_mtime_ns for p in (cwd / "results" / "batches").glob("*.json")}
+    manifests_before = {p: p.stat().st_mtime_ns for p in manifest_paths(cwd)}
 
     again = subprocess.run(command(2), cwd=cwd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -137,7 +154,7 @@ def test_kill_9_then_same_command_resumes_without_loss(tmp_path):
     assert runs.height == N_RUNS and set(runs["status"]) == {"ok"}
     trained_again = [
         row["run_id"]
-        for manifest in (cwd / "results" / "batches").glob("*.json")
+        for manifest in manifest_paths(cwd)
         if manifests_before.get(manifest) != manifest.stat().st_mtime_ns  # written by the rerun
         for row in json.loads(manifest.read_text())["runs"]
         if row["trained"]
@@ -217,3 +234,65 @@ def test_killed_long_run_resumes_from_its_checkpoint(tmp_path):
         pl.read_parquet(run_dir / "curve.parquet").drop("train_time_s"),
         pl.read_parquet(tmp_path / "reference" / "curve.parquet").drop("train_time_s"),
     )
+
+
+DAMAGE = """
+defaults:
+  data: {name: blobs, n_samples: 120}
+  model: {kind: mlp, depth: 1, width: 8}
+  budget: {epochs: 2, batch_size: 32}
+seeds: 2
+runs_per_job: 2
+studies:
+  - name: gen
+    grid: {model.activation: [relu, tanh]}
+  - name: tab
+    base: {data: {name: table, path: config/table.csv}}
+"""
+
+
+def _table(rows: int) -> str:
+    return "x1,x2,label\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(rows))
+
+
+@pytest.mark.slow
+def test_damaged_failed_and_stale_runs_are_retrained_exactly(tmp_path):
+    """13.4/13.5 with real snakemake: delete one file of a finished run, truncate another,
+    make a third failed, shorten the CSV of a study: the next `snakemake` retrains exactly
+    those runs (the CSV's runs under new ids), and the summary equals a clean run's."""
+    cwd = workflow_copy(tmp_path / "damaged")
+    (cwd / "config" / "damage.yaml").write_text(DAMAGE)
+    (cwd / "config" / "table.csv").write_text(_table(120))
+    cmd = command(2, "config/damage.yaml")
+    first = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    gen = sorted((cwd / "results" / "runs" / "gen").iterdir())
+    tab_before = {p.name for p in (cwd / "results" / "runs" / "tab").iterdir()}
+    assert len(gen) == 4 and len(tab_before) == 2
+    (gen[0] / "curve.parquet").unlink()
+    (gen[1] / "metrics.json").write_text((gen[1] / "metrics.json").read_text()[:40])
+    record = json.loads((gen[2] / "metrics.json").read_text())
+    (gen[2] / "metrics.json").write_text(json.dumps({**record, "status": "failed"}))
+    (cwd / "config" / "table.csv").write_text(_table(90))  # the user shortened their data
+    untouched = {k: v for k, v in finished_runs(cwd).items() if gen[3].name in k}
+    since = {p: p.stat().st_mtime_ns for p in manifest_paths(cwd)}
+
+    again = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    tab_after = {p.name for p in (cwd / "results" / "runs" / "tab").iterdir()} - tab_before
+    expected = sorted([("gen", p.name) for p in gen[:3]] + [("tab", i) for i in tab_after])
+    assert len(tab_after) == 2 and trained_runs(cwd, since) == expected
+    assert {k: v for k, v in finished_runs(cwd).items() if k in untouched} == untouched
+    runs = pl.read_parquet(cwd / "results" / "runs.parquet")
+    assert set(runs.filter(pl.col("study") == "tab")["run_id"]) == tab_after  # not the stale ones
+
+    reference = workflow_copy(tmp_path / "reference")
+    (reference / "config" / "damage.yaml").write_text(DAMAGE)
+    (reference / "config" / "table.csv").write_text(_table(90))
+    clean = subprocess.run(cmd, cwd=reference, capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    for table in ("summary.parquet", "runs.parquet"):
+        assert_frame_equal(
+            without_timing(pl.read_parquet(cwd / "results" / table)),
+            without_timing(pl.read_parquet(reference / "results" / table)),
+        )

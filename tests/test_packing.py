@@ -132,7 +132,7 @@ def test_manifest_failures_are_found_and_unreadable_ones_count_as_failed(tmp_pat
 def test_plan_table_counts_finished_runs():
     c = config(GRID, OTHER)
     batches = packing.plan_batches(c, cores=2)
-    done = {r.run_id for r in c.study("o").runs}
+    done = {("o", r.run_id) for r in c.study("o").runs}  # (study, run id): no twin vouches
     table = packing.plan_table(c, batches, done)
     row = next(line for line in table.splitlines() if line.startswith("o "))
     assert row.split()[1:6] == ["2", "3", "6", "6", "0"]  # configs seeds runs finished to-train

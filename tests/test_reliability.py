@@ -307,9 +307,19 @@ def test_claim_is_free_again_once_the_holder_is_killed(tmp_path):
                               text=True)  # fmt: skip
     assert holder.stdout.readline().strip() == "True"
     (state / "locks").mkdir()
+    (state / "locks" / "0.output.lock").write_text("results/x\n")  # what Snakemake leaves
     holder.kill()  # SIGKILL: the kernel drops its flock
     holder.wait()
     assert claim_working_dir(state) == [str(state / "locks")]
+
+
+def test_a_clean_exit_leaves_nothing_to_report(tmp_path):
+    """13.16: an empty locks folder (what a finished Snakemake leaves) is no leftover."""
+    from nnopt.plan.recovery import claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    (state / "locks").mkdir(parents=True)
+    assert claim_working_dir(state) == []
 
 
 def test_claim_leaves_a_live_instance_alone(tmp_path):

@@ -8,6 +8,9 @@ and through `workflow/profiles/slurm`, and the two must agree run by run (microg
 two-implementations test), while Slurm's own records show that the jobs really ran there.
 A GPU study is submitted on hold, to check that it asks Slurm for a GPU, and cancelled:
 nothing here can run CUDA. Runtime: ~2 min (+15 s when Slurm must be installed first).
+
+Opt-in: it changes the machine (packages, /etc/slurm, daemons), so it runs only when
+NNOPT_TEST_SLURM=1 is set (`.ci/run` sets it); otherwise every test here is skipped.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ DETERMINISTIC_METRICS = (
     "optimizer_state_bytes",
 )
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("NNOPT_TEST_SLURM") != "1",
+    reason="installs and starts Slurm on this machine; set NNOPT_TEST_SLURM=1 to run it",
+)
 
 
 def _snakemake(workdir: Path, *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess:

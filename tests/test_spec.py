@@ -49,7 +49,9 @@ def test_bad_spec_names_key_and_allowed(raw, message):
 
 def test_defaults_and_canonical_form():
     spec = parse_spec({})
-    assert spec == RunSpec()
+    # Every field default, plus the data's fingerprint (the generator's version: part of run_id).
+    assert spec.replace(data=RunSpec().data.__class__(fingerprint=spec.data.fingerprint)) == spec
+    assert spec.data.fingerprint.startswith("mnist1d ")
     canonical = spec.to_dict()
     assert canonical["optimizer"]["name"] == "adam"
     assert canonical["schedule"]["milestones"] == []  # tuples become lists

@@ -1,18 +1,7 @@
-rule resolved_config:
-    output:
-        "results/config.json",
-    log:
-        "logs/config.log",
-    params:
-        config=config,
-    run:
-        packing.write_json_atomic(output[0], params.config)
-
-
 rule aggregate:
     input:
-        config="results/config.json",
-        batches=all_manifests(),
+        plan=PLAN,
+        batches=STATE.manifests(),
     output:
         runs="results/runs.parquet",
         curves="results/curves.parquet",
@@ -23,8 +12,8 @@ rule aggregate:
     conda:
         ENV
     params:
-        runs=lambda wildcards, output: Path(output.runs).with_suffix(""),
+        runs=lambda wildcards, input: Path(input.plan).parent / "runs",
         out=lambda wildcards, output: Path(output.runs).parent,
     shell:
-        "nnopt aggregate --config {input.config} --runs {params.runs}"
+        "nnopt aggregate --plan {input.plan} --runs {params.runs}"
         " --out {params.out} > {log} 2>&1"

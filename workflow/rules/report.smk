@@ -1,12 +1,12 @@
 """The report, cached per study.
 
 Each study's section is its own job (`nnopt report-section`), rendered from that study's run
-folders alone: its inputs are the study's batch manifests, its own slice of the config
-(results/report/{study}.config.json, rewritten only when that study's definition changes)
-and its landscapes, so a change to one study re-renders that section and the assembly only.
-Sections render in parallel; `report` then assembles them with the summary and the claims
-into reports/report.html, and `report_pdf` prints that HTML to reports/report.pdf in a job of
-its own (WeasyPrint lays out the whole document, most of the report's time).
+folders alone: its inputs are the study's own plan (results/plan/{study}.json, rewritten only
+when that study's definition changes), its batch manifests and its landscapes, so a change to
+one study re-renders that section and the assembly only. Sections render in parallel;
+`report` then assembles them with the summary and the claims into reports/report.html, and
+`report_pdf` prints that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out
+the whole document, most of the report's time).
 """
 
 
@@ -14,20 +14,9 @@ wildcard_constraints:
     study=r"[^/.]+",
 
 
-rule study_config:
-    output:
-        f"{RESULTS}/report/{{study}}.config.json",
-    log:
-        "logs/report/{study}.config.log",
-    params:
-        config=lambda wildcards: study_config(wildcards.study),
-    run:
-        packing.write_json_atomic(output[0], params.config)
-
-
 rule report_section:
     input:
-        config=f"{RESULTS}/report/{{study}}.config.json",
+        plan=f"{RESULTS}/plan/{{study}}.json",
         batches=study_manifests,
         landscapes=study_landscape,
     output:
@@ -41,20 +30,20 @@ rule report_section:
     resources:
         mem_mb=800,
     params:
-        runs=lambda wildcards, input: Path(input.config).parents[1] / "runs",
-        results=lambda wildcards, input: Path(input.config).parents[1],
+        runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
+        results=lambda wildcards, input: Path(input.plan).parents[1],
         code=REPORT_CODE,
     shell:
-        "nnopt report-section --config {input.config} --study {wildcards.study}"
+        "nnopt report-section --plan {input.plan} --study {wildcards.study}"
         " --runs {params.runs} --results {params.results} --html {output.html} > {log} 2>&1"
 
 
 rule report:
     input:
-        config="results/config.json",
+        plan=PLAN,
         claims="config/claims.yaml",
         runs="results/runs.parquet",
-        sections=report_sections(),
+        sections=STATE.report_sections(),
     output:
         # Flagged for `snakemake --report`: its own report then carries ours too.
         html=report(
@@ -68,7 +57,7 @@ rule report:
         results=lambda wildcards, input: Path(input.runs).parent,
         sections=lambda wildcards, input: Path(input.sections[0]).parent,
     shell:
-        "nnopt report --config {input.config} --results {params.results}"
+        "nnopt report --plan {input.plan} --results {params.results}"
         " --claims {input.claims} --sections {params.sections}"
         " --html {output.html} > {log} 2>&1"
 

@@ -1,28 +1,32 @@
 rule train:
     input:
+        # ancient: a new plan (another study changed) must not rerun batches already done;
+        # a batch's runs are fixed by its id, and their specs in the plan by their run ids.
+        plan=ancient(PLAN),
         data=batch_data,
     output:
         "results/batches/{batch}.json",
     log:
         "logs/train/{batch}.log",
     # Costliest batches first: LPT over jobs, so no core idles at the end.
-    priority: lambda wildcards: int(10 * batch_of(wildcards).cost_s)
+    priority: lambda wildcards: int(10 * batch_cost_s(wildcards))
     conda:
         ENV
-    threads: lambda wildcards: batch_of(wildcards).threads
+    threads: batch_threads
     resources:
-        gpu=lambda wildcards: batch_of(wildcards).gpus,
+        gpu=batch_gpus,
         # A process is ~400 MB (torch + data); data-parallel ranks are processes too.
-        mem_mb=lambda wildcards: 800 * max(batch_of(wildcards).threads, 1),
+        mem_mb=lambda wildcards, threads: 800 * max(threads, 1),
         # Minutes, with room for a machine 3x slower than the cost model's.
-        runtime=lambda wildcards: 5 + int(3 * batch_of(wildcards).cost_s / 60),
+        runtime=lambda wildcards: 5 + int(3 * batch_cost_s(wildcards) / 60),
     params:
-        runs=batch_items,
-        cache_dir=lambda wildcards, input: Path(input.data[0]).parent,
-    script:
-        "../scripts/train_batch.py"
+        cache=lambda wildcards, input: Path(input.plan).parent / "data",
+    shell:
+        "nnopt train-batch --plan {input.plan} --batch {wildcards.batch}"
+        " --manifest {output} --threads {threads} --gpus {resources.gpu}"
+        " --data-cache {params.cache} > {log} 2>&1"
 
 
 rule train_all:
     input:
-        all_manifests(),
+        STATE.manifests(),

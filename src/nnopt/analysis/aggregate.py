@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,7 +40,10 @@ from nnopt.analysis import inference
 from nnopt.analysis.inference import DETERMINISTIC
 from nnopt.config.metrics import CENSORED, METRICS, SUMMARY_METRICS, metric_info
 from nnopt.config.spec import SpecError
+from nnopt.config.check import read_yaml
 from nnopt.config.studies import Config, Run, Study, parse_config
+from nnopt.store.atomic import atomic_path
+from nnopt.store.plan_file import PLAN_FORMAT, Plan
 
 __all__ = [
     "STATUSES",
@@ -91,18 +93,23 @@ def format_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def read_config(path: str | Path) -> Config:
-    """Parse a resolved config (JSON or YAML); errors name the file."""
-    import yaml
-
-    path = Path(path)
+def _is_plan(path: Path) -> bool:
+    """A plan file starts with its format tag (nnopt.store.atomic keeps the key order)."""
     try:
-        text = path.read_text()
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read config ({err.strerror})") from None
-    except (ValueError, yaml.YAMLError) as err:
-        raise SpecError(f"{path}: not valid JSON/YAML: {err}") from None
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return f'"format": "{PLAN_FORMAT}"' in head
+
+
+def read_config(path: str | Path) -> Config:
+    """The Config of a plan file (results/plan.json: exactly the runs the workflow planned,
+    nothing expanded again, no data file opened) or of a YAML/JSON config; errors name it."""
+    path = Path(path)
+    if _is_plan(path):
+        return Plan.load(path).config()
+    raw = read_yaml(path)  # the strict loader (JSON is YAML): duplicate keys, tags refused  # the strict loader: duplicate keys and tags refused
     try:
         return parse_config(raw)
     except SpecError as err:
@@ -475,16 +482,9 @@ def study_frame(frame: pl.DataFrame, study: Study) -> pl.DataFrame:
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename (readers never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Write via nnopt.store.atomic (unique temp name, fsync, rename; readers never see half)."""
+    with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:

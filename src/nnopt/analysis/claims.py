@@ -165,16 +165,11 @@ def parse_claims(raw: Any, where: str = "claims") -> tuple[float, list[Claim]]:
 
 
 def load_claims(path: str | Path) -> tuple[float, list[Claim]]:
-    import yaml
+    """Read a claims file with the strict YAML loader (a duplicate key is refused)."""
+    from nnopt.config.check import read_yaml
 
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read claims ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-    return parse_claims(raw, str(path))
+    return parse_claims(read_yaml(path), str(path))
 
 
 def _selectors(claim: Claim) -> list[Any]:

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -84,12 +83,20 @@ def _check_plugins(specs) -> None:
 
 
 def _args_train_batch(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--runs", required=True, metavar="RUNS.json",
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--batch", metavar="ID",
+        help="a batch of the plan (the workflow's train rule; its runs are in "
+        "batches/ID.todo.json beside the manifest)",
+    )  # fmt: skip
+    what.add_argument(
+        "--runs", metavar="RUNS.json",
         help="JSON list of {study, factors, spec, out}; spec is a (partial) run spec mapping",
     )  # fmt: skip
+    p.add_argument("--plan", metavar="PLAN.json", help="the plan file (with --batch)")
     p.add_argument("--manifest", required=True, metavar="OUT.json", help="manifest to write")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: spec)")
+    p.add_argument("--gpus", type=int, default=0, metavar="N", help="GPUs to claim (lock files)")
     p.add_argument("--data-cache", metavar="DIR", help="prepared-dataset cache folder")
 
 
@@ -115,27 +122,69 @@ def _load_runs(path: str) -> list[dict]:
     return items
 
 
-def _write_json_atomic(path: str | Path, data: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _plan_items(plan_path: str | None, batch: str, manifest: str) -> list[dict]:
+    """The runs of one batch: ids from batches/ID.todo.json, specs from the plan."""
+    from nnopt.plan.workflow import todo_path
+    from nnopt.store.plan_file import Plan
+
+    if plan_path is None:
+        raise SpecError("--batch: needs --plan PLAN.json (the workflow's results/plan.json)")
+    todo = todo_path(Path(manifest).parent, batch)
+    try:
+        record = json.loads(todo.read_text())
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{todo}: cannot read the batch's run list ({err}); run snakemake "
+                        "again (its main process writes it)") from None  # fmt: skip
+    runs = {(r.study, r.run_id): r for r in Plan.load(plan_path).config().runs}
+    runs_dir = Path(plan_path).parent / "runs"
+    items = []
+    for run_id in record["run_ids"]:
+        run = runs.get((record["study"], run_id))
+        if run is None:  # an earlier batch rerun after its config changed: not planned now
+            print(f"{record['study']}/{run_id} skipped: no longer in {plan_path}", flush=True)
+            continue
+        out = runs_dir / run.study / run.run_id
+        items.append({"study": run.study, "factors": dict(run.factors), "spec": run.spec,
+                      "out": str(out)})  # fmt: skip
+    return items
 
 
 def _run_train_batch(args: argparse.Namespace) -> int:
-    from nnopt.train.runner import run_batch
+    import socket
+    import time
 
     _check_threads(args.threads)
-    items = _load_runs(args.runs)
+    from nnopt.store.atomic import write_json_atomic
+
+    started = time.time()
+    if args.gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        from nnopt.plan.packing import claim_gpus
+
+        claim_gpus(args.gpus, ".snakemake/nnopt-gpu-locks")
+    from nnopt.store.runs import read_run
+    from nnopt.train.runner import run_batch  # after CUDA_VISIBLE_DEVICES: torch reads it once
+
+    if args.batch is not None:
+        items = _plan_items(args.plan, args.batch, args.manifest)
+    else:
+        items = _load_runs(args.runs)
     rows = run_batch(
         items, threads=args.threads, log=sys.stdout, data_cache=args.data_cache,
         progress=sys.stderr,
     )  # fmt: skip
-    _write_json_atomic(args.manifest, rows)  # only reached when every run has ended
+    for row in rows:  # the job log also says why a run failed (metrics.json has it too)
+        if row["status"] == "failed" and row["trained"]:
+            traceback = read_run(row["out"]).get("traceback")
+            print(f"\n{row['out']}:\n{traceback}", file=sys.stderr, flush=True)
+    manifest = {
+        "batch": args.batch,
+        "threads": args.threads,
+        "host": socket.gethostname(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "wall_time_s": round(time.time() - started, 3),  # the whole job, start-up included
+        "runs": rows,
+    }
+    write_json_atomic(args.manifest, manifest)  # only reached when every run has ended
     return 0
 
 
@@ -143,15 +192,35 @@ def _run_train_batch(args: argparse.Namespace) -> int:
 
 
 def _args_prepare_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spec", required=True, metavar="FILE.yaml", help="run spec; uses its data")
-    p.add_argument("--cache", required=True, metavar="DIR", help="cache folder for the .npz")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--dataset", metavar="NAME", help="a dataset of the plan (with --plan)")
+    what.add_argument("--spec", metavar="FILE.yaml", help="run spec; uses its data")
+    p.add_argument("--plan", metavar="PLAN.json", help="the plan file (with --dataset)")
+    p.add_argument("--out", metavar="FILE.npz", help="the prepared file (with --dataset)")
+    p.add_argument("--cache", metavar="DIR", help="cache folder for the .npz (with --spec)")
 
 
 def _run_prepare_data(args: argparse.Namespace) -> int:
-    from nnopt.train.data import prepare_dataset
     from nnopt.config.spec import load_spec
+    from nnopt.store.plan_file import Plan, spec_from_canonical
+    from nnopt.train.data import prepare_dataset
 
-    print(prepare_dataset(load_spec(args.spec).data, args.cache))
+    if args.spec is not None:
+        if args.cache is None:
+            raise SpecError("--spec: needs --cache DIR")
+        print(prepare_dataset(load_spec(args.spec).data, args.cache))
+        return 0
+    if args.plan is None or args.out is None:
+        raise SpecError("--dataset: needs --plan PLAN.json and --out FILE.npz")
+    datasets = Plan.load(args.plan).datasets
+    if args.dataset not in datasets:
+        raise SpecError(f"--dataset {args.dataset}: not in {args.plan}; allowed: "
+                        + ", ".join(sorted(datasets)))  # fmt: skip
+    out = Path(args.out)
+    path = prepare_dataset(spec_from_canonical({"data": datasets[args.dataset]}).data, out.parent)
+    if path != out:  # the cache's naming and the rule's output must agree
+        raise SpecError(f"--out {out}: the dataset's cache file is {path} (plan out of date?)")
+    print(f"prepared {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -172,14 +241,28 @@ def _args_check(p: argparse.ArgumentParser) -> None:
                         "(comparisons that cannot reach alpha with their seeds)")
 
 
+def _workflow_files(path: Path) -> list[Path]:
+    """The files `snakemake --configfile PATH` hands the workflow here (merged_config then
+    uses the shipped one only when PATH says `inherit: shipped`)."""
+    from nnopt.config.check import SHIPPED_CONFIG
+
+    if SHIPPED_CONFIG.is_file() and path.resolve() != SHIPPED_CONFIG.resolve():
+        return [SHIPPED_CONFIG, path]
+    return [path]
+
+
 def _run_check(args: argparse.Namespace) -> int:
     """Check one file; print one line; 0 when it is fine, 2 when it is not."""
-    from nnopt.config.check import check_config_file, check_spec_file
+    from nnopt.config.check import check_config, check_spec_file, merged_config
 
     devices = not args.no_device_check
     try:
         if args.config is not None:
-            config = check_config_file(args.config, devices=devices)
+            raw = merged_config(_workflow_files(args.config))  # file errors name their file
+            try:
+                config = check_config(raw, devices=devices)
+            except SpecError as err:
+                raise SpecError(f"{args.config}: {err}") from None
             _check_plugins([r.spec for r in config.runs])
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
             design = _design_lines(config, args.claims)
@@ -225,8 +308,14 @@ def _run_landscape(args: argparse.Namespace) -> int:
 # --- aggregate / report (nnopt.analysis.aggregate, nnopt.report.build) ------------------------------------
 
 
+def _plan_or_config(p: argparse.ArgumentParser) -> None:
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--plan", metavar="PLAN.json", help="the workflow's results/plan.json")
+    what.add_argument("--config", metavar="FILE", help="a config (YAML/JSON), expanded here")
+
+
 def _args_aggregate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    _plan_or_config(p)
     p.add_argument("--runs", required=True, metavar="DIR", help="folder of {study}/{run_id}/")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .parquet tables")
     p.add_argument("--search-dir", metavar="DIR",
@@ -236,7 +325,7 @@ def _args_aggregate(p: argparse.ArgumentParser) -> None:
 def _run_aggregate(args: argparse.Namespace) -> int:
     from nnopt.analysis.aggregate import aggregate, read_config
 
-    config = read_config(args.config)
+    config = read_config(args.plan or args.config)
     if getattr(args, "search_dir", None):
         from nnopt.search.driver import with_confirmed_runs
 
@@ -247,7 +336,7 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 
 
 def _args_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    _plan_or_config(p)
     p.add_argument("--results", required=True, metavar="DIR", help="folder of the tables")
     p.add_argument("--claims", required=True, metavar="FILE.yaml", help="claims to check")
     p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to write")
@@ -263,7 +352,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from nnopt.report.search_figures import search_section
 
     build_report(
-        args.config, args.results, args.claims, args.html, args.pdf,
+        args.plan or args.config, args.results, args.claims, args.html, args.pdf,
         sections=(report_section, search_section), sections_dir=args.sections,
     )
     print(f"html: {args.html}" + (f"\npdf: {args.pdf}" if args.pdf else ""))
@@ -399,7 +488,7 @@ def _run_report_pdf(args: argparse.Namespace) -> int:
 
 
 def _args_report_section(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    _plan_or_config(p)
     p.add_argument("--study", required=True, help="the study whose section to render")
     p.add_argument("--runs", required=True, metavar="DIR", help="run folders (results/runs)")
     p.add_argument("--results", metavar="DIR", help="results folder (landscapes; default: "
@@ -413,7 +502,7 @@ def _run_report_section(args: argparse.Namespace) -> int:
     from nnopt.report.build import write_section
     from nnopt.report.search_figures import search_section
 
-    write_section(args.config, args.runs, args.study, args.html, args.results,
+    write_section(args.plan or args.config, args.runs, args.study, args.html, args.results,
                   sections=(report_section, search_section))
     print(f"section: {args.html}")
     return 0
@@ -495,6 +584,7 @@ VERBS: dict[str, Verb] = {
 _EPILOG = """examples:
   nnopt train --spec run.yaml --out results/runs/adhoc/run1
   nnopt train-batch --runs batch.json --manifest batch.manifest.json --threads 1
+  nnopt aggregate --plan results/plan.json --runs results/runs --out results
   nnopt check --config config/config.yaml
   nnopt status --watch 10        # runs done/total and ETA while snakemake runs
   snakemake --cores all          # the whole study set (see README)

@@ -27,6 +27,9 @@ __all__ = [
     "check_spec_file",
     "check_config_file",
     "check_config_files",
+    "check_workflow_config",
+    "merged_config",
+    "SHIPPED_CONFIG",
     "check_data",
     "check_table",
     "check_device",
@@ -253,3 +256,64 @@ def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
 def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
     """`check_config` of a YAML/JSON file; errors start with the file name."""
     return _in_file(Path(path), check_config, devices=devices)
+
+
+SHIPPED_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Snakemake's --configfile merge: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_mapping(path: str | Path) -> dict[str, Any]:
+    raw = read_yaml(path)
+    if not isinstance(raw, Mapping):
+        what = "empty file" if raw is None else "not a mapping"
+        raise SpecError(f"{path}: config: expected a mapping with 'studies' ({what})")
+    inherit = raw.get("inherit")
+    if inherit not in (None, "shipped"):
+        raise SpecError(
+            f"{path}: inherit: {inherit!r} is not allowed; allowed: shipped (merge this file "
+            f"over {SHIPPED_CONFIG}) or leave it out (this file is the whole config)"
+        )
+    return dict(raw)
+
+
+def merged_config(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """The config the workflow runs for `snakemake [--configfile F ...]`, from the files alone
+    (each read strictly). The workflow and `nnopt check --config` both call this.
+
+    The shipped config/config.yaml alone when no other file is given. Otherwise the other
+    files, merged in order as Snakemake merges them (mappings key by key, anything else
+    replaces), and over the shipped config only when one of them says `inherit: shipped`:
+    a study set of your own never silently runs or inherits the shipped studies.
+    """
+    check_config_files(paths)
+    shipped = [p for p in paths if Path(p).resolve() == SHIPPED_CONFIG.resolve()]
+    own = [p for p in paths if p not in shipped]
+    if not own:
+        return _read_mapping(shipped[0]) if shipped else {}
+    layers = [_read_mapping(p) for p in own]
+    merged: dict[str, Any] = {}
+    if any(layer.get("inherit") == "shipped" for layer in layers):
+        merged = _read_mapping(SHIPPED_CONFIG)
+    for layer in layers:
+        merged = _merge(merged, layer)
+    merged.pop("inherit", None)
+    return merged
+
+
+def check_workflow_config(paths: Sequence[str | Path], *, devices: bool = True) -> Config:
+    """What the workflow runs, checked: every config file strictly re-read (duplicate keys,
+    YTE code, alias bombs), merged as Snakemake merges them, then validated.
+
+    This is the only validation: there is no separate JSON schema to keep in step.
+    """
+    return check_config(merged_config(paths), devices=devices)

@@ -285,6 +285,9 @@ class DataSpec:
     kwargs: Kwargs = _checked(_kwargs, Kwargs())
     source_sha256: str | None = _checked(_text(), None)
     code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
+    # Filled by parse_spec (nnopt.config.fingerprint): the file's content hash or the
+    # generator's version, so run_id changes with the data. Left unset in a config.
+    fingerprint: str | None = _checked(_text(), None)
 
 
 @dataclass(frozen=True)
@@ -598,6 +601,11 @@ def parse_spec(
             raise _unknown_key("", key, allowed)
     spec = RunSpec(**sections)
     _check_consistency(spec, file_root)
+    if spec.data.fingerprint is None:  # a spec from a plan keeps the one it was planned with
+        from nnopt.config.fingerprint import data_fingerprint
+
+        found = data_fingerprint(spec.data.name, spec.data.path, file_root)
+        spec = spec.replace(data=dataclasses.replace(spec.data, fingerprint=found))
     return _with_sources(spec, code_root or file_root)
 
 

@@ -26,6 +26,12 @@ def add_arguments(p: Any) -> None:
         help="config (YAML/JSON) whose `landscape:` mapping gives the settings",
     )
     p.add_argument(
+        "--plan",
+        dest="config",
+        metavar="PLAN.json",
+        help="the workflow's plan file (its config's `landscape:` mapping gives the settings)",
+    )
+    p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting"
     )
     p.add_argument(
@@ -56,7 +62,12 @@ def _settings(config: str | None, overrides: list[str]) -> LandscapeSettings:
     if config is not None:
         from nnopt.config.check import read_yaml
 
-        doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
+        from nnopt.store.plan_file import Plan
+
+        try:  # results/plan.json: the config as the workflow ran it (JSON, read fast)
+            doc = {"landscape": Plan.load(config).landscape_settings()}
+        except SpecError:
+            doc = read_yaml(Path(config))  # YAML is a superset of JSON; errors name the file
         raw = dict((doc or {}).get("landscape") or {}) if isinstance(doc, dict) else {}
     for item in overrides:
         key, sep, value = item.partition("=")

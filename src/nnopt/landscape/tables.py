@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,15 +128,12 @@ def interpolation_summary(frame: pl.DataFrame) -> dict[str, Any]:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) beside `path`, then rename: a file that exists is complete."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """write(tmp) beside `path`, then rename: a file that exists is complete
+    (nnopt.store.atomic.atomic_path: unique temp name, fsync, cleanup on error)."""
+    from nnopt.store.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_rows(rows: list[dict], path: Path) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Config, Run
+from nnopt.store.atomic import write_json_atomic  # re-exported for older callers
 
 __all__ = [
     "Batch",
@@ -229,21 +229,6 @@ def run_items(batch: Batch, runs_dir: str | Path) -> list[dict[str, Any]]:
     ]
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def failed_runs(manifest: str | Path) -> list[str]:
     """Run ids a batch manifest records as failed (an unreadable manifest counts as failed)."""
     try:
@@ -302,21 +287,26 @@ def claim_gpus(n: int, lock_dir: str | Path, *, timeout_s: float = 60.0) -> list
     return claimed
 
 
-def plan_table(config: Config, batches: Sequence[Batch], finished: set[str]) -> str:
-    """What a newcomer is about to start: per study, configurations, seeds, runs, finished."""
+def plan_table(
+    config: Config, batches: Sequence[Batch], finished: set[tuple[str, str]]
+) -> str:
+    """What a newcomer is about to start: per study, configurations, seeds, runs, finished.
+
+    `finished` holds (study, run id) pairs: studies that share a run id never vouch for
+    each other's run folders. `batches` may be every batch or only those still to train.
+    """
     head = ("study", "configs", "seeds", "runs", "finished", "to train", "jobs", "est. s")
     rows = []
     for study in config.studies:
-        mine = [b for b in batches if b.study == study.name]
-        ids = {r.run_id for b in mine for r in b.runs}
-        done = len(ids & finished)
-        todo_s = sum(
-            estimate_cost_s(r.spec) for b in mine for r in b.runs if r.run_id not in finished
-        )
+        runs = {r.run_id: r for r in study.runs}  # a repeated factor value runs once
+        todo = [r for i, r in runs.items() if (study.name, i) not in finished]
+        todo_s = sum(estimate_cost_s(r.spec) for r in todo)
         n_configs = len({r.config for r in study.runs})
+        jobs = sum(1 for b in batches if b.study == study.name
+                   and any((b.study, i) not in finished for i in b.run_ids))
         rows.append(
-            (study.name, n_configs, len(study.seeds), len(ids), done, len(ids) - done,
-             sum(1 for b in mine if set(b.run_ids) - finished), f"{todo_s:.0f}")
+            (study.name, n_configs, len(study.seeds), len(runs), len(runs) - len(todo),
+             len(todo), jobs, f"{todo_s:.0f}")
         )  # fmt: skip
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w)

@@ -67,9 +67,10 @@ def claim_working_dir(state_dir: str | Path = ".snakemake") -> list[str] | None:
         fcntl.flock(fd, fcntl.LOCK_SH)
         return None
     cleaned = []
-    if (state / "locks").exists():
-        shutil.rmtree(state / "locks", ignore_errors=True)
-        cleaned.append(str(state / "locks"))
+    locks = state / "locks"
+    if locks.is_dir() and any(locks.iterdir()):  # an empty folder is what a clean exit leaves
+        shutil.rmtree(locks, ignore_errors=True)
+        cleaned.append(str(locks))
     here = Path.cwd().resolve()
     for marker, output in _incomplete_outputs(state):
         if not output.resolve().is_relative_to(here):

@@ -35,6 +35,7 @@ from nnopt.analysis import aggregate as ag
 from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
 from nnopt.analysis.claims_table import problem_rows, write_claims
 from nnopt.analysis.design import design_flags
+from nnopt.store.atomic import atomic_path, write_text_atomic
 from nnopt.config.metrics import metric_info
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Config
@@ -262,10 +263,10 @@ def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
     fetcher = RefusingFetcher()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    # Glyphs no installed font has become a visible "[U+4E2D]", not an empty box.
-    HTML(string=pdf_placeholders(printable(html)), base_url=None, url_fetcher=fetcher).write_pdf(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        # Glyphs no installed font has become a visible "[U+4E2D]", not an empty box.
+        HTML(string=pdf_placeholders(printable(html)), base_url=None,
+             url_fetcher=fetcher).write_pdf(tmp)
     return fetcher
 
 
@@ -279,10 +280,7 @@ def write_pdf_from(html_path: str | Path, pdf_path: str | Path) -> RefusingFetch
 
 
 def _write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)  # nnopt.store.atomic: unique temp name, fsync, rename
 
 
 def _one_study(config: Config, name: str) -> Config:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnopt.config.metrics import METRIC_NAMES
+from nnopt.store.atomic import folder_mode
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -174,11 +175,12 @@ def write_run(
         "spec": dict(spec),
         "metrics": {name: result.metrics.get(name) for name in METRIC_NAMES},
         "layer_names": list(result.layer_names),
+        "curve_rows": len(result.curve),  # is_finished checks curve.parquet against it
         "provenance": result.provenance,
     }
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a results folder is for everyone to read
+        os.chmod(tmp, folder_mode())  # mkdtemp makes 0700; the umask says who may read
         text = json.dumps(_clean(record), indent=1, allow_nan=False, default=str)
         _fsync_write(tmp / "metrics.json", text.encode())
         # Serialized in memory, written by _fsync_write: a full disk then raises an OSError
@@ -235,16 +237,40 @@ def read_curve(run_dir: str | Path):
     return pl.read_parquet(Path(run_dir) / "curve.parquet")
 
 
-def is_finished(run_dir: str | Path, run_id: str) -> bool:
-    """True when the directory holds a parseable ok/diverged record of `run_id`.
+def _curve_rows(run_dir: Path) -> int | None:
+    """Rows of curve.parquet, or None when it is missing or not a readable curve table."""
+    import polars as pl
 
-    A failed run is not finished: rerunning the workflow retries it.
+    path = run_dir / "curve.parquet"
+    try:
+        schema = pl.read_parquet_schema(path)
+        if not set(CURVE_COLUMNS) <= set(schema):
+            return None
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    except Exception:  # noqa: BLE001 (polars raises several types for a damaged file)
+        return None
+
+
+def is_finished(run_dir: str | Path, run_id: str) -> bool:
+    """True when the directory holds a complete, valid ok/diverged result of `run_id`.
+
+    Complete and valid: metrics.json parses, names this run id, has status ok or diverged,
+    and curve.parquet is a readable curve table with the rows metrics.json records
+    (`curve_rows`; a record from before that field needs at least one row). A failed run is
+    not finished: rerunning the workflow retries it; so is a damaged or half-deleted one.
     """
+    run_dir = Path(run_dir)
     try:
         record = read_run(run_dir)
     except (OSError, ValueError):
         return False
-    return record.get("run_id") == run_id and record.get("status") in FINISHED_STATUSES
+    if not isinstance(record, dict) or record.get("run_id") != run_id:
+        return False
+    if record.get("status") not in FINISHED_STATUSES:
+        return False
+    rows = _curve_rows(run_dir)
+    expected = record.get("curve_rows")
+    return rows is not None and (rows == expected if expected is not None else rows > 0)
 
 
 def mark_pruned(run_dir: str | Path) -> None:

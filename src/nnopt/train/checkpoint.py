@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nnopt.store.atomic import write_bytes_atomic
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -46,17 +46,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
     torch.save(state, buffer)
     payload = buffer.getvalue()
     header = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(header + payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, directory / CHECKPOINT_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return directory / CHECKPOINT_NAME
+    return write_bytes_atomic(directory / CHECKPOINT_NAME, header + payload)
 
 
 def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:

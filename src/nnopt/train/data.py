@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from nnopt.config.check_io import read_table
+from nnopt.store.atomic import atomic_path
 from nnopt.config.spec import DataSpec, SpecError, did_you_mean
 from nnopt.config.splits import class_split_sizes, subsample_indices
 
@@ -313,16 +312,9 @@ def prepare_dataset(spec: DataSpec, cache_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = _build(spec)
     meta = np.array(json.dumps({"n_classes": ds.n_classes, "input_shape": ds.input_shape}))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, meta=meta, **ds.arrays())  # uncompressed: mmap-able members
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # concurrent writers produce identical files; last one wins
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Concurrent writers produce identical files; the last rename wins.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, meta=meta, **ds.arrays())  # uncompressed: mmap-able members
     return path
 
 

@@ -41,9 +41,12 @@ def _failed(err: BaseException, started: str) -> RunResult:
 
 
 def _train(spec: RunSpec, out: Path, hooks: Any, data_cache: Any, threads: Any) -> RunResult:
+    from nnopt.config.fingerprint import verify_fingerprint
     from nnopt.train.checkpoint import checkpoint_dir_for
     from nnopt.train.engine import train
 
+    # A file edited between planning and this job: refuse to record new data under the old id.
+    verify_fingerprint(spec.data.name, spec.data.path, spec.data.fingerprint)
     ckpt = checkpoint_dir_for(out)
     use_ckpt = spec.checkpoint.every_epochs is not None or spec.checkpoint.every_seconds is not None
     return train(

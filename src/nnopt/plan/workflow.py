@@ -1,0 +1,303 @@
+"""The workflow's logic at parse time: the plan, what is finished, what is still to train.
+
+`workflow/rules/common.smk` calls `WorkflowState.build` once and asks it for the input
+functions; nothing here imports Snakemake or torch, so every rule of the retry policy is
+unit-tested (tests/test_workflow.py) and the Snakefiles stay wiring only.
+
+The policy, chosen so that a dry run changes nothing and a real run retrains exactly what is
+not finished:
+  * The plan (`results/plan.json`, nnopt.store.plan_file) lists every run of the config; it is
+    rewritten only when its content changes, so its mtime is a faithful rerun trigger.
+  * A run is finished when its own folder `runs/{study}/{run_id}` is complete and valid
+    (nnopt.store.runs.is_finished): studies that share a run id never vouch for each other.
+  * Only runs that are not finished are packed into batches. A batch's id hashes its runs and
+    the manifests of earlier batches that already tried them, so a failed or deleted run gets
+    a batch (and a manifest path) Snakemake has never built and schedules it; once every run
+    is finished there are no batches at all.
+  * The aggregate waits for the manifests of the batches to train *and* of the earlier ones
+    that trained runs of this plan; that set only grows while runs are trained, so a second
+    `snakemake` finds every input as it was and does nothing.
+  * Which runs a batch trains is written by the main process to `batches/{id}.todo.json`
+    just before the first job (`write_todo`, from `onstart`: real runs only), so a job on
+    another machine reads it there instead of planning again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from nnopt.config.spec import DataSpec, SpecError
+from nnopt.config.studies import Config
+from nnopt.plan.packing import Batch, plan_batches, plan_table
+from nnopt.store.atomic import json_text, write_json_atomic, write_text_atomic
+from nnopt.store.plan_file import PLAN_FORMAT, PLAN_VERSION, run_record, study_record
+from nnopt.store.runs import is_finished
+
+__all__ = [
+    "plan_document",
+    "write_plan",
+    "finished_runs",
+    "tried_by",
+    "pending_batches",
+    "study_plan_path",
+    "todo_path",
+    "write_todo",
+    "read_todo",
+    "WorkflowState",
+]
+
+DatasetName = Callable[[DataSpec], str]  # the prepared file's name stem (train.data.cache_path)
+
+
+def plan_document(config: Config, dataset_name: DatasetName) -> dict[str, Any]:
+    """The plan file's content for `config` (see nnopt.store.plan_file for the format)."""
+    runs, datasets, seen = [], {}, set()
+    for run in config.runs:
+        if (run.study, run.run_id) in seen:  # a repeated value in a factor list runs once
+            continue
+        seen.add((run.study, run.run_id))
+        runs.append(run_record(run))
+        datasets.setdefault(dataset_name(run.spec.data), run.spec.to_dict()["data"])
+    return {
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
+        "config": json.loads(json.dumps(dict(config.raw), default=str)),
+        "studies": [study_record(s) for s in config.studies],
+        "runs": runs,
+        "datasets": datasets,
+    }
+
+
+def write_plan(path: str | Path, document: Mapping[str, Any]) -> bool:
+    """Write the plan atomically when its content differs from the file's; True if written."""
+    path = Path(path)
+    text = json_text(document)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(path, text)
+    return True
+
+
+def finished_runs(config: Config, runs_dir: str | Path) -> set[tuple[str, str]]:
+    """(study, run id) of every run whose own folder holds a complete, valid result."""
+    return {
+        (r.study, r.run_id)
+        for r in config.runs
+        if is_finished(Path(runs_dir, r.study, r.run_id), r.run_id)
+    }
+
+
+def _manifest_runs(path: Path) -> set[tuple[str, str]] | None:
+    """(study, run id) pairs a manifest lists; None when it is not a readable manifest."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows = record["runs"] if isinstance(record, dict) else record
+        return {(str(r["study"]), str(r["run_id"])) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tried_by(batch_dir: str | Path, planned: set[tuple[str, str]]) -> dict[str, set]:
+    """Manifest id -> the planned (study, run id) pairs it lists, for the existing manifests
+    that list at least one run of the plan (manifests of other configs are ignored)."""
+    found = {}
+    for path in sorted(Path(batch_dir).glob("*.json")):
+        if path.name.endswith(".todo.json"):
+            continue
+        pairs = _manifest_runs(path)
+        if pairs and pairs & planned:
+            found[path.stem] = pairs & planned
+    return found
+
+
+def pending_batches(
+    config: Config,
+    finished: set[tuple[str, str]],
+    tried: Mapping[str, set],
+    *,
+    cores: int,
+    cuda_present: bool,
+) -> dict[str, Batch]:
+    """The runs still to train, packed into batches whose ids are new for every attempt."""
+    studies = []
+    for study in config.studies:
+        todo = tuple(r for r in study.runs if (r.study, r.run_id) not in finished)
+        if todo:
+            studies.append(replace(study, runs=todo))
+    if not studies:
+        return {}
+    packed = plan_batches(replace(config, studies=tuple(studies)), cores=cores,
+                          cuda_present=cuda_present)  # fmt: skip
+    batches = {}
+    for batch in packed:
+        pairs = {(batch.study, i) for i in batch.run_ids}
+        earlier = sorted(m for m, runs in tried.items() if runs & pairs)
+        text = "\n".join([*sorted(batch.run_ids), "tried by:", *earlier])
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        batches[f"{batch.study}-{digest}"] = replace(batch, batch_id=f"{batch.study}-{digest}")
+    return batches
+
+
+def study_plan_path(results: str | Path, study: str) -> Path:
+    """results/plan/{study}.json: the plan of one study (rewritten only when it changes), so a
+    report section reruns when its own study changes and no other."""
+    return Path(results) / "plan" / f"{study}.json"
+
+
+def todo_path(batch_dir: str | Path, batch_id: str) -> Path:
+    return Path(batch_dir) / f"{batch_id}.todo.json"
+
+
+def write_todo(
+    batch_dir: str | Path, batches: Mapping[str, Batch], dataset_name: DatasetName
+) -> None:
+    """Record which runs each batch trains (read by `nnopt train-batch` and remote jobs) and
+    the prepared files it reads (so the batch's inputs stay the same once it has run)."""
+    for batch_id, batch in batches.items():
+        record = {
+            "batch": batch_id,
+            "study": batch.study,
+            "threads": batch.threads,
+            "gpus": batch.gpus,
+            "cost_s": batch.cost_s,
+            "run_ids": list(batch.run_ids),
+            "data": sorted({dataset_name(r.spec.data) for r in batch.runs}),
+        }
+        write_json_atomic(todo_path(batch_dir, batch_id), record)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_todo(batch_dir: str | Path, config: Config) -> dict[str, Batch]:
+    """The batches the main process recorded (a job on another machine does not re-plan)."""
+    runs = {(r.study, r.run_id): r for r in config.runs}
+    batches = {}
+    for path in sorted(Path(batch_dir).glob("*.todo.json")):
+        record = _read_record(path)
+        try:
+            members = tuple(runs[(record["study"], i)] for i in record["run_ids"])
+        except (KeyError, TypeError):
+            continue  # a todo of another plan: not one of ours
+        batches[record["batch"]] = Batch(
+            record["batch"], record["study"], members, float(record["cost_s"]),
+            int(record["threads"]), int(record["gpus"]),
+        )  # fmt: skip
+    return batches
+
+
+@dataclass
+class WorkflowState:
+    """What the Snakefile needs at parse time: the config, its plan, the batches to train."""
+
+    config: Config
+    results: Path
+    dataset_name: DatasetName
+    batches: dict[str, Batch]
+    finished: set[tuple[str, str]]
+    tried: dict[str, set]
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        results: str | Path,
+        *,
+        dataset_name: DatasetName,
+        cores: int,
+        cuda_present: bool,
+        main_process: bool = True,
+    ) -> "WorkflowState":
+        results = Path(results)
+        if not main_process:  # a job elsewhere: the batches the main process recorded
+            batches = read_todo(results / "batches", config)
+            return cls(config, results, dataset_name, batches, set(), {})
+        try:
+            write_plan(results / "plan.json", plan_document(config, dataset_name))
+        except OSError as err:  # read-only or full: one line naming the folder, no traceback
+            where = err.filename or results / "plan.json"
+            raise SpecError(f"{results}: cannot write to {where} ({err.strerror})") from None
+        finished = finished_runs(config, results / "runs")
+        planned = {(r.study, r.run_id) for r in config.runs}
+        tried = tried_by(results / "batches", planned)
+        batches = pending_batches(config, finished, tried, cores=cores,
+                                  cuda_present=cuda_present)  # fmt: skip
+        for study in config.studies:  # per-study slices: a report section's own input
+            one = replace(config, studies=(study,))
+            write_plan(study_plan_path(results, study.name), plan_document(one, dataset_name))
+        return cls(config, results, dataset_name, batches, finished, tried)
+
+    # --- the input functions' answers ----------------------------------------------------
+
+    def manifests(self) -> list[str]:
+        """What the aggregate waits for: earlier manifests of this plan and the new ones."""
+        ids = sorted(set(self.tried) | set(self.batches))
+        return [str(self.results / "batches" / f"{i}.json") for i in ids]
+
+    def _earlier(self, batch_id: str) -> dict[str, Any]:
+        """An earlier batch's record (its todo file): Snakemake still asks for its inputs
+        when it checks that batch's manifest, and they must be what they were."""
+        return _read_record(todo_path(self.results / "batches", batch_id)) or {}
+
+    def batch_data(self, batch_id: str) -> list[str]:
+        """The prepared files a batch reads (results/data/NAME.npz)."""
+        if batch_id in self.batches:
+            names = {self.dataset_name(r.spec.data) for r in self.batches[batch_id].runs}
+        else:
+            names = set(self._earlier(batch_id).get("data") or ())
+        return [str(self.results / "data" / f"{n}.npz") for n in sorted(names)]
+
+    def batch_resources(self, batch_id: str) -> dict[str, Any]:
+        """threads, gpus and estimated cost_s of a batch (an earlier one: from its record)."""
+        batch = self.batches.get(batch_id)
+        if batch is not None:
+            return {"threads": batch.threads, "gpus": batch.gpus, "cost_s": batch.cost_s}
+        record = self._earlier(batch_id)
+        return {"threads": int(record.get("threads", 1)), "gpus": int(record.get("gpus", 0)),
+                "cost_s": float(record.get("cost_s", 0.0))}  # fmt: skip
+
+    def retry_lines(self) -> list[str]:
+        """One line per batch that retrains runs an earlier batch already tried."""
+        lines = []
+        for batch_id, batch in self.batches.items():
+            pairs = {(batch.study, i) for i in batch.run_ids}
+            again = set().union(*[runs & pairs for runs in self.tried.values()])
+            if again:
+                lines.append(f"retrying {len(again)} failed or damaged runs of study "
+                             f"{batch.study} in batch {batch_id}")  # fmt: skip
+        return lines
+
+    def study_manifests(self, study: str) -> list[str]:
+        """The manifests (earlier and new) of the batches that train `study`'s runs."""
+        ids = {i for i, pairs in self.tried.items() if any(s == study for s, _ in pairs)}
+        ids |= {i for i, b in self.batches.items() if b.study == study}
+        return [str(self.results / "batches" / f"{i}.json") for i in sorted(ids)]
+
+    def study_plan(self, study: str) -> str:
+        return str(study_plan_path(self.results, study))
+
+    def report_sections(self) -> list[str]:
+        return [str(self.results / "report" / f"{s.name}.html") for s in self.config.studies]
+
+    def landscape_outputs(self) -> list[str]:
+        marked = [s.name for s in self.config.studies if s.landscape]
+        return [str(self.results / "landscape" / s / "sharpness.parquet") for s in marked]
+
+    def table(self) -> str:
+        return plan_table(self.config, list(self.batches.values()), self.finished)
+
+    def write_todo(self) -> None:
+        write_todo(self.results / "batches", self.batches, self.dataset_name)
+
