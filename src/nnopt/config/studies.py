@@ -49,6 +49,7 @@ _STUDY_KEYS = (
     "metrics",
     "columns",
     "landscape",
+    "cohorts",
 )
 _CONFIG_KEYS = ("defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape")
 _DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
@@ -90,6 +91,8 @@ class Study:
     metrics: tuple[str, ...]
     columns: Mapping[str, str]
     landscape: bool = False
+    # False: every run trains alone (never stacked into a cohort, see nnopt.plan.cohorts).
+    cohorts: bool = True
     runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -116,6 +119,12 @@ class Config:
     @property
     def runs(self) -> tuple[Run, ...]:
         return tuple(r for s in self.studies for r in s.runs)
+
+
+def _flag(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}: expected true or false, got {short_repr(value)}")
+    return value
 
 
 def config_label(factors: Mapping[str, Any]) -> str:
@@ -319,6 +328,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any) -> Study:
         metrics=tuple(metrics),
         columns={str(k): str(v) for k, v in columns.items()},
         landscape=bool(raw.get("landscape", False)),
+        cohorts=_flag(f"{path}.cohorts", raw.get("cohorts", True)),
     )
     factor_keys = study.factor_keys
     for key in [*( [study.rows] if study.rows else []), *study.baseline]:
