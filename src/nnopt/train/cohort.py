@@ -363,6 +363,12 @@ class _Cohort:
             out.append(self._result(member, m))
         return out
 
+    def _state_bytes(self, spec: RunSpec) -> int | None:
+        # torch.optim.SGD keeps no buffer when momentum is 0 (the update is then plain SGD)
+        if self.opt.family == "momentum" and spec.optimizer.momentum == 0:
+            return 0 if self.opt_state_bytes is not None else None
+        return self.opt_state_bytes
+
     def _result(self, member: _Member, m: dict[str, Any]) -> RunResult:
         last, f = (member.curve[-1] if member.curve else {}), member.frozen
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
@@ -380,7 +386,7 @@ class _Cohort:
             train_time_s=train_s, eval_time_s=f["eval_time_s"],
             wall_time_s=time.perf_counter() - self.wall_start,
             samples_per_s=f["samples"] / train_s if train_s > 0 else None,
-            param_bytes=param_bytes, optimizer_state_bytes=self.opt_state_bytes,
+            param_bytes=param_bytes, optimizer_state_bytes=self._state_bytes(member.spec),
             peak_rss_mb=peak_rss_mb(), peak_cuda_mb=_peak_cuda_mb(self.device),
         )  # fmt: skip
         return RunResult(

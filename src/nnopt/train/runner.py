@@ -120,16 +120,26 @@ def run_batch(
     data_cache: str | Path | None = None,
     progress: TextIO | None = None,
 ) -> list[dict[str, Any]]:
-    """Train items ({study, factors, spec: RunSpec, out}) one after the other, in this process.
+    """Train items ({study, factors, spec: RunSpec, out, cohort?}) in this process: the
+    cohorts first (nnopt.train.cohort_runner), then the other runs one after the other, in
+    the order given, after one untimed warm-up step.
 
     `threads` overrides spec.device.threads for execution only (the record keeps the spec).
     Prints one line per run to `log`; returns manifest rows
     {run_id, study, status, out, trained}.
     """
-    rows = []
+    from nnopt.train.cohort_runner import run_cohorts, warm_up
+
+    items = list(items)
+    if any(not is_finished(i["out"], i["spec"].run_id) for i in items):
+        warm_up(threads, items[0]["spec"].device.device)  # untimed: first-call costs
+    rows = run_cohorts(items, threads=threads, log=log, data_cache=data_cache)  # stacked
+    stacked = {row["out"] for row in rows}
     for item in items:
         spec: RunSpec = item["spec"]
         out = Path(item["out"])
+        if str(out) in stacked:
+            continue
         trained = not is_finished(out, spec.run_id)
         t0 = time.perf_counter()
         status = run_one(
