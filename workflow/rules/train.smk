@@ -9,7 +9,9 @@ rule train:
     priority: lambda wildcards: int(10 * batch_of(wildcards).cost_s)
     conda:
         ENV
-    threads: lambda wildcards: batch_of(wildcards).threads
+    # A timing study's batch (exclusive) holds every core, so no job runs beside it; torch
+    # still uses the batch's own threads (params.torch_threads).
+    threads: lambda wildcards: workflow.cores if batch_of(wildcards).exclusive else batch_of(wildcards).threads
     resources:
         gpu=lambda wildcards: batch_of(wildcards).gpus,
         # A process is ~400 MB (torch + data); data-parallel ranks are processes too.
@@ -18,6 +20,7 @@ rule train:
         runtime=lambda wildcards: 5 + int(3 * batch_of(wildcards).cost_s / 60),
     params:
         runs=batch_items,
+        torch_threads=lambda wildcards: batch_of(wildcards).threads,
         cache_dir=lambda wildcards, input: Path(input.data[0]).parent,
     script:
         "../scripts/train_batch.py"

@@ -26,7 +26,7 @@ def main(smk) -> None:
 
     with open(smk.log[0], "w") as log:
         records = run_batch(
-            items, threads=smk.threads, log=log, data_cache=smk.params.cache_dir
+            items, threads=getattr(smk.params, "torch_threads", smk.threads), log=log, data_cache=smk.params.cache_dir
         )
         for row in records:  # the job log also says why a run failed (metrics.json has it too)
             if row["status"] == "failed" and row["trained"]:
