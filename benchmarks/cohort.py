@@ -49,20 +49,23 @@ def matmul_gflops(device: str, seconds: float = 0.5) -> float:
     """A 1-thread fp32 matmul's throughput (512 x 512), the limit the stacked step aims at."""
     a = torch.randn(512, 512, device=device)
     b = torch.randn(512, 512, device=device)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    clock = time.perf_counter if device == "cuda" else time.process_time
+    n, t0 = 0, clock()
+    while clock() - t0 < seconds:
         a @ b
         n += 1
     if device == "cuda":
         torch.cuda.synchronize()
-    return 2 * 512**3 * n / (time.perf_counter() - t0) / 1e9
+    return 2 * 512**3 * n / (clock() - t0) / 1e9
 
 
-def train_flops(spec, n_train: int, steps: int) -> float:
-    """Forward + backward (3 forwards) multiply-adds x 2 of `steps` batches."""
+def run_flops(spec, ds, steps: int, evals: int) -> float:
+    """A run's FLOPs: training (forward + backward = 3 forwards of each batch), every
+    evaluation (train subset + validation) and the two final test passes."""
     m = spec.model
-    fwd = 2.0 * (40 * m.width + (m.depth - 1) * m.width**2 + m.width * 10)
-    return 3.0 * fwd * spec.budget.batch_size * steps
+    fwd = 2.0 * (40 * m.width + (m.depth - 1) * m.width**2 + m.width * 10)  # per sample
+    n_eval = min(len(ds.y_train), spec.evaluation.max_train_eval_samples) + len(ds.y_val)
+    return fwd * (3.0 * spec.budget.batch_size * steps + evals * n_eval + 2 * len(ds.y_test))
 
 
 def main() -> None:
@@ -76,19 +79,18 @@ def main() -> None:
     warm = specs(64, 1, 1, args.device)
     train(warm[0], dataset=ds)  # warm-up: first-call costs out of the timings
     train_cohort(warm + specs(64, 1, 1, args.device)[:1], dataset=ds)
+    clock = time.perf_counter if args.device == "cuda" else time.process_time
     for width in args.widths:
         runs = specs(width, args.k, args.epochs, args.device)
-        t0 = time.perf_counter()
+        t0 = clock()
         single = [train(s, dataset=ds) for s in runs[: args.singles]]
-        single_s = (time.perf_counter() - t0) / len(single)
-        t0 = time.perf_counter()
+        single_s = (clock() - t0) / len(single)
+        t0 = clock()
         train_cohort(runs, dataset=ds)
-        cohort_s = (time.perf_counter() - t0) / len(runs)
-        steps = single[0].metrics["steps"]
-        flops = train_flops(runs[0], len(ds.y_train), steps)
-        train_s = sum(r.metrics["train_time_s"] for r in single) / len(single)
-        pct_single = 100 * flops / train_s / 1e9 / limit
-        pct_cohort = 100 * flops / cohort_s / 1e9 / limit  # cohort_s includes its evaluation
+        cohort_s = (clock() - t0) / len(runs)
+        flops = run_flops(runs[0], ds, single[0].metrics["steps"], len(single[0].curve))
+        pct_single = 100 * flops / single_s / 1e9 / limit  # whole runs, evaluation included
+        pct_cohort = 100 * flops / cohort_s / 1e9 / limit
         print(f"{width:>5}  {single_s:>12.3f}  {cohort_s:>12.3f}  {single_s / cohort_s:>7.2f}x  "
               f"{pct_single:>10.0f}%  {pct_cohort:>10.0f}%", flush=True)  # fmt: skip
 

@@ -120,24 +120,50 @@ class StackedOptimizer:
         like = params[0]
         self.h = {name: member_column(v, like).view(-1) for name, v in hyper.items()}
         self.lr = self.h.pop("lr").clone()
+        for name in ("beta1", "beta2", "alpha"):  # 1 - x once, not once per tensor and step
+            if name in self.h:
+                self.h[f"1-{name}"] = 1 - self.h[name]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
 
     def _col(self, values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return values.view(-1, *([1] * (p.dim() - 1)))
 
+    def _per_step(self) -> None:
+        """Per-step (K,) scalars, computed once for all parameters (not once per tensor)."""
+        self.cols: dict[tuple[str, int], torch.Tensor] = {}
+        if self.family == "adam":
+            t = self.step_count
+            bc1 = 1 - self.h["beta1"].double() ** t  # in float64, as torch's python floats
+            bc2_sqrt = (1 - self.h["beta2"].double() ** t).sqrt()
+            self.step_scalars = {
+                "step_size": (self.lr.double() / bc1).to(self.lr.dtype),
+                "bc2_sqrt": bc2_sqrt.to(self.lr.dtype),
+            }
+        else:
+            self.step_scalars = {}
+
+    def c(self, name: str, p: torch.Tensor) -> torch.Tensor:
+        """Hyperparameter `name` as a (K, 1, ...) column for `p` (cached per step and ndim)."""
+        key = (name, p.dim())
+        if key not in self.cols:
+            values = self.lr if name == "lr" else self.step_scalars.get(name, self.h.get(name))
+            self.cols[key] = self._col(values, p)
+        return self.cols[key]
+
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
+        self._per_step()
         update = getattr(self, f"_{self.family}")
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
                 update(p, p.grad, state)
 
     def _sgd(self, p, g, state) -> None:
-        p.sub_(self._col(self.lr, p) * g)
+        p.sub_(self.c("lr", p) * g)
 
     def _momentum_buffer(self, p, g, state) -> torch.Tensor:
-        mom = self._col(self.h["momentum"], p)
+        mom = self.c("momentum", p)
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = g.clone()  # torch: the first buffer is the gradient
         else:
@@ -145,41 +171,37 @@ class StackedOptimizer:
         return state["momentum_buffer"]
 
     def _momentum(self, p, g, state) -> None:
-        p.sub_(self._col(self.lr, p) * self._momentum_buffer(p, g, state))
+        p.sub_(self.c("lr", p) * self._momentum_buffer(p, g, state))
 
     def _nesterov(self, p, g, state) -> None:
         buf = self._momentum_buffer(p, g, state)
-        p.sub_(self._col(self.lr, p) * (g + self._col(self.h["momentum"], p) * buf))
+        p.sub_(self.c("lr", p) * (g + self.c("momentum", p) * buf))
 
     def _adam(self, p, g, state) -> None:
         if not state:
             state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-        b1, b2 = self._col(self.h["beta1"], p), self._col(self.h["beta2"], p)
+        b2 = self.c("beta2", p)
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g * (1 - b2))
-        t = self.step_count
-        bc1 = 1 - self.h["beta1"].double() ** t  # in float64, as torch's python-float scalars
-        bc2_sqrt = (1 - self.h["beta2"].double() ** t).sqrt()
-        step_size = self._col((self.lr.double() / bc1).to(p.dtype), p)
-        denom = (v.sqrt() / self._col(bc2_sqrt.to(p.dtype), p)).add_(self._col(self.h["eps"], p))
-        p.sub_(step_size * m / denom)
+        m.lerp_(g, self.c("1-beta1", p))
+        v.mul_(b2).addcmul_(g, g * self.c("1-beta2", p))
+        denom = (v.sqrt() / self.c("bc2_sqrt", p)).add_(self.c("eps", p))
+        p.sub_(self.c("step_size", p) * m / denom)
 
     def _rmsprop(self, p, g, state) -> None:
         if not state:
             state["square_avg"] = torch.zeros_like(p)
-        alpha = self._col(self.h["alpha"], p)
+        alpha = self.c("alpha", p)
         sq = state["square_avg"]
-        sq.mul_(alpha).addcmul_(g, g * (1 - alpha))
-        avg = sq.sqrt().add_(self._col(self.h["eps"], p))
-        p.sub_(self._col(self.lr, p) * g / avg)
+        sq.mul_(alpha).addcmul_(g, g * self.c("1-alpha", p))
+        avg = sq.sqrt().add_(self.c("eps", p))
+        p.sub_(self.c("lr", p) * g / avg)
 
     def _adagrad(self, p, g, state) -> None:
         if not state:
             state["sum"] = torch.zeros_like(p)
         state["sum"].addcmul_(g, g)
-        std = state["sum"].sqrt().add_(self._col(self.h["eps"], p))
-        p.sub_(self._col(self.lr, p) * g / std)
+        std = state["sum"].sqrt().add_(self.c("eps", p))
+        p.sub_(self.c("lr", p) * g / std)
 
     def state_bytes_per_member(self) -> int | None:
         """What torch.optim would hold for one member (ndim >= 1 tensors), after a step."""
