@@ -190,9 +190,11 @@ class _Cohort:
         k, b = idx.shape
         flat = idx.reshape(-1)
         xb = self.x_train.index_select(0, flat).view(k, b, *self.input_shape)
-        yb = self.y_train.index_select(0, flat)  # (K*b,)
+        yb = self.y_train.index_select(0, flat).view(k, b)
         logits = self.model.forward(xb)  # (K, b, classes)
-        losses = F.cross_entropy(logits.reshape(k * b, -1), yb, reduction="none").view(k, b)
+        # Classes on dim 1, (K, classes, b): torch's CPU log-softmax then vectorizes over the
+        # batch, 3x faster than over 10 classes of a (K*b, classes) view (same values).
+        losses = F.cross_entropy(logits.transpose(1, 2), yb, reduction="none")
         losses = losses.mean(dim=1)  # (K,): each member's batch mean, as alone
         total = (losses * self.active).sum() + self._penalty()
         for p in self.model.params:
