@@ -55,9 +55,11 @@ def test_a_study_opts_out_and_wide_models_train_single():
     assert all(b.cohorts == () for b in off)
     wide = packing.plan_batches(config(LR, defaults={**SHIPPED, "model": {"width": 512}}), cores=1)
     assert all(b.cohorts == () for b in wide)  # stacking loses for wide models on CPU
-    spec = parse_spec({"model": {"width": 256}})
+    spec = parse_spec({"model": {"width": 512}})
     assert cohorts.cohort_speedup(spec, 25) < 1 < cohorts.cohort_speedup(parse_spec({}), 25)
     assert cohorts.cohort_speedup(spec, 25, on_gpu=True) > 1
+    narrow = parse_spec({"model": {"width": 64}})
+    assert cohorts.cohort_speedup(narrow, 25) > cohorts.cohort_speedup(narrow, 5) > 1
 
 
 def test_the_memory_cap_splits_a_large_cohort_evenly():
