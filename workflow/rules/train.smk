@@ -11,7 +11,12 @@ rule train:
         ENV
     # A timing study's batch (exclusive) holds every core, so no job runs beside it; torch
     # still uses the batch's own threads (params.torch_threads).
-    threads: lambda wildcards: workflow.cores if batch_of(wildcards).exclusive else batch_of(wildcards).threads
+    threads:
+        lambda wildcards: (
+            workflow.cores
+            if batch_of(wildcards).exclusive
+            else batch_of(wildcards).threads
+        )
     resources:
         gpu=lambda wildcards: batch_of(wildcards).gpus,
         # A process is ~400 MB (torch + data); data-parallel ranks are processes too.

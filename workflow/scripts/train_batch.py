@@ -25,9 +25,9 @@ def main(smk) -> None:
     items = [{**item, "spec": parse_spec(item["spec"])} for item in smk.params.runs]
 
     with open(smk.log[0], "w") as log:
-        records = run_batch(
-            items, threads=getattr(smk.params, "torch_threads", smk.threads), log=log, data_cache=smk.params.cache_dir
-        )
+        # The batch's own threads: an exclusive (timing) job holds every core, torch does not.
+        threads = getattr(smk.params, "torch_threads", smk.threads)
+        records = run_batch(items, threads=threads, log=log, data_cache=smk.params.cache_dir)
         for row in records:  # the job log also says why a run failed (metrics.json has it too)
             if row["status"] == "failed" and row["trained"]:
                 print(f"\n{row['out']}:\n{read_run(row['out']).get('traceback')}", file=log)

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from nnopt.config.cohort_key import cohort_key
 from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Run
 
 __all__ = [
-    "TIME_METRICS",
-    "MAX_COHORT",
     "COHORT_MEMORY_MB",
-    "is_timing_study",
+    "MAX_COHORT",
+    "TIME_METRICS",
     "cohort_speedup",
+    "is_timing_study",
     "max_cohort_size",
     "plan_units",
 ]

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +30,19 @@ from nnopt.config.cohort_key import STACKED_OPTIMIZERS, cohort_key
 from nnopt.config.metrics import METRIC_NAMES
 from nnopt.config.spec import RunSpec
 from nnopt.store.runs import RunResult, now_iso, provenance
+from nnopt.train.cohort_support import Schedules, configure_torch, peak_cuda_mb
 from nnopt.train.data import Dataset
 from nnopt.train.engine import resolve_device
 from nnopt.train.memory import peak_rss_mb
 from nnopt.train.models import build_model
-from nnopt.train.optim import build_schedule
-from nnopt.train.stacked import StackedMLP, StackedOptimizer, global_norm_clip_, member_column
+from nnopt.train.stacked import (
+    StackedMLP,
+    StackedOptimizer,
+    global_norm_clip_,
+    member_column,
+)
 
-__all__ = ["train_cohort", "EVAL_CHUNK"]
+__all__ = ["EVAL_CHUNK", "train_cohort"]
 
 EVAL_CHUNK = 256  # samples per evaluation forward: K members' activations stay in cache
 
@@ -57,33 +63,6 @@ class _Member:
     frozen: dict[str, Any] | None = None  # facts and state at the step it stopped
 
 
-class _Schedules:
-    """Each member's lr schedule: torch's scheduler on a stand-in one-parameter optimizer."""
-
-    def __init__(self, specs: Sequence[RunSpec], spe: int, total_steps: int):
-        self.streams, self.of_member = {}, []
-        for k, s in enumerate(specs):
-            key = k if s.schedule.name == "plateau" else (s.optimizer.lr, s.schedule)
-            if key not in self.streams:
-                dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=s.optimizer.lr)
-                sched = build_schedule(dummy, s.schedule, steps_per_epoch=spe, total_steps=total_steps)
-                dummy.step()  # no gradient: a no-op that tells the scheduler a step happened
-                self.streams[key] = (dummy, sched)
-            self.of_member.append(key)
-        self.steps_per_step = [sc.per_step for _, sc in self.streams.values() if sc.per_step]
-
-    def lrs(self) -> list[float]:
-        return [self.streams[key][0].param_groups[0]["lr"] for key in self.of_member]
-
-    def after_step(self) -> bool:
-        for per_step in self.steps_per_step:
-            per_step.step()
-        return bool(self.steps_per_step)
-
-    def plateau(self, k: int):
-        return self.streams[self.of_member[k]][1]
-
-
 class _Cohort:
     """The stacked loop; methods mirror the engine's (step, evaluate, after-eval, result)."""
 
@@ -94,7 +73,7 @@ class _Cohort:
         self.specs, self.k, self.dtype, self.cohort_id = list(specs), len(specs), dtype, cohort_id
         first = specs[0]
         self.device = resolve_device(first.device)
-        _configure(first, self.device, threads)
+        configure_torch(first, self.device, threads)
         models, generators = [], []
         for s in specs:
             torch.manual_seed(s.seed)  # what the engine does before build_model
@@ -119,8 +98,8 @@ class _Cohort:
         return g
 
     def _load_data(self, ds: Dataset) -> None:
-        xs = lambda a: torch.as_tensor(a).to(self.device, self.dtype)  # noqa: E731
-        ys = lambda a: torch.as_tensor(a).to(self.device, torch.int64)  # noqa: E731
+        xs = lambda a: torch.as_tensor(a).to(self.device, self.dtype)
+        ys = lambda a: torch.as_tensor(a).to(self.device, torch.int64)
         self.x_train, self.y_train = xs(ds.x_train), ys(ds.y_train)
         self.x_val, self.y_val = xs(ds.x_val), ys(ds.y_val)
         self.x_test, self.y_test = xs(ds.x_test), ys(ds.y_test)
@@ -145,7 +124,7 @@ class _Cohort:
         }  # fmt: skip
         family = STACKED_OPTIMIZERS[o[0].name]
         self.opt = StackedOptimizer(family, self.model.params, hyper)
-        self.schedules = _Schedules(self.specs, self.spe, self.total_steps)
+        self.schedules = Schedules(self.specs, self.spe, self.total_steps)
         like = self.model.params[0]
         self.active = torch.ones(self.k, dtype=self.dtype, device=self.device)
         self._set_lr()
@@ -389,32 +368,12 @@ class _Cohort:
             wall_time_s=time.perf_counter() - self.wall_start,
             samples_per_s=f["samples"] / train_s if train_s > 0 else None,
             param_bytes=param_bytes, optimizer_state_bytes=self._state_bytes(member.spec),
-            peak_rss_mb=peak_rss_mb(), peak_cuda_mb=_peak_cuda_mb(self.device),
+            peak_rss_mb=peak_rss_mb(), peak_cuda_mb=peak_cuda_mb(self.device),
         )  # fmt: skip
         return RunResult(
             status=member.status, diverged_at_step=member.diverged_at_step, metrics=m,
             curve=member.curve, layer_names=list(self.model.names),
         )  # fmt: skip
-
-
-def _configure(spec: RunSpec, device: torch.device, threads: int | None) -> None:
-    """The engine's torch settings for a run (threads, determinism, TF32 off)."""
-    import os
-
-    torch.set_num_threads(threads or spec.device.threads)
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cuda.matmul.allow_tf32 = spec.device.tf32
-        torch.backends.cudnn.allow_tf32 = spec.device.tf32
-        torch.cuda.reset_peak_memory_stats(device)
-    torch.use_deterministic_algorithms(spec.device.deterministic)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
-def _peak_cuda_mb(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def train_cohort(

@@ -11,8 +11,9 @@ the deterministic-algorithms import, kernel setup).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 from nnopt.config.spec import RunSpec, parse_spec
 from nnopt.store.runs import is_finished, now_iso, write_run

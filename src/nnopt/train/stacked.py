@@ -12,13 +12,13 @@ decay 0, since decay is decoupled) with per-member hyperparameters as `(K, 1, 1)
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["StackedMLP", "StackedOptimizer", "member_column", "global_norm_clip_"]
+__all__ = ["StackedMLP", "StackedOptimizer", "global_norm_clip_", "member_column"]
 
 
 def member_column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
