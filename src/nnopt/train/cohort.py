@@ -229,8 +229,8 @@ class _Cohort:
             loss_sum += ce.sum(dim=1)
             correct += (logits.argmax(dim=2) == yb).sum(dim=1).to(self.dtype)
         self.model.training = True
-        n = max(len(y), 1)
-        return loss_sum / n, correct / n
+        n = max(len(y), 1)  # divided in float64, as the engine divides its sums in Python
+        return loss_sum.double() / n, correct.double() / n
 
     def _evaluate(self) -> None:
         self._sync()
@@ -265,7 +265,8 @@ class _Cohort:
         layer = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # (n_params, K)
         weights = torch.stack([w.flatten(1).norm(dim=1) for w in self.model.weights])
         parts += [layer.norm(dim=0), weights.norm(dim=0)]
-        values = torch.cat([torch.stack(parts), layer]).T.tolist()  # (K, ...): one sync
+        table = torch.cat([torch.stack([p.double() for p in parts]), layer.double()])
+        values = table.T.tolist()  # (K, columns): one transfer
         rows = []
         for k, v in enumerate(values):
             val = (v[3], v[4]) if has_val else (None, None)
