@@ -7,10 +7,10 @@ the core's limit. The cost model is the speed-up benchmarks/cohort.py measured o
 2-core reference machine (1 thread, process CPU time, K = 25, 6 epochs, shipped shape
 otherwise), log-linear in log2(width) between the points:
 
-    width    64: 3.07x     256: 1.14x     512: 0.83x   (break-even near width 350)
+    width    64: 2.92x    128: 1.67x    256: 1.03x    512: 0.58x   (break-even near 256)
 
 and log-linear in K below 25 (issue 14 measured 2.1x at K = 5, width 64). A cohort is
-formed when the predicted speed-up is >= 1.25 (so from about width 230 on, runs train alone). On CUDA a small step is
+formed when the predicted speed-up is >= 1.25 (so from about width 190 on, runs train alone). On CUDA a small step is
 launch-bound and stacking always pays. A study opts out with `cohorts: false`; a timing
 study (one that compares a time metric) always trains single, since a member's time is
 not a run's time, and its batches run exclusive (no co-scheduled job). No torch here.
@@ -46,7 +46,7 @@ COHORT_MEMORY_MB = 512.0  # a cohort's tensors (params, grads, state, activation
 _MIN_SPEEDUP = 1.25  # stack only when the model predicts a clear gain
 
 # (width, speed-up at K = 25) measured on CPU, 1 thread, by benchmarks/cohort.py.
-_CPU_SPEEDUP_K25 = ((64, 3.07), (256, 1.14), (512, 0.83))
+_CPU_SPEEDUP_K25 = ((64, 2.92), (128, 1.67), (256, 1.03), (512, 0.58))
 _GPU_SPEEDUP_K25 = 20.0  # launch-bound small steps (issue 14's target, see benchmarks/gpu.sh)
 
 
