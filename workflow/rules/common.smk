@@ -76,7 +76,10 @@ def retry_unfinished(batches, finished):
     """
     for batch in batches:
         manifest = Path(BATCH_DIR, f"{batch.batch_id}.json")
-        unfinished = [i for i in batch.run_ids if i not in finished]
+        # Each run's own directory: a spec shared by two studies has one per study.
+        unfinished = [
+            r.run_id for r in batch.runs if not is_finished(run_dir(r), r.run_id)
+        ]
         if manifest.exists() and unfinished:
             failed = set(packing.failed_runs(manifest)) & set(unfinished)
             kind = "failed" if failed else "missing"
