@@ -18,8 +18,10 @@ def config(*studies, **top):
     return parse_config({"defaults": TINY, "seeds": 3, "studies": list(studies), **top})
 
 
-GRID = {"name": "g", "grid": {"budget.batch_size": [4, 8, 16, 32], "model.width": [8, 64]}}
-OTHER = {"name": "o", "grid": {"model.depth": [1, 2]}}
+# Run-level packing (cohorts off); packing with cohorts: tests/test_cohort_plan.py.
+GRID = {"name": "g", "grid": {"budget.batch_size": [4, 8, 16, 32], "model.width": [8, 64]},
+        "cohorts": False}  # fmt: skip
+OTHER = {"name": "o", "grid": {"model.depth": [1, 2]}, "cohorts": False}
 
 
 def test_lpt_balances_and_respects_the_cap():

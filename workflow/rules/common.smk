@@ -98,7 +98,8 @@ def study_landscape(wildcards):
 
 def report_code():
     """A hash of the report's code and templates: a section reruns when they change (the
-    package is not a Snakemake input, so its edits would otherwise leave stale sections)."""
+    package is not a Snakemake input, so its edits would otherwise leave stale sections).
+    """
     import hashlib
 
     import nnopt.report
@@ -115,6 +116,10 @@ REPORT_CODE = report_code()
 
 def batch_threads(wildcards):
     return STATE.batch_resources(wildcards.batch)["threads"]
+
+
+def batch_exclusive(wildcards):
+    return STATE.batch_resources(wildcards.batch)["exclusive"]
 
 
 def batch_gpus(wildcards):

@@ -12,7 +12,12 @@ rule train:
     priority: lambda wildcards: int(10 * batch_cost_s(wildcards))
     conda:
         ENV
-    threads: batch_threads
+    # A timing study's batch (exclusive) holds every core, so no job runs beside it; torch
+    # still uses the batch's own threads (params.torch_threads).
+    threads:
+        lambda wildcards: (
+            workflow.cores if batch_exclusive(wildcards) else batch_threads(wildcards)
+        )
     resources:
         gpu=batch_gpus,
         # A process is ~400 MB (torch + data); data-parallel ranks are processes too.
@@ -21,9 +26,10 @@ rule train:
         runtime=lambda wildcards: 5 + int(3 * batch_cost_s(wildcards) / 60),
     params:
         cache=lambda wildcards, input: Path(input.plan).parent / "data",
+        torch_threads=batch_threads,
     shell:
         "nnopt train-batch --plan {input.plan} --batch {wildcards.batch}"
-        " --manifest {output} --threads {threads} --gpus {resources.gpu}"
+        " --manifest {output} --threads {params.torch_threads} --gpus {resources.gpu}"
         " --data-cache {params.cache} > {log} 2>&1"
 
 

@@ -135,8 +135,11 @@ def _plan_items(plan_path: str | None, batch: str, manifest: str) -> list[dict]:
     except (OSError, ValueError) as err:
         raise SpecError(f"{todo}: cannot read the batch's run list ({err}); run snakemake "
                         "again (its main process writes it)") from None  # fmt: skip
+    from nnopt.plan.packing import cohort_labels, shuffled
+
     runs = {(r.study, r.run_id): r for r in Plan.load(plan_path).config().runs}
     runs_dir = Path(plan_path).parent / "runs"
+    cohort_of = cohort_labels(batch, record.get("cohorts", ()))
     items = []
     for run_id in record["run_ids"]:
         run = runs.get((record["study"], run_id))
@@ -145,8 +148,8 @@ def _plan_items(plan_path: str | None, batch: str, manifest: str) -> list[dict]:
             continue
         out = runs_dir / run.study / run.run_id
         items.append({"study": run.study, "factors": dict(run.factors), "spec": run.spec,
-                      "out": str(out)})  # fmt: skip
-    return items
+                      "out": str(out), "cohort": cohort_of.get(run_id)})  # fmt: skip
+    return shuffled(items, batch)
 
 
 def _run_train_batch(args: argparse.Namespace) -> int:

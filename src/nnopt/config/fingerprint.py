@@ -81,7 +81,7 @@ def data_fingerprint(name: str, path: str | None, file_root: Path | None = None)
 
 def verify_fingerprint(name: str, path: str | None, planned: str | None) -> None:
     """Before training: the data must still be what the run's id was computed from."""
-    from nnopt.config.spec import SpecError
+    from nnopt.config.errors import SpecError
 
     if planned is None:
         return

@@ -65,6 +65,7 @@ _STUDY_KEYS = (
     "metrics",
     "columns",
     "landscape",
+    "cohorts",
     "tune",
     "problems",
 )
@@ -112,6 +113,8 @@ class Study:
     columns: Mapping[str, str]
     landscape: bool = False
     tune: TuneSpec | None = None  # a `tune:` block: searched per configuration (nnopt.search)
+    # False: every run trains alone (never stacked into a cohort, see nnopt.plan.cohorts).
+    cohorts: bool = True
     runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
     # The configured study name and, for a study replicated over problems (nnopt.config.
     # problems), the problem this copy runs on; `name` is then '{family}__{problem}'.
@@ -143,6 +146,12 @@ class Config:
     @property
     def runs(self) -> tuple[Run, ...]:
         return tuple(r for s in self.studies for r in s.runs)
+
+
+def _flag(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}: expected true or false, got {short_repr(value)}")
+    return value
 
 
 def config_label(factors: Mapping[str, Any]) -> str:
@@ -366,6 +375,7 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) 
         landscape=bool(raw.get("landscape", False)),
         tune=_tune(path, raw, grid, zipped),
         family=name,
+        cohorts=_flag(f"{path}.cohorts", raw.get("cohorts", True)),
     )
     factor_keys = study.factor_keys
     for key in [*( [study.rows] if study.rows else []), *study.baseline]:

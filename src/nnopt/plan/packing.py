@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Iterable, Sequence
 from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Config, Run
 from nnopt.store.atomic import write_json_atomic  # re-exported for older callers
+from nnopt.plan.cohorts import cohort_speedup, is_timing_study, plan_units
 
 __all__ = [
     "Batch",
@@ -38,6 +40,8 @@ __all__ = [
     "batch_id",
     "plan_batches",
     "run_items",
+    "cohort_labels",
+    "shuffled",
     "write_json_atomic",
     "failed_runs",
     "claim_gpus",
@@ -81,6 +85,10 @@ class Batch:
     cost_s: float  # estimated wall seconds of training (start-up excluded)
     threads: int
     gpus: int
+    # Run ids of each cohort (runs trained as one stacked model, nnopt.plan.cohorts).
+    cohorts: tuple[tuple[str, ...], ...] = ()
+    # A timing study's batch: the train rule gives it every core, so no job runs beside it.
+    exclusive: bool = False
 
     @property
     def run_ids(self) -> tuple[str, ...]:
@@ -193,40 +201,91 @@ def plan_batches(
         seen.add((run.study, run.run_id))
         key = (run.study, *resource_class(run.spec, cuda_present=cuda_present))
         groups.setdefault(key, []).append(run)
-    costs = {key: [estimate_cost_s(r.spec) for r in runs] for key, runs in groups.items()}
+    single = {key: sum(estimate_cost_s(r.spec) for r in runs) for key, runs in groups.items()}
+    single_total_s = sum(single.values()) or 1.0
+    units = {  # at least one unit per core of a group's share, so stacking never idles cores
+        key: _units(config, key, runs, math.ceil(max(1, cores) * single[key] / single_total_s))
+        for key, runs in groups.items()
+    }
+    costs = {key: [_unit_cost_s(u, key[2] > 0) for u in us] for key, us in units.items()}
     total_s = sum(sum(c) for c in costs.values()) or 1.0
     batches = []
-    for (study, threads, gpus), runs in groups.items():
+    for (study, threads, gpus), study_units in units.items():
         cost = costs[(study, threads, gpus)]
         share = max(1, cores) * sum(cost) / total_s
-        n_bins = _n_bins(len(runs), sum(cost), share, per_job=config.runs_per_job)
+        n_bins = _n_bins(len(study_units), sum(cost), share, per_job=config.runs_per_job)
         cap = config.runs_per_job or MAX_RUNS_PER_JOB
+        timing = is_timing_study(_study_metrics(config, study))
         for members in lpt(cost, n_bins, cap=cap):
-            chosen = tuple(runs[i] for i in members)
+            chosen = [study_units[i] for i in members]
+            runs = tuple(r for unit in chosen for r in unit)
             batches.append(
                 Batch(
-                    batch_id=batch_id(study, (r.run_id for r in chosen)),
+                    batch_id=batch_id(study, (r.run_id for r in runs)),
                     study=study,
-                    runs=chosen,
+                    runs=runs,
                     cost_s=sum(cost[i] for i in members),
                     threads=threads,
                     gpus=gpus,
+                    cohorts=tuple(tuple(r.run_id for r in u) for u in chosen if len(u) > 1),
+                    exclusive=timing,
                 )
             )
     return tuple(batches)
 
 
+def _study_metrics(config: Config, study: str) -> tuple[str, ...]:
+    try:
+        return config.study(study).metrics
+    except KeyError:
+        return ()
+
+
+def _units(
+    config: Config, key: tuple[str, int, int], runs: list[Run], min_units: int
+) -> list[tuple[Run, ...]]:
+    """A group's training units: cohorts where they pay, singles otherwise (nnopt.plan.cohorts)."""
+    study = key[0]
+    try:
+        enabled = config.study(study).cohorts
+    except KeyError:
+        enabled = True
+    enabled = enabled and not is_timing_study(_study_metrics(config, study))
+    return plan_units(runs, enabled=enabled, on_gpu=key[2] > 0, min_units=min_units)
+
+
+def _unit_cost_s(unit: tuple[Run, ...], on_gpu: bool) -> float:
+    single = sum(estimate_cost_s(r.spec) for r in unit)
+    return single / cohort_speedup(unit[0].spec, len(unit), on_gpu=on_gpu)
+
+
+def cohort_labels(batch_id: str, cohorts) -> dict[str, str]:
+    """Run id -> its cohort's label (`{batch}-c{i}`) for the runs stacked in `cohorts`."""
+    return {rid: f"{batch_id}-c{i}" for i, ids in enumerate(cohorts) for rid in ids}
+
+
+def shuffled(items: list, batch_id: str) -> list:
+    """`items` in a random order seeded by the batch id, so that no configuration's seeds run
+    back to back in a fixed order (timing drift and memory growth then average out)."""
+    random.Random(batch_id).shuffle(items)
+    return items
+
+
 def run_items(batch: Batch, runs_dir: str | Path) -> list[dict[str, Any]]:
-    """The runner's input: one {study, factors, spec, out} per run (plain JSON data)."""
-    return [
+    """The runner's input: one {study, factors, spec, out, cohort} per run (plain JSON data),
+    in the batch's seeded random order."""
+    cohort_of = cohort_labels(batch.batch_id, batch.cohorts)
+    items = [
         {
             "study": r.study,
             "factors": dict(r.factors),
             "spec": r.spec.to_dict(),
             "out": str(Path(runs_dir) / r.study / r.run_id),
+            "cohort": cohort_of.get(r.run_id),
         }
         for r in batch.runs
     ]
+    return shuffled(items, batch.batch_id)
 
 
 def failed_runs(manifest: str | Path) -> list[str]:

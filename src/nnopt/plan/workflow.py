@@ -167,6 +167,8 @@ def write_todo(
             "threads": batch.threads,
             "gpus": batch.gpus,
             "cost_s": batch.cost_s,
+            "exclusive": batch.exclusive,
+            "cohorts": [list(c) for c in batch.cohorts],
             "run_ids": list(batch.run_ids),
             "data": sorted({dataset_name(r.spec.data) for r in batch.runs}),
         }
@@ -194,6 +196,7 @@ def read_todo(batch_dir: str | Path, config: Config) -> dict[str, Batch]:
         batches[record["batch"]] = Batch(
             record["batch"], record["study"], members, float(record["cost_s"]),
             int(record["threads"]), int(record["gpus"]),
+            tuple(tuple(c) for c in record.get("cohorts", ())), bool(record.get("exclusive")),
         )  # fmt: skip
     return batches
 
@@ -260,13 +263,16 @@ class WorkflowState:
         return [str(self.results / "data" / f"{n}.npz") for n in sorted(names)]
 
     def batch_resources(self, batch_id: str) -> dict[str, Any]:
-        """threads, gpus and estimated cost_s of a batch (an earlier one: from its record)."""
+        """threads, gpus, estimated cost_s and exclusive (a timing study's batch) of a batch
+        (an earlier one: from its record)."""
         batch = self.batches.get(batch_id)
         if batch is not None:
-            return {"threads": batch.threads, "gpus": batch.gpus, "cost_s": batch.cost_s}
+            return {"threads": batch.threads, "gpus": batch.gpus, "cost_s": batch.cost_s,
+                    "exclusive": batch.exclusive}  # fmt: skip
         record = self._earlier(batch_id)
         return {"threads": int(record.get("threads", 1)), "gpus": int(record.get("gpus", 0)),
-                "cost_s": float(record.get("cost_s", 0.0))}  # fmt: skip
+                "cost_s": float(record.get("cost_s", 0.0)),
+                "exclusive": bool(record.get("exclusive"))}  # fmt: skip
 
     def retry_lines(self) -> list[str]:
         """One line per batch that retrains runs an earlier batch already tried."""

@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TextIO
 
-from nnopt.store.runs import RunResult, is_finished, now_iso, provenance, read_run, write_run
+from nnopt.store.runs import RunResult, is_finished, now_iso, read_run, write_run
 from nnopt.config.spec import RunSpec
 
 __all__ = ["run_one", "run_batch", "progress_printer", "progress_hooks"]
 
-# Prepared datasets kept in memory across the runs of a batch, keyed by DataSpec.
-_DATASETS: dict[Any, Any] = {}
-_MAX_DATASETS = 2  # image sets can take GBs
-
-
-def _dataset(spec: RunSpec, data_cache: str | Path | None):
-    from nnopt.train.data import load_dataset
-
-    if spec.data not in _DATASETS:
-        if len(_DATASETS) >= _MAX_DATASETS:
-            _DATASETS.pop(next(iter(_DATASETS)))
-        _DATASETS[spec.data] = load_dataset(spec.data, data_cache)
-    return _DATASETS[spec.data]
-
-
-def _failed(err: BaseException, started: str) -> RunResult:
-    result = RunResult(status="failed", error=f"{type(err).__name__}: {err}")
-    result.traceback = traceback.format_exc()
-    result.provenance = provenance(started_at=started, finished_at=now_iso())
-    return result
+from nnopt.train.batch_support import dataset_for as _dataset  # noqa: E402
+from nnopt.train.batch_support import failed_result as _failed  # noqa: E402
 
 
 def _train(spec: RunSpec, out: Path, hooks: Any, data_cache: Any, threads: Any) -> RunResult:
@@ -123,16 +104,26 @@ def run_batch(
     data_cache: str | Path | None = None,
     progress: TextIO | None = None,
 ) -> list[dict[str, Any]]:
-    """Train items ({study, factors, spec: RunSpec, out}) one after the other, in this process.
+    """Train items ({study, factors, spec: RunSpec, out, cohort?}) in this process: the
+    cohorts first (nnopt.train.cohort_runner), then the other runs one after the other, in
+    the order given, after one untimed warm-up step.
 
     `threads` overrides spec.device.threads for execution only (the record keeps the spec).
     Prints one line per run to `log`; returns manifest rows
     {run_id, study, status, out, trained}.
     """
-    rows = []
+    from nnopt.train.cohort_runner import run_cohorts, warm_up
+
+    items = list(items)
+    if any(not is_finished(i["out"], i["spec"].run_id) for i in items):
+        warm_up(threads, items[0]["spec"].device.device)  # untimed: first-call costs
+    rows = run_cohorts(items, threads=threads, log=log, data_cache=data_cache)  # stacked
+    stacked = {row["out"] for row in rows}
     for item in items:
         spec: RunSpec = item["spec"]
         out = Path(item["out"])
+        if str(out) in stacked:
+            continue
         trained = not is_finished(out, spec.run_id)
         t0 = time.perf_counter()
         status = run_one(
