@@ -69,9 +69,12 @@ def test_dry_run_lists_every_study_with_its_runs(tmp_path):
         assert any(line.startswith(study["name"] + " ") for line in done.stderr.splitlines())
     assert "0 finished" in done.stderr and "train" in done.stdout
     assert not (tmp_path / "results" / "runs").exists()
-    # The plan is the only file a dry run writes (so downstream steps have it to read).
-    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
-    assert written == [tmp_path / "results" / "plan.json"]
+    # The plan (and its per-study slices, the report sections' inputs) is the only thing a
+    # dry run writes, so downstream steps have it to read.
+    written = {p.relative_to(tmp_path / "results") for p in (tmp_path / "results").rglob("*")
+               if p.is_file()}  # fmt: skip
+    slices = {Path("plan") / f"{s['name']}.json" for s in smoke["studies"]}
+    assert written == {Path("plan.json"), *slices}
     assert not (tmp_path / "logs").exists()
 
 

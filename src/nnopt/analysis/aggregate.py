@@ -109,7 +109,13 @@ def read_config(path: str | Path) -> Config:
     path = Path(path)
     if _is_plan(path):
         return Plan.load(path).config()
-    raw = read_yaml(path)  # the strict loader (JSON is YAML): duplicate keys, tags refused  # the strict loader: duplicate keys and tags refused
+    if path.suffix == ".json":  # YAML 1.1 would read a JSON number such as 3e-05 as text
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise SpecError(f"{path}: not a readable JSON config ({err})") from None
+    else:
+        raw = read_yaml(path)  # the strict loader: duplicate keys and tags refused
     try:
         return parse_config(raw)
     except SpecError as err:
