@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from nnopt.config.spec import RunSpec, SpecError
+from nnopt.config.spec import Kwargs, RunSpec, SpecError
 from nnopt.config.studies import Config, Run, Study
 
 __all__ = [
@@ -65,6 +65,10 @@ def _study(record: Mapping[str, Any], runs: tuple[Run, ...]) -> Study:
 
 
 def _tuples(value: Any) -> Any:
+    """JSON back to the spec's field types: lists are tuples, mappings (plug-in kwargs) the
+    spec's read-only, hashable Kwargs."""
+    if isinstance(value, Mapping):
+        return Kwargs(value)
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
