@@ -200,5 +200,5 @@ def test_study_config_and_train_batch_job_use_the_plugins(tmp_path, monkeypatch)
     (tmp_path / "runs.json").write_text(json.dumps(items))
     assert main(["train-batch", "--runs", str(tmp_path / "runs.json"),
                  "--manifest", str(tmp_path / "manifest.json")]) == 0
-    rows = json.loads((tmp_path / "manifest.json").read_text())
+    rows = json.loads((tmp_path / "manifest.json").read_text())["runs"]
     assert [r["status"] for r in rows] == ["ok", "ok"]
