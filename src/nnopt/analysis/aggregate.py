@@ -15,9 +15,10 @@ the cross-study tables hold every factor column as a string formatted like the c
 (`0.001`, `relu`, `true`) plus a `factors` column of JSON with the typed values;
 `study_frame(frame, study)` gives one study's rows with its factor columns typed again.
 The tables are built in nnopt.analysis.run_table (runs, curves), .summary and .comparisons;
-this module reads the config or plan and writes them. Statistics rules live in nnopt.analysis.stats; metric directions and units in nnopt.config.metrics.
+this module reads the config or plan and writes them. Statistics rules live in
+nnopt.analysis.stats; metric directions and units in nnopt.config.metrics.
 
-Statuses are outcomes, not missing data. `stalled` is set here: an ok run whose best validation
+Statuses are outcomes, not missing data. `stalled` is set by run_table: an ok run whose best validation
 accuracy (final train accuracy without validation) is at most chance, 1/n_classes, plus
 `STALL_MARGIN` (5 points) never learned. The declared rule of every comparison (`counted`):
 a stalled run keeps its measured values; a diverged run counts as chance accuracy
