@@ -402,12 +402,8 @@ def test_contour_and_interpolation_figures_are_svg_with_their_labels():
 
 
 def test_gradient_heatmaps_pick_one_finished_run_per_configuration_and_keep_weight_layers():
-    from nnopt.landscape.figures import (
-        _norm_matrix,
-        gradient_heatmap_runs,
-        gradient_heatmap_svg,
-        weight_rows,
-    )
+    from nnopt.landscape.figures import gradient_heatmap_runs, gradient_heatmap_svg, weight_rows
+    from nnopt.landscape.gradients import _norm_matrix
 
     runs = pl.DataFrame({
         "study": ["s"] * 4, "config": ["a", "a", "b", "b"], "config_index": [0, 0, 1, 1],

@@ -10,7 +10,7 @@ import difflib
 import reprlib
 from typing import Any
 
-__all__ = ["SpecError", "did_you_mean", "short_repr"]
+__all__ = ["SpecError", "did_you_mean", "refuse_unknown_keys", "short_repr"]
 
 
 class SpecError(ValueError):
@@ -26,6 +26,18 @@ def did_you_mean(word: str, options: Any) -> str:
         return f" (did you mean '{by_case[word.lower()]}'?)"
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def refuse_unknown_keys(
+    path: str, keys: Any, allowed: Any, *, what: str = "unknown key"
+) -> None:
+    """Raise '{path}.{key}: unknown key; allowed: ...' for the first key not in `allowed`."""
+    for key in keys:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise SpecError(
+                f"{where}: {what}; allowed: {', '.join(allowed)}" + did_you_mean(key, allowed)
+            )
 
 
 # Error messages quote the offending value; a bounded repr keeps a huge or alias-expanded

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nnopt.config.errors import refuse_unknown_keys
 from nnopt.config.spec import SpecError, did_you_mean, short_repr
 
 __all__ = ["Problem", "PROBLEM_SEPARATOR", "parse_problems", "study_problems"]
@@ -53,12 +54,7 @@ def parse_problems(raw: Any) -> dict[str, Problem]:
         entry = entry if entry is not None else {}
         if not isinstance(entry, Mapping):
             raise SpecError(f"problems.{name}: expected a mapping with title and base")
-        for key in entry:
-            if key not in _PROBLEM_KEYS:
-                raise SpecError(
-                    f"problems.{name}.{key}: unknown key; allowed: {', '.join(_PROBLEM_KEYS)}"
-                    + did_you_mean(key, _PROBLEM_KEYS)
-                )
+        refuse_unknown_keys(f"problems.{name}", entry, _PROBLEM_KEYS)
         base = entry.get("base") or {}
         if not isinstance(base, Mapping):
             raise SpecError(f"problems.{name}.base: expected a mapping (a partial run spec)")

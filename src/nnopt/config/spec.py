@@ -4,7 +4,8 @@ A `RunSpec` is a frozen tree of small dataclasses, one per concern (data, model,
 optimizer, schedule, regularization, budget, evaluation, device, checkpoint) plus the seed.
 `parse_spec` turns a plain mapping (YAML/JSON) into one, or raises `SpecError` naming the
 dotted key path and what is allowed. The canonical dict hashes to a stable `run_id`.
-See docs/contract.md §1 for the table of every field.
+See docs/contract.md §1 for the table of every field; the field checks live in
+`nnopt.config.fields`, the rules spanning fields in `nnopt.config.consistency`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,26 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from nnopt.config.consistency import check_consistency, with_sources
 from nnopt.config.errors import SpecError, did_you_mean, short_repr
-from nnopt.config.limits import MAX_SEED, MAX_SPLIT_SEED, check_size
+from nnopt.config.fields import (
+    Kwargs,
+    boolean,
+    checked,
+    epoch_list,
+    hashed_dict,
+    int_tuple,
+    kwargs_mapping,
+    number,
+    one_of,
+    plugin_target,
+    text,
+)
+from nnopt.config.limits import MAX_SEED, MAX_SPLIT_SEED
 
 __all__ = [
     "SpecError",
@@ -98,309 +112,147 @@ HEADS = ("pool", "flatten")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-# --- field checks: each returns the parsed value or raises SpecError(path: ...) ----------
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
-def _one_of(*allowed: str) -> Callable[[str, Any], str]:
-    def check(path: str, value: Any) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise SpecError(
-                f"{path}: unknown value {short_repr(value)}; allowed: {', '.join(allowed)}"
-                + did_you_mean(value, allowed)
-            )
-        return value
-
-    return check
-
-
-def _number(
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    integer: bool = False,
-    optional: bool = False,
-) -> Callable[[str, Any], Any]:
-    def describe() -> str:
-        kind = "an integer" if integer else "a number"
-        parts = []
-        shown = (lambda v: str(v)) if integer else (lambda v: f"{v:g}")  # 2**63-1 exactly
-        if lo is not None:
-            parts.append(f"{'>' if lo_open else '>='} {shown(lo)}")
-        if hi is not None:
-            parts.append(f"{'<' if hi_open else '<='} {shown(hi)}")
-        text = kind + (" " + " and ".join(parts) if parts else "")
-        return text + (" or null" if optional else "")
-
-    def check(path: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        # bool is an int subclass in Python; `epochs: true` must still be an error.
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
-            raise SpecError(
-                f"{path}: expected {describe()}, got {short_repr(value)} ({_type_name(value)})"
-                + _yaml_number_hint(value)
-            )
-        if not math.isfinite(value):
-            raise SpecError(f"{path}: expected {describe()}, got {short_repr(value)}")
-        too_low = lo is not None and (value <= lo if lo_open else value < lo)
-        too_high = hi is not None and (value >= hi if hi_open else value > hi)
-        if too_low or too_high:
-            raise SpecError(f"{path}: {short_repr(value)} is out of range; expected {describe()}")
-        if integer:
-            check_size(path, value)
-        return value if integer else float(value)
-
-    return check
-
-
-def _yaml_number_hint(value: Any) -> str:
-    """YAML 1.1 (PyYAML) reads `1e-3` as text; say so when a string looks like a number."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        float(value)
-    except ValueError:
-        return ""
-    return "; YAML reads this as text: write a number such as 1.0e-3 (with a dot) or 0.001"
-
-
-def _boolean(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(f"{path}: expected true or false, got {short_repr(value)} ({_type_name(value)})")
-    return value
-
-
-def _text(optional: bool = True) -> Callable[[str, Any], Any]:
-    def check(path: str, value: Any) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value:
-            raise SpecError(f"{path}: expected a non-empty string, got {short_repr(value)}")
-        return value
-
-    return check
-
-
-def _int_list(path: str, value: Any) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)) or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value
-    ):
-        raise SpecError(f"{path}: expected a list of positive integers, got {short_repr(value)}")
-    if list(value) != sorted(set(value)):
-        raise SpecError(f"{path}: expected strictly increasing epochs, got {short_repr(list(value))}")
-    return tuple(value)
-
-
-def _int_tuple(lo: int) -> Callable[[str, Any], tuple[int, ...]]:
-    """A list of integers >= lo, in any order (per-layer settings)."""
-
-    def check(path: str, value: Any) -> tuple[int, ...]:
-        if not isinstance(value, (list, tuple)) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < lo for v in value
-        ):
-            raise SpecError(
-                f"{path}: expected a list of integers >= {lo} (one per layer), "
-                f"got {short_repr(value)}"
-            )
-        return tuple(value)
-
-    return check
-
-class Kwargs(dict):
-    """A plug-in's keyword arguments: a read-only, hashable dict (specs are frozen keys)."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(json.dumps(self, sort_keys=True, default=str))
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("spec kwargs are read-only")
-
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
-
-
-def _kwargs(path: str, value: Any) -> Kwargs:
-    if value is None:
-        return Kwargs()
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise SpecError(f"{path}: expected a mapping of keyword arguments, got {short_repr(value)}")
-    try:  # plain YAML data only: the values must survive the canonical JSON of run_id
-        return Kwargs(json.loads(json.dumps(dict(value), allow_nan=False)))
-    except (TypeError, ValueError):
-        raise SpecError(
-            f"{path}: values must be plain numbers, strings, lists or mappings"
-        ) from None
-
-
-def _target(path: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    from nnopt.config.plugins import split_target
-
-    split_target(path, value)
-    return value
-
-
-def _checked(check: Callable[[str, Any], Any], default: Any, *, hashed: bool = True) -> Any:
-    """A dataclass field whose parse-time check lives in its metadata; `hashed=False` keeps
-    it out of run_id (where a run executes, not what it computes)."""
-    return field(default=default, metadata={"check": check, "hashed": hashed})
-
-
-def _hashed_dict(section: Any) -> dict[str, Any]:
-    return {
-        f.name: getattr(section, f.name) for f in fields(section) if f.metadata.get("hashed", True)
-    }
-
-
-# --- the sections -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = _checked(_one_of(*DATASETS), "mnist1d")
-    path: str | None = _checked(_text(), None)
-    label_column: str = _checked(_text(optional=False), "label")
-    torchvision_name: str | None = _checked(_text(), None)
-    n_samples: int | None = _checked(_number(30, integer=True, optional=True), None)
-    noise: float = _checked(_number(0), 0.1)
-    n_classes: int = _checked(_number(2, integer=True), 3)
-    n_features: int = _checked(_number(2, integer=True), 2)
-    val_fraction: float = _checked(_number(0, 1, hi_open=True), 0.15)
-    test_fraction: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.15)
-    split_seed: int = _checked(_number(0, MAX_SPLIT_SEED, integer=True), 0)
-    standardize: bool = _checked(_boolean, True)
+    name: str = checked(one_of(*DATASETS), "mnist1d")
+    path: str | None = checked(text(), None)
+    label_column: str = checked(text(optional=False), "label")
+    torchvision_name: str | None = checked(text(), None)
+    n_samples: int | None = checked(number(30, integer=True, optional=True), None)
+    noise: float = checked(number(0), 0.1)
+    n_classes: int = checked(number(2, integer=True), 3)
+    n_features: int = checked(number(2, integer=True), 2)
+    val_fraction: float = checked(number(0, 1, hi_open=True), 0.15)
+    test_fraction: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.15)
+    split_seed: int = checked(number(0, MAX_SPLIT_SEED, integer=True), 0)
+    standardize: bool = checked(boolean, True)
     # standard: the dataset's published train/test partition where it has one (mnist1d's
     # 4000/1000, torchvision's train/test files), validation carved from train by
     # val_fraction (test_fraction unused); pooled: pool everything and re-split by fractions.
-    partition: str = _checked(_one_of(*PARTITIONS), "standard")
+    partition: str = checked(one_of(*PARTITIONS), "standard")
     # name: python (nnopt.config.plugins): "module:callable" returning (x, y), kwargs, hash.
-    loader: str | None = _checked(_target, None)
-    kwargs: Kwargs = _checked(_kwargs, Kwargs())
-    source_sha256: str | None = _checked(_text(), None)
-    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
+    loader: str | None = checked(plugin_target, None)
+    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
+    source_sha256: str | None = checked(text(), None)
+    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
     # Filled by parse_spec (nnopt.config.fingerprint): the file's content hash or the
     # generator's version, so run_id changes with the data. Left unset in a config.
-    fingerprint: str | None = _checked(_text(), None)
+    fingerprint: str | None = checked(text(), None)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str = _checked(_one_of(*MODEL_KINDS), "mlp")
-    depth: int = _checked(_number(0, integer=True), 2)
-    width: int = _checked(_number(1, integer=True), 128)
-    activation: str = _checked(_one_of(*ACTIVATIONS), "relu")
-    dropout: float = _checked(_number(0, 1, hi_open=True), 0.0)
-    batch_norm: bool = _checked(_boolean, False)
-    kernel_size: int = _checked(_number(1, integer=True), 5)
+    kind: str = checked(one_of(*MODEL_KINDS), "mlp")
+    depth: int = checked(number(0, integer=True), 2)
+    width: int = checked(number(1, integer=True), 128)
+    activation: str = checked(one_of(*ACTIVATIONS), "relu")
+    dropout: float = checked(number(0, 1, hi_open=True), 0.0)
+    batch_norm: bool = checked(boolean, False)
+    kernel_size: int = checked(number(1, integer=True), 5)
     # cnn, per conv layer (empty: `depth` layers of `width` channels, `kernel_size`, stride 1,
     # 'same' padding); the lists that are given must have one entry per layer.
-    channels: tuple[int, ...] = _checked(_int_tuple(1), ())
-    kernel_sizes: tuple[int, ...] = _checked(_int_tuple(1), ())
-    strides: tuple[int, ...] = _checked(_int_tuple(1), ())
-    paddings: tuple[int, ...] = _checked(_int_tuple(0), ())
-    head: str = _checked(_one_of(*HEADS), "pool")  # cnn: adaptive average pool or flatten
-    residual: bool = _checked(_boolean, False)  # mlp: x + block(x) for hidden blocks after the first
+    channels: tuple[int, ...] = checked(int_tuple(1), ())
+    kernel_sizes: tuple[int, ...] = checked(int_tuple(1), ())
+    strides: tuple[int, ...] = checked(int_tuple(1), ())
+    paddings: tuple[int, ...] = checked(int_tuple(0), ())
+    head: str = checked(one_of(*HEADS), "pool")  # cnn: adaptive average pool or flatten
+    residual: bool = checked(boolean, False)  # mlp: x + block(x) for hidden blocks after the first
     # kind: python (nnopt.config.plugins): "module:callable" building an nn.Module.
-    factory: str | None = _checked(_target, None)
-    kwargs: Kwargs = _checked(_kwargs, Kwargs())
-    source_sha256: str | None = _checked(_text(), None)
-    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
+    factory: str | None = checked(plugin_target, None)
+    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
+    source_sha256: str | None = checked(text(), None)
+    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
 class InitSpec:
-    name: str = _checked(_one_of(*INITS), "default")
-    std: float = _checked(_number(0, lo_open=True), 0.01)
-    bound: float = _checked(_number(0, lo_open=True), 0.05)
-    value: float = _checked(_number(), 0.0)
-    gain: float | None = _checked(_number(0, lo_open=True, optional=True), None)
+    name: str = checked(one_of(*INITS), "default")
+    std: float = checked(number(0, lo_open=True), 0.01)
+    bound: float = checked(number(0, lo_open=True), 0.05)
+    value: float = checked(number(), 0.0)
+    gain: float | None = checked(number(0, lo_open=True, optional=True), None)
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    name: str = _checked(_one_of(*OPTIMIZERS), "adam")
-    lr: float = _checked(_number(0, lo_open=True), 0.001)
-    momentum: float = _checked(_number(0, 1, hi_open=True), 0.9)
-    beta1: float = _checked(_number(0, 1, hi_open=True), 0.9)
-    beta2: float = _checked(_number(0, 1, hi_open=True), 0.999)
-    eps: float = _checked(_number(0, lo_open=True), 1e-8)
-    alpha: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.99)
-    rho: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.9)
+    name: str = checked(one_of(*OPTIMIZERS), "adam")
+    lr: float = checked(number(0, lo_open=True), 0.001)
+    momentum: float = checked(number(0, 1, hi_open=True), 0.9)
+    beta1: float = checked(number(0, 1, hi_open=True), 0.9)
+    beta2: float = checked(number(0, 1, hi_open=True), 0.999)
+    eps: float = checked(number(0, lo_open=True), 1e-8)
+    alpha: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.99)
+    rho: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.9)
     # name: python (nnopt.config.plugins): "module:callable", its kwargs, the source hash.
-    factory: str | None = _checked(_target, None)
-    kwargs: Kwargs = _checked(_kwargs, Kwargs())
-    source_sha256: str | None = _checked(_text(), None)
-    code_root: str | None = _checked(_text(), None, hashed=False)  # absolute; parse fills it
+    factory: str | None = checked(plugin_target, None)
+    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
+    source_sha256: str | None = checked(text(), None)
+    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    name: str = _checked(_one_of(*SCHEDULES), "constant")
-    warmup_epochs: float = _checked(_number(0), 0.0)
-    step_size: int = _checked(_number(1, integer=True), 10)
-    milestones: tuple[int, ...] = _checked(_int_list, ())
-    gamma: float = _checked(_number(0, 1, lo_open=True), 0.1)
-    min_lr: float = _checked(_number(0), 0.0)
-    patience: int = _checked(_number(0, integer=True), 5)
-    factor: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.5)
-    decay_fraction: float = _checked(_number(0, 1, lo_open=True), 0.2)  # wsd
-    pct_start: float = _checked(_number(0, 1, lo_open=True, hi_open=True), 0.3)  # one_cycle
-    restart_epochs: int = _checked(_number(1, integer=True), 10)  # cosine_restarts
-    t_mult: int = _checked(_number(1, integer=True), 1)  # cosine_restarts
-    power: float = _checked(_number(0, lo_open=True), 1.0)  # polynomial
+    name: str = checked(one_of(*SCHEDULES), "constant")
+    warmup_epochs: float = checked(number(0), 0.0)
+    step_size: int = checked(number(1, integer=True), 10)
+    milestones: tuple[int, ...] = checked(epoch_list, ())
+    gamma: float = checked(number(0, 1, lo_open=True), 0.1)
+    min_lr: float = checked(number(0), 0.0)
+    patience: int = checked(number(0, integer=True), 5)
+    factor: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.5)
+    decay_fraction: float = checked(number(0, 1, lo_open=True), 0.2)  # wsd
+    pct_start: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.3)  # one_cycle
+    restart_epochs: int = checked(number(1, integer=True), 10)  # cosine_restarts
+    t_mult: int = checked(number(1, integer=True), 1)  # cosine_restarts
+    power: float = checked(number(0, lo_open=True), 1.0)  # polynomial
 
 
 @dataclass(frozen=True)
 class RegularizationSpec:
-    l1: float = _checked(_number(0), 0.0)
-    l2: float = _checked(_number(0), 0.0)
-    weight_decay: float = _checked(_number(0), 0.0)
-    grad_clip: float | None = _checked(_number(0, lo_open=True, optional=True), None)
-    early_stopping_patience: int | None = _checked(_number(1, integer=True, optional=True), None)
+    l1: float = checked(number(0), 0.0)
+    l2: float = checked(number(0), 0.0)
+    weight_decay: float = checked(number(0), 0.0)
+    grad_clip: float | None = checked(number(0, lo_open=True, optional=True), None)
+    early_stopping_patience: int | None = checked(number(1, integer=True, optional=True), None)
 
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    epochs: int | None = _checked(_number(1, integer=True, optional=True), 20)
-    steps: int | None = _checked(_number(1, integer=True, optional=True), None)
-    batch_size: int = _checked(_number(1, integer=True), 64)
+    epochs: int | None = checked(number(1, integer=True, optional=True), 20)
+    steps: int | None = checked(number(1, integer=True, optional=True), None)
+    batch_size: int = checked(number(1, integer=True), 64)
 
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    every_epochs: float | None = _checked(_number(0, lo_open=True, optional=True), 1.0)
-    every_steps: int | None = _checked(_number(1, integer=True, optional=True), None)
-    target_val_accuracy: float | None = _checked(
-        _number(0, 1, lo_open=True, optional=True), None
+    every_epochs: float | None = checked(number(0, lo_open=True, optional=True), 1.0)
+    every_steps: int | None = checked(number(1, integer=True, optional=True), None)
+    target_val_accuracy: float | None = checked(
+        number(0, 1, lo_open=True, optional=True), None
     )
-    target_train_loss: float | None = _checked(_number(0, lo_open=True, optional=True), None)
-    max_train_eval_samples: int = _checked(_number(1, integer=True), 4096)
+    target_train_loss: float | None = checked(number(0, lo_open=True, optional=True), None)
+    max_train_eval_samples: int = checked(number(1, integer=True), 4096)
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    device: str = _checked(_one_of(*DEVICES), "cpu")
-    precision: str = _checked(_one_of(*PRECISIONS), "fp32")
-    tf32: bool = _checked(_boolean, False)
-    threads: int = _checked(_number(1, integer=True), 1)
-    world_size: int = _checked(_number(1, integer=True), 1)
-    deterministic: bool = _checked(_boolean, True)
+    device: str = checked(one_of(*DEVICES), "cpu")
+    precision: str = checked(one_of(*PRECISIONS), "fp32")
+    tf32: bool = checked(boolean, False)
+    threads: int = checked(number(1, integer=True), 1)
+    world_size: int = checked(number(1, integer=True), 1)
+    deterministic: bool = checked(boolean, True)
 
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    every_epochs: int | None = _checked(_number(1, integer=True, optional=True), None)
-    every_seconds: float | None = _checked(_number(0, lo_open=True, optional=True), None)
+    every_epochs: int | None = checked(number(1, integer=True, optional=True), None)
+    every_seconds: float | None = checked(number(0, lo_open=True, optional=True), None)
     # Flat weights at every evaluation into the run directory (snapshots.pt), for the
     # landscape job; set for the runs of `landscape: true` studies.
-    snapshots: bool = _checked(_boolean, False)
+    snapshots: bool = checked(boolean, False)
 
 
 _SECTIONS: dict[str, type] = {
@@ -441,7 +293,7 @@ class RunSpec:
     @functools.cached_property  # frozen, so computed once; a study expands thousands
     def run_id(self) -> str:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_HASHED}
-        canonical = {k: _hashed_dict(v) if k in _SECTIONS else v for k, v in values.items()}
+        canonical = {k: hashed_dict(v) if k in _SECTIONS else v for k, v in values.items()}
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -480,104 +332,6 @@ def _parse_section(cls: type, path: str, raw: Any) -> Any:
     return cls(**values)
 
 
-def _check_consistency(spec: RunSpec, file_root: Path | None) -> None:
-    """Rules that span fields; each message names the keys involved."""
-    d, b, e = spec.data, spec.budget, spec.evaluation
-    if d.val_fraction + d.test_fraction >= 1:
-        raise SpecError(
-            "data.val_fraction + data.test_fraction: must be < 1 "
-            f"(got {d.val_fraction} + {d.test_fraction})"
-        )
-    if (b.epochs is None) == (b.steps is None):
-        raise SpecError("budget: set exactly one of budget.epochs and budget.steps")
-    if (e.every_epochs is None) == (e.every_steps is None):
-        raise SpecError(
-            "evaluation: set exactly one of evaluation.every_epochs and evaluation.every_steps"
-        )
-    if d.name in ("table", "torchvision") and d.path is None:
-        raise SpecError(f"data.path: required for data.name '{d.name}' (a file or folder)")
-    if d.name == "torchvision" and d.torchvision_name is None:
-        raise SpecError("data.torchvision_name: required for data.name 'torchvision' (e.g. MNIST)")
-    if d.path is not None and d.name in ("table", "torchvision"):
-        path = Path(d.path) if file_root is None else file_root / d.path
-        if not path.exists():
-            raise SpecError(f"data.path: file or folder not found: {path}")
-        if d.name == "table" and path.suffix.lower() not in (".csv", ".parquet"):
-            raise SpecError(f"data.path: {path} must end in .csv or .parquet")
-    if spec.regularization.early_stopping_patience is not None and d.val_fraction == 0:
-        raise SpecError(
-            "regularization.early_stopping_patience: needs validation data "
-            "(data.val_fraction > 0)"
-        )
-    if spec.schedule.name == "one_cycle" and spec.schedule.warmup_epochs > 0:
-        raise SpecError(
-            "schedule.warmup_epochs: 'one_cycle' has its own warm-up (schedule.pct_start); "
-            "set warmup_epochs to 0"
-        )
-    if spec.schedule.name == "plateau" and d.val_fraction == 0:
-        raise SpecError("schedule.name: 'plateau' needs validation data (data.val_fraction > 0)")
-    dev = spec.device
-    if dev.precision == "fp16" and dev.device == "cpu":
-        raise SpecError("device.precision: 'fp16' needs device 'cuda' or 'auto'; use bf16 on cpu")
-    _check_data_model(spec)
-    if dev.world_size > 1 and b.batch_size % dev.world_size:
-        raise SpecError(
-            f"budget.batch_size: {b.batch_size} must be divisible by device.world_size "
-            f"{dev.world_size} (the batch size is global)"
-        )
-
-
-def _check_data_model(spec: RunSpec) -> None:
-    """Options that are silently ignored or fail only inside the job: refuse them here."""
-    d, m = spec.data, spec.model
-    # A path with a generated dataset would silently train on that dataset, not the file.
-    if d.path is not None and d.name not in ("table", "torchvision"):
-        raise SpecError(
-            f"data.path: only read when data.name is table or torchvision, not {d.name!r}; "
-            "set data.name: table for a .csv/.parquet file"
-        )
-    if d.torchvision_name is not None and d.name != "torchvision":
-        raise SpecError(
-            f"data.torchvision_name: only read when data.name is torchvision, not {d.name!r}"
-        )
-    # Only torchvision sets have (channels, height, width) samples; the others are flat.
-    if m.kind == "cnn2d" and d.name not in ("torchvision", "python"):
-        raise SpecError(
-            f"model.kind: 'cnn2d' needs image data (data.name: torchvision), not {d.name!r}; "
-            "allowed here: mlp, cnn1d"
-        )
-    if m.kind == "cnn1d" and d.name == "torchvision":
-        raise SpecError("model.kind: 'cnn1d' needs 1-D samples; allowed for images: mlp, cnn2d")
-    if m.kind != "mlp":
-        _check_conv_layers(m)
-    if m.residual and m.kind != "mlp":
-        raise SpecError(f"model.residual: only for model.kind 'mlp', not {m.kind!r}")
-    if m.residual and m.depth < 2:
-        raise SpecError(
-            f"model.residual: needs model.depth >= 2 (skips join hidden blocks after the "
-            f"first), got depth {m.depth}"
-        )
-
-
-def _check_conv_layers(m: ModelSpec) -> None:
-    """Per-layer conv lists: one entry per layer; 'same' padding needs odd kernels."""
-    layers = len(m.channels) or m.depth
-    for key in ("kernel_sizes", "strides", "paddings"):
-        given = getattr(m, key)
-        if given and len(given) != layers:
-            raise SpecError(
-                f"model.{key}: {len(given)} entries for {layers} conv layers "
-                f"({'model.channels' if m.channels else 'model.depth'}); give one per layer"
-            )
-    if not m.paddings:  # 'same' padding
-        for k in m.kernel_sizes or (m.kernel_size,):
-            if k % 2 == 0:
-                raise SpecError(
-                    f"model.kernel_size: must be odd for 'same' padding, got {k}; "
-                    "give model.paddings to use even kernels"
-                )
-
-
 def parse_spec(
     raw: Mapping[str, Any], *, file_root: Path | None = None, code_root: Path | None = None
 ) -> RunSpec:
@@ -594,62 +348,22 @@ def parse_spec(
     sections = {}
     for key, value in raw.items():
         if key == "seed":
-            sections["seed"] = _number(0, MAX_SEED, integer=True)("seed", value)
+            sections["seed"] = number(0, MAX_SEED, integer=True)("seed", value)
         elif key in _SECTIONS:
             sections[key] = _parse_section(_SECTIONS[key], key, value)
         else:
             raise _unknown_key("", key, allowed)
     spec = RunSpec(**sections)
-    _check_consistency(spec, file_root)
+    check_consistency(spec, file_root)
     if spec.data.fingerprint is None:  # a spec from a plan keeps the one it was planned with
         from nnopt.config.fingerprint import data_fingerprint
 
         found = data_fingerprint(spec.data.name, spec.data.path, file_root)
         spec = spec.replace(data=dataclasses.replace(spec.data, fingerprint=found))
-    return _with_sources(spec, code_root or file_root)
+    return with_sources(spec, code_root or file_root)
 
 
-def _check_plugin_keys(spec: RunSpec) -> None:
-    """A plug-in key is required by its switch value and refused without it."""
-    from nnopt.config.plugins import PLUGIN_KEYS
 
-    for section, (switch, code_key) in PLUGIN_KEYS.items():
-        part = getattr(spec, section)
-        on = getattr(part, switch) == "python"
-        if on and getattr(part, code_key) is None:
-            raise SpecError(
-                f"{section}.{code_key}: required for {section}.{switch} 'python' "
-                "(e.g. 'models:my_net', a module beside the config)"
-            )
-        for key in (code_key, "kwargs", "source_sha256", "code_root"):
-            if not on and getattr(part, key):
-                raise SpecError(
-                    f"{section}.{key}: only read when {section}.{switch} is 'python', "
-                    f"not {getattr(part, switch)!r}"
-                )
-
-
-def _with_sources(spec: RunSpec, default_root: Path | None) -> RunSpec:
-    """Fill each plug-in section's code_root and source_sha256 (its module found there)."""
-    from nnopt.config.plugins import file_sha256, locate_source, plugin_sections
-
-    _check_plugin_keys(spec)
-    used = plugin_sections(spec)
-    if not used:
-        return spec
-    changes: dict[str, Any] = {}
-    for section, part, target in used:
-        root = Path(part.code_root or default_root or Path.cwd()).resolve()
-        code_key = "loader" if section == "data" else "factory"
-        source = locate_source(f"{section}.{code_key}", target, root)
-        digest = file_sha256(source)
-        if part.source_sha256 is not None and part.source_sha256 != digest:
-            raise SpecError(
-                f"{section}.source_sha256: {source} changed since this spec was written "
-                f"(sha256 {part.source_sha256[:12]}..., now {digest[:12]}...); plan the runs again"
-            )
-        changes[section] = dataclasses.replace(part, source_sha256=digest, code_root=str(root))
-    return spec.replace(**changes)
 
 
 def load_spec(path: str | Path) -> RunSpec:

@@ -8,19 +8,16 @@ product, and every configuration is run once per seed. See docs/contract.md §3.
 
 from __future__ import annotations
 
-import itertools
-import math
-import random as _random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from nnopt.config.errors import refuse_unknown_keys
+from nnopt.config.factors import config_label, configurations, factor_lists, seed_list, set_path
 from nnopt.config.landscape_settings import parse_settings
-from nnopt.config.limits import MAX_SEED
 from nnopt.config.problems import PROBLEM_SEPARATOR, Problem, parse_problems, study_problems
 from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec, short_repr
-from nnopt.config.study_rules import format_value as _fmt
 from nnopt.config.study_rules import (
     refuse_bad_baseline,
     refuse_label_collision,
@@ -36,7 +33,6 @@ __all__ = [
     "parse_config",
     "expand",
     "config_label",
-    "schema_error_message",
     "LABEL_PREFIX",
     "MAX_NAME_CHARS",
 ]
@@ -73,7 +69,6 @@ _CONFIG_KEYS = (
     "defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape", "problems",
     "title",  # the report's (nnopt.report)
 )
-_DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
 
 
 @dataclass(frozen=True)
@@ -154,148 +149,24 @@ def _flag(path: str, value: Any) -> bool:
     return value
 
 
-def config_label(factors: Mapping[str, Any]) -> str:
-    """A stable, readable label of one configuration: 'a.b=1, c.d=relu'."""
-    if not factors:
-        return "base"
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in factors.items())
-
-
-def _set_path(tree: Mapping[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """A copy of `tree` with `dotted` (e.g. 'optimizer.lr' or 'seed') set to `value`."""
-    head, _, rest = dotted.partition(".")
-    out = dict(tree)
-    if not rest:
-        out[head] = value
-    else:
-        child = out.get(head) or {}
-        out[head] = _set_path(child if isinstance(child, Mapping) else {}, rest, value)
-    return out
-
-
-def _seeds(path: str, value: Any, cap: int) -> tuple[int, ...]:
-    """Seeds 0..n-1 for a count n, else the list; never more than `cap` (checked first)."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if (is_int and value > cap) or (isinstance(value, list) and len(value) > cap):
-        count = value if is_int else len(value)
-        raise SpecError(
-            f"{path}: {count} seeds is more than max_runs_per_study ({cap}); allowed: "
-            f"at most {cap} seeds (raise max_runs_per_study if you truly mean it)"
-        )
-    if is_int and value >= 1:
-        return tuple(range(value))
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value)
-        and len(set(value)) == len(value)
-    ):
-        return tuple(value)
-    raise SpecError(
-        f"{path}: expected a positive number of seeds or a list of distinct seeds from 0 to "
-        f"{MAX_SEED}, got {short_repr(value)}"
-    )
-
-
-def _factor_lists(path: str, raw: Any) -> dict[str, tuple[Any, ...]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{path}: expected a mapping of spec keys to lists of values")
-    out = {}
-    for key, values in raw.items():
-        if not isinstance(values, list):
-            raise SpecError(f"{path}.{key}: expected a list of values, got {short_repr(values)}")
-        if not values:
-            raise SpecError(f"{path}.{key}: empty list; a factor needs at least one value")
-        out[str(key)] = tuple(values)
-    return out
-
-
-def _sample(path: str, dist: Any, rng: _random.Random) -> Any:
-    if not isinstance(dist, Mapping) or len(dist) != 1 or next(iter(dist)) not in _DISTRIBUTIONS:
-        raise SpecError(
-            f"{path}: expected one of {{log_uniform: [lo, hi]}}, {{uniform: [lo, hi]}}, "
-            f"{{choice: [values]}}; got {short_repr(dist)}"
-        )
-    kind, arg = next(iter(dist.items()))
-    if kind == "choice":
-        if not isinstance(arg, list) or not arg:
-            raise SpecError(f"{path}.choice: expected a non-empty list, got {short_repr(arg)}")
-        return rng.choice(arg)
-    if (
-        not isinstance(arg, list)
-        or len(arg) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)
-        or not arg[0] < arg[1]
-        or (kind == "log_uniform" and arg[0] <= 0)
-    ):
-        allowed = "0 < lo < hi" if kind == "log_uniform" else "lo < hi"
-        raise SpecError(f"{path}.{kind}: expected [lo, hi] with {allowed}, got {short_repr(arg)}")
-    lo, hi = arg
-    if kind == "uniform":
-        draw = lo + (hi - lo) * rng.random()
-    else:
-        draw = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * rng.random())
-    # Rounded to the 6 significant digits labels print (config_label): two draws that print
-    # alike are then the same value (one configuration, its repeat dropped), never two
-    # configurations pooled under one label.
-    return float(_fmt(draw))
-
-
-def _random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
-    if raw is None:
-        return [{}]
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{path}: expected a mapping with n, seed and params")
-    unknown = set(raw) - {"n", "seed", "params"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise SpecError(f"{path}.{key}: unknown key; allowed: n, seed, params")
-    n, seed, params = raw.get("n"), raw.get("seed", 0), raw.get("params")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SpecError(f"{path}.n: expected an integer >= 1, got {short_repr(n)}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"{path}.seed: expected an integer, got {short_repr(seed)}")
-    if not isinstance(params, Mapping) or not params:
-        raise SpecError(f"{path}.params: expected a non-empty mapping of spec keys to distributions")
-    # One sampler seeded once: the same config gives the same samples, so the DAG is stable.
-    rng = _random.Random(seed)
-    return [
-        {key: _sample(f"{path}.params.{key}", dist, rng) for key, dist in params.items()}
-        for _ in range(n)
-    ]
-
-
-def _configurations(study_path: str, grid: Mapping, zipped: Mapping, rnd: Any) -> list[dict]:
-    grid_part = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
-    lengths = {len(v) for v in zipped.values()}
-    if len(lengths) > 1:
-        sizes = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
-        raise SpecError(f"{study_path}.zip: lists must have equal lengths (got {sizes})")
-    zip_part = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
-    random_part = _random_configs(f"{study_path}.random", rnd)
-    return [{**g, **z, **r} for g in grid_part for z in zip_part for r in random_part]
-
-
 def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     """All runs of a study: configurations × seeds, each a validated RunSpec."""
     path = f"studies.{study.name}"
     runs: list[Run] = []
     seen: dict[str, str] = {}  # run_id -> configuration label
     by_label: dict[str, dict[str, Any]] = {}  # label -> the factors that print as it
-    for factors in _configurations(path, study.grid, study.zip, study.random):
+    for factors in configurations(path, study.grid, study.zip, study.random):
         tree = study.base
         if study.landscape:  # the landscape job reads the training's weight snapshots
-            tree = _set_path(tree, "checkpoint.snapshots", True)
+            tree = set_path(tree, "checkpoint.snapshots", True)
         for key, value in factors.items():
             if not key.startswith(LABEL_PREFIX):  # label.* names a configuration only
-                tree = _set_path(tree, key, value)
+                tree = set_path(tree, key, value)
         label = config_label(factors)
         refuse_label_collision(path, label, by_label.setdefault(label, factors), factors)
         for seed in study.seeds:
             try:
-                spec = parse_spec(_set_path(tree, "seed", seed), file_root=file_root)
+                spec = parse_spec(set_path(tree, "seed", seed), file_root=file_root)
             except SpecError as err:
                 raise SpecError(f"{path}: {err}") from None
             if spec.run_id in seen and study.random:
@@ -311,7 +182,7 @@ def expand(study: Study, *, file_root: Path | None = None) -> tuple[Run, ...]:
     return tuple(runs)
 
 
-def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) -> Study:
+def _study_name(index: int, raw: Any) -> str:
     if not isinstance(raw, Mapping):
         raise SpecError(f"studies[{index}]: expected a mapping with at least a name")
     name = raw.get("name")
@@ -325,18 +196,18 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) 
             f"studies[{index}].name: {len(name)} characters; allowed: at most {MAX_NAME_CHARS} "
             "(result, batch and log file names are built from it)"
         )
+    return name
+
+
+def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) -> Study:
+    name = _study_name(index, raw)
     path = f"studies.{name}"
-    for key in raw:
-        if key not in _STUDY_KEYS:
-            raise SpecError(
-                f"{path}.{key}: unknown key; allowed: {', '.join(_STUDY_KEYS)}"
-                + did_you_mean(key, _STUDY_KEYS)
-            )
+    refuse_unknown_keys(path, raw, _STUDY_KEYS)
     base = raw.get("base") or {}
     if not isinstance(base, Mapping):
         raise SpecError(f"{path}.base: expected a mapping (a partial run spec)")
-    grid = _factor_lists(f"{path}.grid", raw.get("grid"))
-    zipped = _factor_lists(f"{path}.zip", raw.get("zip"))
+    grid = factor_lists(f"{path}.grid", raw.get("grid"))
+    zipped = factor_lists(f"{path}.zip", raw.get("zip"))
     both = set(grid) & set(zipped)
     if both:
         raise SpecError(f"{path}: factor {sorted(both)[0]} is in both grid and zip")
@@ -344,6 +215,32 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) 
     params = sampled.get("params") if isinstance(sampled, Mapping) else None
     for key in sorted(set(params or {}) & (set(grid) | set(zipped))):
         raise SpecError(f"{path}.random.params.{key}: already a grid/zip factor of this study")
+    metrics, columns, baseline = _study_tables(path, raw)
+    study = Study(
+        name=name,
+        title=str(raw.get("title") or name),
+        description=str(raw.get("description") or ""),
+        base=merge(defaults, base),
+        grid=grid,
+        zip=zipped,
+        random=raw.get("random"),
+        # The top-level seeds are checked where a study uses them, under their own key.
+        seeds=seed_list(f"{path}.seeds", raw["seeds"], cap) if "seeds" in raw else seed_list("seeds", seeds, cap),
+        rows=raw.get("rows"),
+        baseline=dict(baseline),
+        metrics=tuple(metrics),
+        columns={str(k): str(v) for k, v in columns.items()},
+        landscape=bool(raw.get("landscape", False)),
+        tune=_tune(path, raw, grid, zipped),
+        family=name,
+        cohorts=_flag(f"{path}.cohorts", raw.get("cohorts", True)),
+    )
+    _refuse_unknown_factors(path, study)
+    return study
+
+
+def _study_tables(path: str, raw: Mapping) -> tuple[list[str], Mapping, Mapping]:
+    """The report settings of a study: metrics, column headers, baseline (title checked too)."""
     metrics = raw.get("metrics", ["test_accuracy"])
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -358,33 +255,17 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) 
     baseline = raw.get("baseline") or {}
     if not isinstance(baseline, Mapping):
         raise SpecError(f"{path}.baseline: expected a mapping of factor key to value")
-    study = Study(
-        name=name,
-        title=str(raw.get("title") or name),
-        description=str(raw.get("description") or ""),
-        base=merge(defaults, base),
-        grid=grid,
-        zip=zipped,
-        random=raw.get("random"),
-        # The top-level seeds are checked where a study uses them, under their own key.
-        seeds=_seeds(f"{path}.seeds", raw["seeds"], cap) if "seeds" in raw else _seeds("seeds", seeds, cap),
-        rows=raw.get("rows"),
-        baseline=dict(baseline),
-        metrics=tuple(metrics),
-        columns={str(k): str(v) for k, v in columns.items()},
-        landscape=bool(raw.get("landscape", False)),
-        tune=_tune(path, raw, grid, zipped),
-        family=name,
-        cohorts=_flag(f"{path}.cohorts", raw.get("cohorts", True)),
-    )
+    return metrics, columns, baseline
+
+
+def _refuse_unknown_factors(path: str, study: Study) -> None:
     factor_keys = study.factor_keys
-    for key in [*( [study.rows] if study.rows else []), *study.baseline]:
+    for key in [*([study.rows] if study.rows else []), *study.baseline]:
         if key not in factor_keys:
             raise SpecError(
                 f"{path}: '{key}' (rows/baseline) is not a factor of this study; factors: "
                 f"{', '.join(factor_keys) or 'none'}" + did_you_mean(key, factor_keys)
             )
-    return study
 
 
 def _tune(path: str, raw: Mapping, grid: Mapping, zipped: Mapping) -> TuneSpec | None:
@@ -392,7 +273,7 @@ def _tune(path: str, raw: Mapping, grid: Mapping, zipped: Mapping) -> TuneSpec |
         return None
     sampled = raw.get("random") or {}
     varied = (*grid, *zipped, *(sampled.get("params") or {} if isinstance(sampled, Mapping) else {}))
-    labels = tuple(config_label(f) for f in _configurations(path, grid, zipped, None))
+    labels = tuple(config_label(f) for f in configurations(path, grid, zipped, None))
     return parse_tune(f"{path}.tune", raw["tune"], varied=tuple(varied), config_labels=labels)
 
 
@@ -400,12 +281,7 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
     """Validate a whole config and expand every study; raise SpecError naming the key."""
     if not isinstance(raw, Mapping):
         raise SpecError("config: expected a mapping with 'studies'")
-    for key in raw:
-        if key not in _CONFIG_KEYS:
-            raise SpecError(
-                f"{key}: unknown top-level key; allowed: {', '.join(_CONFIG_KEYS)}"
-                + did_you_mean(key, _CONFIG_KEYS)
-            )
+    refuse_unknown_keys("", raw, _CONFIG_KEYS, what="unknown top-level key")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise SpecError("defaults: expected a mapping (a partial run spec)")
@@ -497,37 +373,5 @@ def load_config(path: str | Path) -> Config:
     return parse_config(raw)
 
 
-def _schema_path(parts: list[Any], raw: Any) -> str:
-    """['studies', 2, 'grid'] → 'studies.<name of study 2>.grid' (parse_config's own form)."""
-    text, node = "", raw
-    for i, part in enumerate(parts):
-        child = node[part] if isinstance(node, (Mapping, list)) else None
-        if isinstance(part, int):
-            name = child.get("name") if isinstance(child, Mapping) else None
-            study = i == 1 and parts[0] == "studies" and isinstance(name, str) and _NAME.fullmatch(name)
-            text += f".{name}" if study else f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-        node = child
-    return text
-
-
-def schema_error_message(error: Any, raw: Any) -> str:
-    """One line for a jsonschema ValidationError: the dotted key, what is wrong, what is allowed."""
-    path = _schema_path(list(error.absolute_path), raw)
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = list(schema.get("properties", {}))
-        key = sorted(str(k) for k in set(error.instance) - set(allowed))[0]
-        return (
-            f"{f'{path}.{key}' if path else key}: unknown key; allowed: {', '.join(allowed)}"
-            + did_you_mean(key, allowed)
-        )
-    where = path or "config"
-    if error.validator in ("oneOf", "anyOf") or len(error.message) > 200:
-        # jsonschema's message embeds the full repr of the value; keep one readable line.
-        message = f"{where}: {short_repr(error.instance)} is not valid"
-    else:
-        message = f"{where}: {error.message}"
-    described = schema.get("description")
-    return f"{message}; expected {described}" if described else message
+# nnopt.search.rounds imports the old private name.
+_set_path = set_path

@@ -4,25 +4,28 @@
   PCA plane of its weight snapshots, with the optimization path drawn on the PCA plane.
 * `interpolation_svg`: train/val loss along θ(α) = (1-α)·θ_init + α·θ_final, one line per
   configuration (Goodfellow et al. 2015).
-* `gradient_heatmap_svg`: per-layer gradient norms (layer × step, log colour scale shared by
-  the panels), one panel per configuration, so vanishing/exploding gradients show as
-  dark/bright bands (the engine's `layer_grad_norms`, ordered as `layer_names`).
+* `gradient_heatmap_svg` (nnopt.landscape.gradients, re-exported): per-layer gradient norms
+  (layer × step, log colour scale shared by the panels), one panel per configuration, so
+  vanishing/exploding gradients show as dark/bright bands.
 * `sharpness_table`: Hessian eigenvalues, path barrier and the seeds' final-loss spread.
 * `landscape_section`: everything above for one study, read from the result files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
+from nnopt.landscape.gradients import (
+    gradient_heatmap_runs,
+    gradient_heatmap_svg,
+    run_weight_rows,
+    weight_rows,
+)
+from nnopt.landscape.plotting import figure, svg
 from nnopt.landscape.tables import (
     final_loss_spread,
     read_failures,
@@ -39,44 +42,7 @@ __all__ = [
     "short_label",
     "sharpness_table",
     "landscape_section",
-    "register",
 ]
-
-
-# Text stays text (small files); same look as the report's other figures.
-_STYLE = {
-    "svg.fonttype": "none",
-    "svg.hashsalt": "nnopt",
-    "font.size": 8,
-    "font.family": "DejaVu Sans",
-}
-
-
-def _figure(width_in: float, height_in: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with plt.rc_context(_STYLE):
-        return plt.figure(figsize=(width_in, height_in), layout="constrained")
-
-
-def _svg(fig) -> str:
-    """Inline <svg> markup whose ids are unique to this figure: several SVGs share one HTML
-    document, and matplotlib's clip-path ids would otherwise collide."""
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    with plt.rc_context(_STYLE):
-        # No date: stable output. Tight box: outside legends are never clipped.
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]
-    prefix = "l" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
-    text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
-    return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
 
 
 def _grid(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,7 +103,7 @@ def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) ->
 
     Each panel has its own colour scale: a short trajectory (a tiny learning rate) spans a
     far smaller loss range than the random plane, and one shared scale would hide it."""
-    fig = _figure(8.4, 3.4)
+    fig = figure(8.4, 3.4)
     ax_r, ax_p = fig.subplots(1, 2)
     surface = landscape.filter(pl.col("kind") == "surface2d")
     random_plane = surface.filter(pl.col("plane") == "random")
@@ -157,7 +123,7 @@ def contour_svg(landscape: pl.DataFrame, summary: dict[str, Any], title: str) ->
     handles, labels = ax_p.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _loss_axis(ax, frames: Sequence[pl.DataFrame]) -> None:
@@ -189,7 +155,7 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig = _figure(6.0, 3.4)
+    fig = figure(6.0, 3.4)
     ax = fig.subplots()
     colors = plt.get_cmap("tab10").colors
     for i, (label, frame) in enumerate(curves):
@@ -222,90 +188,7 @@ def interpolation_svg(curves: Sequence[tuple[str, pl.DataFrame]], title: str) ->
         names.append("validation")
     fig.legend(handles, names, loc="outside lower center", ncol=_legend_columns(names, len(names)),
                fontsize=7, frameon=False)  # fmt: skip
-    return _svg(fig)
-
-
-def gradient_heatmap_runs(runs: pl.DataFrame, study: str) -> pl.DataFrame:
-    """One run per configuration to show: the lowest seed that finished (ok or diverged:
-    a diverged run shows its exploding gradients up to the divergence)."""
-    order = ["config_index", "seed"] if "config_index" in runs.columns else ["config", "seed"]
-    return (
-        runs.lazy()
-        .filter((pl.col("study") == study)
-                & pl.col("status").is_in(["ok", "stalled", "diverged"]))
-        .sort(order)
-        .group_by("config", maintain_order=True)
-        .first()
-        .select("config", "run_id", "seed", "status")
-        .collect()
-    )
-
-
-def weight_rows(
-    names: Sequence[str], model: Mapping[str, Any] | None = None
-) -> list[tuple[int, str]]:
-    """(index into `names`, row label) of the layers to show: Linear/Conv weights.
-
-    Names alone cannot tell a batch-norm scale ('2.weight') from a Linear weight, so with
-    the run's model spec the nnopt block layout is used: `depth` hidden blocks of
-    [layer, norm?] then the output layer. Any other layout shows every '*.weight'."""
-    weights = [i for i, n in enumerate(names) if n.endswith("weight")] or list(range(len(names)))
-    depth, bn = (model or {}).get("depth"), bool((model or {}).get("batch_norm"))
-    if isinstance(depth, int) and len(weights) == (2 if bn else 1) * depth + 1:
-        layers = weights[: (2 if bn else 1) * depth : (2 if bn else 1)] + [weights[-1]]
-        return [(i, f"layer {k + 1}") for k, i in enumerate(layers[:-1])] + [(layers[-1], "output")]
-    return [(i, names[i]) for i in weights]
-
-
-def _norm_matrix(
-    curve: pl.DataFrame, rows: Sequence[tuple[int, str]]
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(steps (T,), norms (L, T), row labels) for the chosen parameter rows."""
-    curve = curve.filter(pl.col("layer_grad_norms").is_not_null()).sort("step")
-    if curve.height == 0 or not rows:
-        return np.zeros(0), np.zeros((0, 0)), []
-    norms = np.array(curve["layer_grad_norms"].to_list(), dtype=float).T  # (n_params, T)
-    return curve["step"].to_numpy(), norms[[i for i, _ in rows]], [label for _, label in rows]
-
-
-def gradient_heatmap_svg(
-    panels: Sequence[tuple[str, pl.DataFrame, Sequence[tuple[int, str]]]], title: str
-) -> str:
-    """(label, one run's curve rows, its `weight_rows`) per configuration → layer × step maps."""
-    from matplotlib import colormaps as matplotlib_cmaps
-    from matplotlib.colors import LogNorm
-
-    matplotlib_cmap = matplotlib_cmaps.get_cmap
-
-    data = [(label, *_norm_matrix(curve, rows)) for label, curve, rows in panels]
-    data = [d for d in data if d[2].size]
-    positive = np.concatenate([d[2][d[2] > 0].ravel() for d in data] + [np.zeros(0)])
-    positive = positive if positive.size else np.ones(1)  # every gradient exactly zero
-    norm = LogNorm(vmin=max(float(positive.min()), 1e-12), vmax=max(float(positive.max()), 1e-11))
-    cmap = matplotlib_cmap("magma").with_extremes(bad="lightgrey")  # grey: a zero gradient
-    cols = min(len(data), 3) or 1
-    rows = max(1, -(-len(data) // cols))
-    fig = _figure(3.0 * cols + 0.8, 2.3 * rows + 0.5)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    mesh = None
-    for ax, (label, steps, mat, layers) in zip(axes, data):
-        edges = np.concatenate([[0], steps]) if len(steps) else np.array([0, 1])
-        shown = np.where(mat > 0, mat, np.nan)  # (layers, steps); a zero norm has no log
-        mesh = ax.pcolormesh(edges, np.arange(len(layers) + 1), shown, norm=norm, cmap=cmap,
-                             edgecolors="face", linewidth=0, rasterized=True)  # fmt: skip
-        if not np.any(mat > 0):
-            ax.text(0.5, 0.5, "all weight gradients are exactly 0", transform=ax.transAxes,
-                    ha="center", va="center", fontsize=7)  # fmt: skip
-        ax.set_yticks(np.arange(len(layers)) + 0.5, layers, fontsize=6)
-        ax.invert_yaxis()  # the input layer on top, the output layer at the bottom
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_title(label, fontsize=8)
-    for ax in axes[len(data) :]:
-        ax.set_axis_off()
-    if mesh is not None:
-        fig.colorbar(mesh, ax=axes.tolist(), label="gradient L2 norm (log)", shrink=0.9)
-    fig.suptitle(title, fontsize=10)
-    return _svg(fig)
+    return svg(fig)
 
 
 def sharpness_table(sharpness: pl.DataFrame, runs: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -347,14 +230,20 @@ def _config_order(runs: pl.DataFrame) -> dict[str, int]:
     return {r[0]: (r[1] if col else i) for i, r in enumerate(rows.iter_rows())}
 
 
-def _layers(runs_dir: Path, study: str, run_id: str) -> list[tuple[int, str]]:
-    """The run's weight rows from its metrics.json (layer_names and the model spec)."""
-    try:
-        record = json.loads((runs_dir / study / run_id / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return []
-    names = record.get("layer_names") or []
-    return weight_rows(names, (record.get("spec") or {}).get("model")) if names else []
+def _gradient_figures(
+    study: str, runs: pl.DataFrame, curves: pl.DataFrame, runs_dir: Path, name
+) -> dict[str, str]:
+    """{"gradient_norms": svg} from one run per configuration, or {} without layer names."""
+    panels = []
+    for config, run_id, seed, status in gradient_heatmap_runs(runs, study).iter_rows():
+        rows = run_weight_rows(runs_dir, study, run_id)
+        curve = curves.filter(pl.col("run_id") == run_id)
+        if rows and curve.height:
+            note = ", diverged" if status == "diverged" else ""
+            panels.append((f"{name(config)} (seed {seed}{note})", curve, rows))
+    if not panels:
+        return {}
+    return {"gradient_norms": gradient_heatmap_svg(panels, f"{study}: per-layer gradient norms")}
 
 
 def landscape_section(
@@ -379,17 +268,7 @@ def landscape_section(
     figures: dict[str, str] = {}
     tables: dict[str, pl.DataFrame] = {}
     if curves is not None:
-        panels = []
-        for config, run_id, seed, status in gradient_heatmap_runs(runs, study).iter_rows():
-            rows = _layers(Path(runs_dir), study, run_id)
-            curve = curves.filter(pl.col("run_id") == run_id)
-            if rows and curve.height:
-                note = ", diverged" if status == "diverged" else ""
-                panels.append((f"{name(config)} (seed {seed}{note})", curve, rows))
-        if panels:
-            figures["gradient_norms"] = gradient_heatmap_svg(
-                panels, f"{study}: per-layer gradient norms"
-            )
+        figures.update(_gradient_figures(study, runs, curves, Path(runs_dir), name))
     study_dir = Path(landscape_dir) if landscape_dir is not None else None
     if study_dir is None or not study_dir.is_dir():
         return {"figures": figures, "tables": tables}

@@ -15,7 +15,7 @@ import polars as pl
 
 from nnopt.landscape.figures import landscape_section, short_label
 
-__all__ = ["report_section", "register"]
+__all__ = ["report_section"]
 
 
 # Studies whose factors change gradient flow get gradient heatmaps even without landscapes.

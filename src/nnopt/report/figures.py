@@ -13,30 +13,38 @@ registry: this package never imports the layers that provide sections.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import itertools
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")  # no display, no GUI toolkit; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from nnopt.analysis import stats  # noqa: E402
-from nnopt.analysis.aggregate import format_value  # noqa: E402
-from nnopt.config.metrics import metric_info  # noqa: E402
-from nnopt.config.studies import Study  # noqa: E402
+from nnopt.analysis import stats
+from nnopt.analysis.labels import display_label, label_title, pretty_key, short_labels
+from nnopt.config.metrics import metric_info
+from nnopt.config.study_rules import format_value
+from nnopt.config.studies import Study
+from nnopt.report.plotting import (
+    log_if_decades,
+    new_figure,
+    palette,
+    styled,
+    tex_safe,
+    to_svg,
+)
+from nnopt.report.study_figures import (
+    MAX_POINTS,
+    generalization_gap,
+    optimizer_memory,
+    speedup,
+    speedup_note,
+)
 
 __all__ = [
     "Figure",
+    "MAX_POINTS",
     "MAX_LINES",
     "SectionFn",
     "extra_sections",
@@ -59,16 +67,6 @@ __all__ = [
 ]
 
 MAX_LINES = 8  # learning-curve lines per panel
-MAX_POINTS = 40  # configurations per point plot
-_STYLE = {
-    "svg.fonttype": "none", "svg.hashsalt": "nnopt", "font.size": 8, "axes.titlesize": 9,
-    "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
-    "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 72,
-    "font.family": "DejaVu Sans",
-}
-_COLOURS = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
-
-
 @dataclass(frozen=True)
 class Figure:
     key: str  # stable id within a study, e.g. "curves"
@@ -89,71 +87,6 @@ def extra_sections(study: Study, results_dir: Path, sections: Sequence[SectionFn
     for fn in sections:
         out.extend(fn(study, Path(results_dir)) or [])
     return out
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def palette(labels) -> dict[str, tuple]:
-    return {label: c for label, c in zip(labels, itertools.cycle(_COLOURS))}
-
-
-def _tex_safe(text: str) -> str:
-    """Matplotlib parses $...$ as math; config values are data, so escape the dollars."""
-    return str(text).replace("$", r"\$")
-
-
-# Configuration labels live in nnopt.analysis.labels (the claims use them too); re-exported here.
-from nnopt.analysis.labels import display_label, label_title, pretty_key, short_labels  # noqa: E402
-
-
-_DECIMALS = re.compile(r"(\.\d{2})\d+")
-
-
-def _short_numbers(match: re.Match) -> str:
-    return _DECIMALS.sub(r"\1", match.group(0))
-
-
-def to_svg(fig) -> str:
-    """The figure as compact inline SVG markup with ids made unique to this figure."""
-    buf = io.StringIO()
-    with plt.rc_context(_STYLE):  # svg.fonttype and hashsalt are read at save time
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
-    text = re.sub(r'<g id="[^"]*"', "<g", text)  # group ids are never referenced
-    # Coordinates to 0.01 pt (path data and x/y only: labels such as 0.0001 stay intact).
-    text = re.sub(r' (?:d|x|y|width|height)="[^"]*"', _short_numbers, text)
-    text = re.sub(r"\s*\n\s*", " ", text)
-    prefix = "f" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
-    # Several SVGs share one HTML document: matplotlib's ids (clip paths) must not collide.
-    text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
-    return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
-
-
-def _new(width: float = 6.3, height: float = 2.6, ncols: int = 1):
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
-    return fig, list(axes[0])
-
-
-def _styled(fn):
-    """Build the figure inside the report's style: titles, axis labels, legends and colour bars
-    read rcParams when they are created, so a style applied only at save time (to_svg) would
-    reach the tick labels alone and leave titles and legends at matplotlib's larger defaults."""
-    @functools.wraps(fn)
-    def styled(*args, **kwargs):
-        with plt.rc_context(_STYLE):
-            return fn(*args, **kwargs)
-    return styled
-
-
-def _log_if_decades(ax, values, axis: str = "y") -> None:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0])
-    if len(v) and v.max() / v.min() > 30:
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
 # --- learning curves ---------------------------------------------------------------------------
@@ -182,13 +115,13 @@ def curve_bands(curves: pl.DataFrame, study: str, run_ids=None,
     return bands
 
 
-@_styled
+@styled
 def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, str],
                     colours: Mapping[str, tuple], legend_title: str = "") -> str | None:
     """Train loss and validation accuracy per epoch, mean with a 95% CI band across seeds."""
     if bands.height == 0:
         return None
-    fig, (left, right) = _new(ncols=2)
+    fig, (left, right) = new_figure(ncols=2)
     shown = [c for c in order if c in set(bands["config"])][:MAX_LINES]
     for config in shown:
         part = bands.filter(pl.col("config") == config)
@@ -197,7 +130,7 @@ def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, 
             if f"{col}_mean" not in part.columns:
                 continue
             y = part[f"{col}_mean"].to_numpy() * scale
-            ax.plot(x, y, color=colours[config], lw=1.2, label=_tex_safe(labels[config]))
+            ax.plot(x, y, color=colours[config], lw=1.2, label=tex_safe(labels[config]))
             lo, hi = (part[f"{col}_{k}"].to_numpy() * scale for k in ("low", "high"))
             # With 2-3 seeds a t band can leave the possible range; draw only the possible.
             lowest = np.nanmin(y) if np.isfinite(y).any() else 0.0
@@ -209,13 +142,13 @@ def learning_curves(bands: pl.DataFrame, order: list[str], labels: Mapping[str, 
                        lw=0.8, ls="--")
     left.set(xlabel="Epoch", ylabel="Train loss", title="Training loss")
     if "train_loss_mean" in bands.columns:
-        _log_if_decades(left, bands["train_loss_mean"].to_list())
+        log_if_decades(left, bands["train_loss_mean"].to_list())
     right.set(xlabel="Epoch", ylabel="Accuracy (%)",
               title="Validation accuracy (train: dashed)")
     handles, names = left.get_legend_handles_labels()
     # Below both panels, so that no curve is hidden behind it.
     fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
-               ncols=min(4, len(names)), title=_tex_safe(legend_title) or None)
+               ncols=min(4, len(names)), title=tex_safe(legend_title) or None)
     fig.tight_layout()
     return to_svg(fig)
 
@@ -251,14 +184,14 @@ def _points_panel(ax, part: pl.DataFrame, metric: str, shown: list[str],
         for ends in (xs - los, xs + his):
             ax.scatter(ends, ys, c=cols, marker="|", s=20, lw=1)
         ax.scatter(xs, ys, c=cols, s=16, zorder=3)
-        _log_if_decades(ax, xs, axis="x")
+        log_if_decades(ax, xs, axis="x")
     what = "median, IQR" if info.censored else "mean, 95% CI"
     ax.set_xlabel(info.axis_label)
     ax.set_title(f"{info.label}\n({what})", fontsize=8)  # two lines: panels sit side by side
     ax.set_ylim(-0.6, len(shown) - 0.4)
 
 
-@_styled
+@styled
 def metric_points(summary: pl.DataFrame, metrics, order: list[str],
                   labels: Mapping[str, str], colours: Mapping[str, tuple],
                   ylabel: str = "") -> str | None:
@@ -269,11 +202,11 @@ def metric_points(summary: pl.DataFrame, metrics, order: list[str],
     shown = [c for c in order if c in present][:MAX_POINTS]
     if not shown or not metrics:
         return None
-    fig, axes = _new(height=1.0 + 0.2 * len(shown), ncols=len(metrics))
+    fig, axes = new_figure(height=1.0 + 0.2 * len(shown), ncols=len(metrics))
     for ax, metric in zip(axes, metrics):
         _points_panel(ax, summary, metric, shown, colours)
-    axes[0].set_yticks(range(len(shown)), [_tex_safe(labels[c]) for c in reversed(shown)])
-    axes[0].set_ylabel(_tex_safe(ylabel))
+    axes[0].set_yticks(range(len(shown)), [tex_safe(labels[c]) for c in reversed(shown)])
+    axes[0].set_ylabel(tex_safe(ylabel))
     for ax in axes[1:]:
         ax.set_yticks(range(len(shown)), [""] * len(shown))
     return to_svg(fig)
@@ -303,7 +236,7 @@ def _heatmap_grid(part: pl.DataFrame, keys: list[str], fmt: dict, metric: str):
     return grid, not_reached
 
 
-@_styled
+@styled
 def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
     """Two-factor grids (e.g. learning rate × batch size): mean of `metric` per cell (median
     for time-to-target, whose runs that never reach the target are censored)."""
@@ -318,7 +251,7 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
                         key=lambda v: (isinstance(v, str), v)) for k in keys}
     fmt = {k: [format_value(v) for v in values[k]] for k in keys}
     grid, not_reached = _heatmap_grid(part, keys, fmt, metric)
-    fig, (ax,) = _new(width=4.2, height=min(7.0, 0.9 + 0.3 * grid.shape[0]))
+    fig, (ax,) = new_figure(width=4.2, height=min(7.0, 0.9 + 0.3 * grid.shape[0]))
     ax.set_facecolor("#eeeeee")  # cells without a value are grey, not blank paper
     cmap = "viridis" if info.higher_is_better else "viridis_r"
     # pcolormesh draws vector cells (imshow would embed a raster image in the SVG).
@@ -337,139 +270,13 @@ def heatmap(summary: pl.DataFrame, study: Study, metric: str) -> str | None:
                                      (1, fmt[keys[1]], ax.set_xticks)):
         step = max(1, math.ceil(len(labels_) / 20))  # at most ~20 readable tick labels
         ticks = range(0, len(labels_), step)
-        set_ticks(list(ticks), [_tex_safe(labels_[i]) for i in ticks])
+        set_ticks(list(ticks), [tex_safe(labels_[i]) for i in ticks])
     over = "median" if info.censored else "mean"
-    ax.set(ylabel=_tex_safe(study.columns.get(keys[0], pretty_key(keys[0]))),
-           xlabel=_tex_safe(study.columns.get(keys[1], pretty_key(keys[1]))),
+    ax.set(ylabel=tex_safe(study.columns.get(keys[0], pretty_key(keys[0]))),
+           xlabel=tex_safe(study.columns.get(keys[1], pretty_key(keys[1]))),
            title=f"{info.axis_label}, {over} over seeds")
     bar = fig.colorbar(im, ax=ax, label=info.axis_label, shrink=0.9)
     bar.solids.set_rasterized(False)  # matplotlib rasterizes the colour ramp by default
-    return to_svg(fig)
-
-
-# --- study-specific figures -------------------------------------------------------------------
-
-
-def _metric_rows(summary: pl.DataFrame, metric: str) -> dict[str, dict]:
-    return {r["config"]: r for r in summary.filter(pl.col("metric") == metric).iter_rows(named=True)}
-
-
-@_styled
-def generalization_gap(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
-                       colours: Mapping[str, tuple], xlabel: str = "") -> str | None:
-    """Final train accuracy beside test accuracy per configuration (dropout's trade-off)."""
-    train, test = (_metric_rows(summary, m) for m in ("final_train_accuracy", "test_accuracy"))
-    shown = [c for c in order if c in train and c in test][:MAX_POINTS]
-    if not shown:
-        return None
-    fig, (ax,) = _new(height=2.4)
-    x = np.arange(len(shown))
-    for offset, rows, name, alpha in ((-0.2, train, "train", 0.45), (0.2, test, "test", 1.0)):
-        means = [(rows[c]["mean"] or np.nan) * 100 for c in shown]
-        err = [[(rows[c]["mean"] or 0) * 100 - (rows[c]["ci_low"] or rows[c]["mean"] or 0) * 100
-                for c in shown],
-               [(rows[c]["ci_high"] or rows[c]["mean"] or 0) * 100 - (rows[c]["mean"] or 0) * 100
-                for c in shown]]
-        ax.bar(x + offset, means, 0.38, yerr=err, capsize=2, label=name, alpha=alpha,
-               color=[colours[c] for c in shown])
-    finite = [v for c in shown for v in ((train[c]["mean"] or np.nan), (test[c]["mean"] or np.nan))
-              if np.isfinite(v)]
-    if finite:
-        ax.set_ylim(max(0, min(finite) * 100 - 5), min(100, max(finite) * 100 + 2))
-    ax.set_xticks(x, [_tex_safe(labels[c]) for c in shown])
-    ax.set_xlabel(_tex_safe(xlabel) or "Configuration")
-    ax.set(ylabel="Accuracy (%)", title="Train (light) vs test (dark) accuracy: the generalization gap")
-    return to_svg(fig)
-
-
-def _times_by_workers(summary: pl.DataFrame) -> dict[int, dict] | None:
-    """Workers → the training-time summary row; None without a 1-worker time to compare with."""
-    key = "device.world_size"
-    rows = _metric_rows(summary, "train_time_s")
-    by_w = {int(r[key]): r for r in rows.values() if r.get(key) not in (None, "")}
-    if 1 not in by_w or len(by_w) < 2 or by_w[1]["mean"] is None:
-        return None
-    return by_w
-
-
-def _plural(n, word: str) -> str:
-    return f"{n} {word}" if str(n) == "1" else f"{n} {word}s"
-
-
-def _measured_on(machine: Mapping[str, Any]) -> str:
-    """'x86_64, 2 CPU cores, 1 thread per worker' from what the runs recorded; a value the
-    runs did not record (older results have no cpu_count) is left out."""
-    parts = [str(machine.get("device_name") or "this machine")]
-    if machine.get("cpu_count"):
-        parts.append(_plural(machine["cpu_count"], "CPU core"))
-    if machine.get("threads"):
-        parts.append(f"{_plural(machine['threads'], 'thread')} per worker")
-    return ", ".join(parts)
-
-
-def speedup_note(summary: pl.DataFrame, machine: Mapping[str, Any] | None = None) -> str:
-    """The speed-up figure in words: where it was measured, each worker count's time against
-    one worker, and why a machine without a core per worker shows no speed-up ('' without a
-    1-worker time)."""
-    by_w = _times_by_workers(summary)
-    if by_w is None:
-        return ""
-    t1 = by_w[1]["mean"]
-    steps, speedups = [], []
-    for w in sorted(by_w)[1:]:
-        tw = by_w[w]["mean"]
-        if not tw:
-            continue
-        speedups.append(t1 / tw)
-        steps.append(f"{w} workers took {tw / t1:.1f}× the 1-worker time (speed-up "
-                     f"{t1 / tw:.2f}×, efficiency {100 * t1 / tw / w:.0f} %)")
-    if not steps:
-        return ""
-    note = f"Measured on {_measured_on(machine or {})}: " + "; ".join(steps) + "."
-    if max(speedups) < 1:
-        note += (" With more workers than cores, or tiny per-step compute, the all-reduce costs "
-                 "more than the split saves, so no speed-up is possible on this machine; real "
-                 "speed-ups need a core or GPU per worker and enough compute per step.")
-    return note
-
-
-@_styled
-def speedup(summary: pl.DataFrame, study: Study) -> str | None:
-    """Training-time speed-up over one worker against the number of workers, with the ideal."""
-    by_w = _times_by_workers(summary)
-    if by_w is None:
-        return None
-    ws = sorted(by_w)
-    t1 = by_w[1]["mean"]
-    sp = [t1 / by_w[w]["mean"] if by_w[w]["mean"] else np.nan for w in ws]
-    # Bars from the interval of each time (the 1-worker mean held fixed).
-    lo = [t1 / by_w[w]["ci_high"] if by_w[w]["ci_high"] else s for w, s in zip(ws, sp)]
-    hi = [t1 / by_w[w]["ci_low"] if by_w[w]["ci_low"] else s for w, s in zip(ws, sp)]
-    fig, (ax,) = _new(width=4.0, height=2.6)
-    ax.plot(ws, ws, "--", color="grey", lw=1, label="ideal (linear)")
-    ax.errorbar(ws, sp, yerr=[np.subtract(sp, lo), np.subtract(hi, sp)], fmt="o-",
-                color=_COLOURS[0], capsize=2, label="measured")
-    ax.set_xticks(ws, [str(w) for w in ws])
-    ax.set(xlabel="Workers (data-parallel processes)", ylabel="Speed-up (×)",
-           title="Speed-up of training time vs workers")
-    ax.legend(frameon=False)
-    return to_svg(fig)
-
-
-@_styled
-def optimizer_memory(summary: pl.DataFrame, order: list[str], labels: Mapping[str, str],
-                     colours: Mapping[str, tuple]) -> str | None:
-    """Optimizer-state memory per configuration (bytes the optimizer keeps beside weights)."""
-    rows = _metric_rows(summary, "optimizer_state_bytes")
-    shown = [c for c in order if c in rows and rows[c]["mean"] is not None][:MAX_POINTS]
-    if not shown:
-        return None
-    info = metric_info("optimizer_state_bytes")
-    fig, (ax,) = _new(height=0.6 + 0.22 * len(shown))
-    y = np.arange(len(shown))[::-1]
-    ax.barh(y, [rows[c]["mean"] * info.scale for c in shown], color=[colours[c] for c in shown])
-    ax.set_yticks(y, [_tex_safe(labels[c]) for c in shown])
-    ax.set(xlabel=info.axis_label, title="Optimizer state memory")
     return to_svg(fig)
 
 
@@ -517,7 +324,7 @@ _VERDICT_COLOURS = {"supported": "#1f7a3a", "contradicted": "#b3261e", "equivale
                     "underpowered": "#8a6d00", "inconclusive": "#5f6770"}
 
 
-@_styled
+@styled
 def forest_plot(rows: Sequence[Mapping[str, Any]], margin: float | None = None,
                 xlabel: str = "effect") -> str | None:
     """A claim's per-problem effects with their 95% CIs (one row per problem, coloured by its
@@ -526,7 +333,7 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], margin: float | None = None,
     shown = [r for r in rows if r.get("effect") is not None and np.isfinite(r["effect"])]
     if not shown:
         return None
-    fig, (ax,) = _new(width=4.8, height=0.7 + 0.3 * len(shown))
+    fig, (ax,) = new_figure(width=4.8, height=0.7 + 0.3 * len(shown))
     y = np.arange(len(shown))[::-1]
     if margin is not None and np.isfinite(margin) and margin > 0:
         ax.axvspan(-margin, margin, color="#d5d9de", alpha=0.6, lw=0, label="±margin")
@@ -537,6 +344,6 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], margin: float | None = None,
         if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
             ax.plot([low, high], [yi, yi], color=colour, lw=1.6)
         ax.plot([r["effect"]], [yi], "s", color=colour, ms=5)
-    ax.set_yticks(y, [_tex_safe(f"{r['problem']} ({r.get('verdict', '')})") for r in shown])
-    ax.set(xlabel=_tex_safe(xlabel), title="Effect per problem (95% CI)")
+    ax.set_yticks(y, [tex_safe(f"{r['problem']} ({r.get('verdict', '')})") for r in shown])
+    ax.set(xlabel=tex_safe(xlabel), title="Effect per problem (95% CI)")
     return to_svg(fig)

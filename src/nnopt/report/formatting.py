@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from nnopt.config.metrics import metric_info
-from nnopt.report import figures
+from nnopt.analysis.labels import pretty_key
 
 __all__ = ["format_cell", "num", "p_text", "p_eq", "with_unit", "pretty_key"]
 
@@ -56,8 +56,7 @@ def _with_unit(text: str, unit: str) -> str:
     return f"{text}\u00a0{unit}" if unit else text
 
 
-_pretty_key = figures.pretty_key  # 'budget.batch_size' → 'Batch size' (one definition)
-
+_pretty_key = pretty_key  # 'budget.batch_size' → 'Batch size' (one definition: analysis.labels)
 
 
 num, p_text, p_eq, with_unit = _num, _p, _p_eq, _with_unit  # public names for the other views

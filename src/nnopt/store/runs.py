@@ -27,6 +27,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "METRIC_NAMES",
     "CURVE_COLUMNS",
+    "curve_schema",
     "RunResult",
     "write_run",
     "read_run",
@@ -109,14 +110,22 @@ def provenance(**extra: Any) -> dict[str, Any]:
     return info
 
 
+def curve_schema() -> dict[str, Any]:
+    """CURVE_COLUMNS as Polars dtypes, in order (the writer here and every reader use it)."""
+    import polars as pl  # lazy: the training side imports this module without needing polars
+
+    def dtype(name: str) -> Any:  # "List(Float64)" -> pl.List(pl.Float64)
+        if name.startswith("List(") and name.endswith(")"):
+            return pl.List(dtype(name[5:-1]))
+        return getattr(pl, name)
+
+    return {column: dtype(kind) for column, kind in CURVE_COLUMNS.items()}
+
+
 def _curve_frame(rows: list[dict[str, Any]]):
     import polars as pl
 
-    schema = {
-        "step": pl.Int64,
-        **{c: pl.Float64 for c in CURVE_COLUMNS if c not in ("step", "layer_grad_norms")},
-        "layer_grad_norms": pl.List(pl.Float64),
-    }
+    schema = curve_schema()
     columns = {c: [row.get(c) for row in rows] for c in schema}
     return pl.DataFrame(columns, schema=schema)
 

@@ -52,6 +52,7 @@ from nnopt.train.checkpoint import load_train_state, save_train_state
 from nnopt.train.data import Dataset
 from nnopt.train.models import build_model, weight_parameters
 from nnopt.train.optim import averaged_weights, build_optimizer, build_schedule
+from nnopt.train.record import note_targets
 from nnopt.train.state import BestVal, TrainState
 
 __all__ = [
@@ -353,13 +354,8 @@ def _after_eval(run: Run, state: TrainState, row: dict[str, Any]) -> None:
     """Targets, best-val snapshot, early stopping, plateau schedule."""
     e, s = run.spec.evaluation, state.step
     facts = {"epochs": s / run.plan.steps_per_epoch, "steps": s, "time_s": state.timers.train_s}
+    note_targets(e, row, facts, state.reached)
     val_acc = row["val_accuracy"]
-    if e.target_val_accuracy is not None and val_acc is not None and "acc" not in state.reached:
-        if val_acc >= e.target_val_accuracy:
-            state.reached["acc"] = facts
-    if e.target_train_loss is not None and "loss" not in state.reached:
-        if row["train_loss"] <= e.target_train_loss:
-            state.reached["loss"] = facts
     best = state.best
     if val_acc is not None:
         if best.accuracy is None or val_acc > best.accuracy:

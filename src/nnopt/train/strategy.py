@@ -22,6 +22,7 @@ from nnopt.train.loop import Run, autocast, evaluate_split, measure
 from nnopt.train.memory import ActivationProbe, peak_rss_mb
 from nnopt.train.plugins import plugin_provenance
 from nnopt.train.optim import decay_weights, optimizer_state_bytes, penalty
+from nnopt.train.record import curve_metrics
 from nnopt.train.state import TrainState
 
 __all__ = [
@@ -142,7 +143,6 @@ def build_result(run: Run, state: TrainState) -> RunResult:
     if run.hooks.on_train_end is not None:
         run.hooks.on_train_end(state.model)
     m = dict.fromkeys(METRIC_NAMES)
-    last = state.curve[-1] if state.curve else {}
     if state.status == "ok":
         m["test_loss"], m["test_accuracy"] = evaluate_split(run, state, "test")
         w = torch.cat([p.detach().flatten().float() for p in run.weights])
@@ -151,13 +151,7 @@ def build_result(run: Run, state: TrainState) -> RunResult:
     if state.best.weights is not None:
         state.model.load_state_dict(state.best.weights)
         m["test_accuracy_at_best_val"] = evaluate_split(run, state, "test")[1]
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-        m[f"final_{key}"] = last.get(key)
-    for suffix, name in (("", "acc"), ("_loss", "loss")):
-        facts = state.reached.get(name, {})
-        m[f"epochs_to_target{suffix}"] = facts.get("epochs")
-        m[f"steps_to_target{suffix}"] = facts.get("steps")
-        m[f"time_to_target{suffix}_s"] = facts.get("time_s")
+    curve_metrics(m, state.curve, state.reached)
     t = state.timers
     median_s, iqr_s = step_time_stats(t.step_samples_s)
     m.update(

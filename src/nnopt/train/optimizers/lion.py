@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from nnopt.train.optimizers.closure import closure_loss
+
 __all__ = ["Lion"]
 
 
@@ -22,10 +24,7 @@ class Lion(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             params = [p for p in group["params"] if p.grad is not None]

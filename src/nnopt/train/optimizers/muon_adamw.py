@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from nnopt.train.optimizers.closure import closure_loss
+
 __all__ = ["MuonWithAdamW"]
 
 
@@ -44,10 +46,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for opt in self._inner:
             opt.step()
         return loss

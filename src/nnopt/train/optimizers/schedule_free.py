@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from nnopt.train.optimizers.closure import closure_loss
+
 __all__ = ["ScheduleFreeAdamW"]
 
 
@@ -69,10 +71,7 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             if not group["train_mode"]:
                 raise RuntimeError("ScheduleFreeAdamW: step() in eval mode; call train() first")
