@@ -28,6 +28,7 @@ a stalled run keeps its measured values; a diverged run counts as chance accurac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl

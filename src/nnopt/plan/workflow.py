@@ -145,6 +145,15 @@ def pending_batches(
     return batches
 
 
+def study_slice(config: Config, study) -> Config:
+    """`config` cut down to one study, its raw config too (the study's own entry, no report
+    title): another study's change must leave this slice's file as it was."""
+    family = study.family or study.name
+    raw = {k: v for k, v in dict(config.raw).items() if k not in ("title", "studies")}
+    raw["studies"] = [e for e in config.raw.get("studies", ()) if e.get("name") == family]
+    return replace(config, studies=(study,), raw=raw)
+
+
 def study_plan_path(results: str | Path, study: str) -> Path:
     """results/plan/{study}.json: the plan of one study (rewritten only when it changes), so a
     report section reruns when its own study changes and no other."""
@@ -238,8 +247,8 @@ class WorkflowState:
         batches = pending_batches(config, finished, tried, cores=cores,
                                   cuda_present=cuda_present)  # fmt: skip
         for study in config.studies:  # per-study slices: a report section's own input
-            one = replace(config, studies=(study,))
-            write_plan(study_plan_path(results, study.name), plan_document(one, dataset_name))
+            write_plan(study_plan_path(results, study.name),
+                       plan_document(study_slice(config, study), dataset_name))
         return cls(config, results, dataset_name, batches, finished, tried)
 
     # --- the input functions' answers ----------------------------------------------------

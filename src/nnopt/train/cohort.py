@@ -57,6 +57,9 @@ class _Cohort:
         self.device = resolve_device(first.device)
         configure_torch(first, self.device, threads)
         self._plan(len(ds.y_train))
+        # Setup facts, as the single engine records them (nnopt.train.strategy._setup_facts).
+        self.setup = {"n_train": len(ds.y_train), "n_val": len(ds.y_val),
+                      "n_test": len(ds.y_test), "n_classes": ds.n_classes}  # fmt: skip
         self.trainer = StackedTrainer(specs, ds, dtype, self.device, self.spe, self.total_steps)
         self.model = self.trainer.model
         self.members = [Member(s) for s in specs]
@@ -184,7 +187,7 @@ class _Cohort:
             out.append(member_result(
                 member, m, model=self.model, steps_per_epoch=self.spe,
                 wall_start=self.wall_start, device=self.device,
-                optimizer_state_bytes=self.trainer.state_bytes(member.spec)))
+                optimizer_state_bytes=self.trainer.state_bytes(member.spec), setup=self.setup))
         return out
 
 

@@ -195,11 +195,16 @@ class StackedEvaluator:
 
 def member_result(member: Member, m: dict[str, Any], *, model, steps_per_epoch: int,
                   wall_start: float, device: torch.device,
-                  optimizer_state_bytes: int | None) -> RunResult:
-    """The member's RunResult: `m` (test metrics filled) completed as the engine does."""
+                  optimizer_state_bytes: int | None, setup: dict[str, int]) -> RunResult:
+    """The member's RunResult: `m` (test metrics filled) completed as the engine does. The
+    exact sizes are the member's own (fp32 gradients are shaped like the parameters); the
+    activation peak of one step is not measured in a cohort (a stacked step's saved tensors
+    are the members' together), so it and the step-memory sum stay null, and the timings
+    are the cohort's (provenance says so)."""
     f = member.frozen
     curve_metrics(m, member.curve, member.reached)
-    param_bytes = sum(p[0].nelement() * 4 for p in model.params)  # as fp32 alone
+    n_params = sum(p[0].nelement() for p in model.params)
+    param_bytes = n_params * 4  # as fp32 alone
     train_s = f["train_time_s"]
     m.update(
         best_val_accuracy=member.best_val_accuracy, best_val_step=member.best_val_step,
@@ -208,6 +213,7 @@ def member_result(member: Member, m: dict[str, Any], *, model, steps_per_epoch: 
         wall_time_s=time.perf_counter() - wall_start,
         samples_per_s=f["samples"] / train_s if train_s > 0 else None,
         param_bytes=param_bytes, optimizer_state_bytes=optimizer_state_bytes,
+        grad_bytes=param_bytes, n_params=n_params, **setup,
         peak_rss_mb=peak_rss_mb(), peak_cuda_mb=peak_cuda_mb(device),
     )  # fmt: skip
     return RunResult(
