@@ -263,7 +263,7 @@ def _run_check(args: argparse.Namespace) -> int:
         if args.config is not None:
             # Exactly what `snakemake --configfile PATH` runs: merged, paths resolved
             # against the config's folder; errors name their file.
-            checked = study_set(_workflow_files(args.config), devices=devices)
+            checked = study_set(_workflow_files(args.config), devices=devices, name_file=True)
             config = checked.config
             _check_plugins([r.spec for r in config.runs])
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"

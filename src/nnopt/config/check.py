@@ -275,8 +275,9 @@ def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
 
 
 def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
-    """`check_config` of a YAML/JSON file; errors start with the file name."""
-    return _in_file(Path(path), check_config, devices=devices)
+    """`check_config` of a YAML/JSON file, its relative paths taken against its `file_root`;
+    errors start with the file name."""
+    return _in_file(Path(path), check_config, devices=devices, file_root=file_root(path))
 
 
 SHIPPED_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`
@@ -401,9 +402,15 @@ def _refuse_relative_data(config: Config, root: Path, output: Path) -> None:
 
 
 def study_set(
-    paths: Sequence[str | Path], *, shipped: str | Path = SHIPPED_CONFIG, devices: bool = True
+    paths: Sequence[str | Path],
+    *,
+    shipped: str | Path = SHIPPED_CONFIG,
+    devices: bool = True,
+    name_file: bool = False,
 ) -> StudySet:
-    """The merged config of `paths` checked (as `check_workflow_config`), with its folders."""
+    """The merged config of `paths` checked (as `check_workflow_config`), with its folders.
+    `name_file`: a config error starts with the (last own) file's name, as `nnopt check`
+    prints it; errors of reading a file always do."""
     found, own = _split(paths, Path(shipped))
     last = own[-1] if own else (found[0] if found else shipped)
     root = file_root(last, shipped)
@@ -413,6 +420,8 @@ def study_set(
         config = check_config(raw, devices=devices, file_root=root)
         _refuse_relative_data(config, root, output)
     except SpecError as err:
+        if not name_file:
+            raise
         raise SpecError(f"{last}: {err}") from None
     claims = raw.get("claims")
     return StudySet(config, root, output, Path(claims) if claims else None)
