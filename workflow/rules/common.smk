@@ -11,6 +11,7 @@ shipped config), so every relative path of the rules (results/, reports/, logs/,
 .snakemake/) lands there and a study set of your own never overwrites the shipped report.
 """
 
+import shlex
 import sys
 from pathlib import Path
 

@@ -4,14 +4,11 @@ Each study's section is its own job (`nnopt report-section`), rendered from that
 folders alone: its inputs are the study's own plan (results/plan/{study}.json, rewritten only
 when that study's definition changes), its batch manifests and its landscapes, so a change to
 one study re-renders that section and the assembly only. Sections render in parallel;
-`report` then assembles them with the summary and the claims (the study set's `claims:` file;
-none, no claims section) into reports/report.html, and
-`report_pdf` prints that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out
-the whole document, most of the report's time).
+`report` then assembles them with the summary and the claims (the study set's `claims:`
+file; without one, no claims section) into reports/report.html, and `report_pdf` prints
+that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out the whole
+document, most of the report's time).
 """
-
-
-import shlex
 
 
 wildcard_constraints:
