@@ -80,3 +80,33 @@ def test_archive_bundles_config_tables_report_and_manifest(tmp_path, capsys):
     assert {"config/study.yaml", "results/runs.parquet", "results/config.json",
             "reports/report.html", "results/runs/s/r1/metrics.json"} <= names
     assert len(manifest) == len(names) - 1  # every file but the manifest itself
+
+
+def test_the_report_of_a_merge_equals_the_report_of_one_tree_with_all_runs(planned_results, tmp_path):
+    """16.6: two hosts' overlapping trees merged give the very report one tree holding every
+    run gives (the same bytes, the render time aside)."""
+    import re
+    import shutil
+
+    runs = sorted((planned_results / "runs").glob("*/*"))
+    third = len(runs) // 3
+    hosts = {"a": runs[: 2 * third], "b": runs[third:]}  # the middle third is on both
+    for host, own in hosts.items():
+        for run in own:
+            shutil.copytree(run, tmp_path / host / "runs" / run.parent.name / run.name)
+    merged = tmp_path / "merged"
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--into", str(merged)]) == 0
+    assert _tree(merged) == _tree(planned_results)
+    shutil.copy(planned_results / "plan.json", merged / "plan.json")
+
+    def report(results):
+        plan = str(results / "plan.json")
+        assert main(["aggregate", "--plan", plan, "--runs", str(results / "runs"),
+                     "--out", str(results)]) == 0  # fmt: skip
+        html = results / "report.html"
+        assert main(["report", "--plan", plan, "--results", str(results), "--html", str(html)]) == 0
+        return re.sub(r"rendered \d{4}-\d\d-\d\d \d\d:\d\d UTC", "rendered T", html.read_text())
+
+    whole = report(planned_results)
+    assert 'id="claims"' not in whole  # no claims file given: no claims section
+    assert report(merged) == whole

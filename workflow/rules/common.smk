@@ -1,18 +1,24 @@
 """Parse time: the checked config, its plan and the input functions, all from the package.
 
-nnopt.config.check.check_workflow_config re-reads every --configfile strictly and validates
-the merged config (one line naming the key, exit 1, before any job); nnopt.plan.workflow
-writes results/plan.json (only when it changed), finds the finished runs and packs the rest
-into batches. See docs/architecture.md for the files that flow between the rules.
+nnopt.config.check.study_set re-reads every --configfile strictly and validates the merged
+config (one line naming the key, exit 1, before any job); nnopt.plan.workflow writes
+results/plan.json (only when it changed), finds the finished runs and packs the rest into
+batches. See docs/architecture.md for the files that flow between the rules.
+
+A study set runs in its own folder: `workdir:` below moves the workflow into the config's
+`output:` folder (default: the config file's own folder; the repository root for the
+shipped config), so every relative path of the rules (results/, reports/, logs/,
+.snakemake/) lands there and a study set of your own never overwrites the shipped report.
 """
 
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from nnopt.analysis.design import design_lines
-from nnopt.config.check import check_workflow_config, check_writable
+from nnopt.config.check import check_writable, study_set
 from nnopt.config.spec import SpecError
 from nnopt.plan.packing import cuda_present
 from nnopt.plan.recovery import claim_working_dir
@@ -50,14 +56,20 @@ def planning_cores():
     return int(cores or workflow.nodes or 1)
 
 
-def load_state():
+def load_study_set():
+    """The checked config and its folders, read before `workdir:` moves the workflow (the
+    config files are named relative to where snakemake was started)."""
+    shipped = Path(workflow.basedir, "config", "config.yaml")
     try:
-        checked = check_workflow_config(workflow.configfiles)
+        return study_set(workflow.configfiles, shipped=shipped)
     except SpecError as err:
         config_error(str(err))
+
+
+def load_state():
     try:
         return WorkflowState.build(
-            checked,
+            STUDY_SET.config,
             RESULTS,
             dataset_name=dataset_name,
             cores=planning_cores() if workflow.is_main_process else 1,
@@ -67,6 +79,14 @@ def load_state():
     except SpecError as err:  # the results folder cannot take the plan
         print(f"nnopt: error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+STUDY_SET = load_study_set()
+# The claims file of this study set, or None (then the report has no claims section).
+CLAIMS = str(STUDY_SET.claims) if STUDY_SET.claims else None
+
+
+workdir: str(STUDY_SET.output)
 
 
 if workflow.is_main_process:
@@ -79,7 +99,7 @@ if workflow.is_main_process:
     for line in STATE.retry_lines():
         print(f"nnopt: {line}", file=sys.stderr)
     # Design check (nnopt.analysis.design): identical configurations, unreachable alpha.
-    for line in design_lines(STATE.config, "config/claims.yaml"):
+    for line in design_lines(STATE.config, CLAIMS):
         print(f"nnopt: {line}", file=sys.stderr)
 
 

@@ -4,9 +4,10 @@ Each study's section is its own job (`nnopt report-section`), rendered from that
 folders alone: its inputs are the study's own plan (results/plan/{study}.json, rewritten only
 when that study's definition changes), its batch manifests and its landscapes, so a change to
 one study re-renders that section and the assembly only. Sections render in parallel;
-`report` then assembles them with the summary and the claims into reports/report.html, and
-`report_pdf` prints that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out
-the whole document, most of the report's time).
+`report` then assembles them with the summary and the claims (the study set's `claims:`
+file; without one, no claims section) into reports/report.html, and `report_pdf` prints
+that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out the whole
+document, most of the report's time).
 """
 
 
@@ -41,7 +42,8 @@ rule report_section:
 rule report:
     input:
         plan=PLAN,
-        claims="config/claims.yaml",
+        # The study set's `claims:` file; none (no claims section) when it sets none.
+        claims=[CLAIMS] if CLAIMS else [],
         runs="results/runs.parquet",
         sections=STATE.report_sections(),
     output:
@@ -56,9 +58,10 @@ rule report:
     params:
         results=lambda wildcards, input: Path(input.runs).parent,
         sections=lambda wildcards, input: Path(input.sections[0]).parent,
+        claims=f"--claims {shlex.quote(CLAIMS)}" if CLAIMS else "",
     shell:
         "nnopt report --plan {input.plan} --results {params.results}"
-        " --claims {input.claims} --sections {params.sections}"
+        " {params.claims} --sections {params.sections}"
         " --html {output.html} > {log} 2>&1"
 
 

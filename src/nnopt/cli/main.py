@@ -256,19 +256,18 @@ def _workflow_files(path: Path) -> list[Path]:
 
 def _run_check(args: argparse.Namespace) -> int:
     """Check one file; print one line; 0 when it is fine, 2 when it is not."""
-    from nnopt.config.check import check_config, check_spec_file, merged_config
+    from nnopt.config.check import check_spec_file, study_set
 
     devices = not args.no_device_check
     try:
         if args.config is not None:
-            raw = merged_config(_workflow_files(args.config))  # file errors name their file
-            try:
-                config = check_config(raw, devices=devices)
-            except SpecError as err:
-                raise SpecError(f"{args.config}: {err}") from None
+            # Exactly what `snakemake --configfile PATH` runs: merged, paths resolved
+            # against the config's folder; errors name their file.
+            checked = study_set(_workflow_files(args.config), devices=devices, name_file=True)
+            config = checked.config
             _check_plugins([r.spec for r in config.runs])
             summary = f"{len(config.studies)} studies, {len(config.runs)} runs"
-            design = _design_lines(config, args.claims)
+            design = _design_lines(config, args.claims or checked.claims)
         else:
             spec = check_spec_file(args.spec, devices=devices)
             _check_plugins([spec])
@@ -341,7 +340,8 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 def _args_report(p: argparse.ArgumentParser) -> None:
     _plan_or_config(p)
     p.add_argument("--results", required=True, metavar="DIR", help="folder of the tables")
-    p.add_argument("--claims", required=True, metavar="FILE.yaml", help="claims to check")
+    p.add_argument("--claims", metavar="FILE.yaml",
+                   help="claims to check (default: none, and no claims section)")
     p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to write")
     p.add_argument("--pdf", metavar="FILE.pdf", help="PDF report to write")
     p.add_argument("--sections", metavar="DIR",
@@ -511,11 +511,32 @@ def _run_report_section(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- init (nnopt.cli.init_study) -----------------------------------------------------------
+
+
+def _args_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", metavar="DIR", help="a new or empty folder for the study set")
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from nnopt.cli.init_study import init_study
+
+    for path in init_study(args.folder):
+        print(f"wrote {path}")
+    print(f"next: nnopt check --config {Path(args.folder, 'config.yaml').as_posix()}")
+    return 0
+
+
 # --- dispatch ------------------------------------------------------------------------------
 
 Verb = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 VERBS: dict[str, Verb] = {
+    "init": (
+        "write a ready-to-edit study folder (config, plug-in model and data, README)",
+        _args_init,
+        _run_init,
+    ),
     "train": ("train one run from a spec file into a run directory", _args_train, _run_train),
     "train-batch": (
         "train a list of runs in this process (one failure never stops the others)",
@@ -589,6 +610,7 @@ _EPILOG = """examples:
   nnopt train-batch --runs batch.json --manifest batch.manifest.json --threads 1
   nnopt aggregate --plan results/plan.json --runs results/runs --out results
   nnopt check --config config/config.yaml
+  nnopt init mystudy             # a study folder of your own (config, models.py, data.py)
   nnopt status --watch 10        # runs done/total and ETA while snakemake runs
   snakemake --cores all          # the whole study set (see README)
 """

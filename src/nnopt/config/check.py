@@ -11,6 +11,8 @@ exit code is 2; nothing is trained. No torch import unless a spec asks for CUDA.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,6 +31,9 @@ __all__ = [
     "check_config_files",
     "check_workflow_config",
     "merged_config",
+    "StudySet",
+    "study_set",
+    "file_root",
     "SHIPPED_CONFIG",
     "check_data",
     "check_table",
@@ -147,8 +152,21 @@ def _expanded_size(value: Any, limit: int) -> int:
 # --- specs and configs ---------------------------------------------------------------------
 
 
-def _check_resources(specs: Sequence[RunSpec], devices: bool) -> None:
-    counts = {data: check_data(data) for data in dict.fromkeys(s.data for s in specs)}
+def _from_root(data: Any, root: Path | None) -> Any:
+    """`data` with a relative path taken against `root`, shown as seen from the working
+    directory (the file the check opens is the one the jobs will read)."""
+    if root is None or data.path is None or Path(data.path).is_absolute():
+        return data
+    return replace(data, path=os.path.relpath(Path(root, data.path)))
+
+
+def _check_resources(
+    specs: Sequence[RunSpec], devices: bool, file_root: Path | None = None
+) -> None:
+    counts = {
+        data: check_data(_from_root(data, file_root))
+        for data in dict.fromkeys(s.data for s in specs)
+    }
     if devices:
         for device in dict.fromkeys(s.device for s in specs):
             check_device(device)
@@ -205,8 +223,11 @@ def _check_names(config: Config) -> None:
             )
 
 
-def check_config(raw: Any, *, devices: bool = True) -> Config:
-    """Parse a study config and check every study, dataset and device; SpecError on a problem."""
+def check_config(raw: Any, *, devices: bool = True, file_root: Path | None = None) -> Config:
+    """Parse a study config and check every study, dataset and device; SpecError on a problem.
+
+    `file_root` (the config file's folder) resolves relative data paths and plug-in modules;
+    None: the working directory."""
     if isinstance(raw, Mapping):
         for key in _CODE_KEYS:
             if key in raw:
@@ -214,11 +235,11 @@ def check_config(raw: Any, *, devices: bool = True) -> Config:
                     f"{key}: refused; it makes Snakemake's config loader run values as Python "
                     "code, and nnopt configs are plain data"
                 )
-    config = parse_config(raw)
+    config = parse_config(raw, file_root=file_root)
     _check_names(config)
     for study in config.studies:
         _check_study(study)
-    _check_resources([r.spec for r in config.runs], devices)
+    _check_resources([r.spec for r in config.runs], devices, file_root)
     return config
 
 
@@ -254,11 +275,14 @@ def check_spec_file(path: str | Path, *, devices: bool = True) -> RunSpec:
 
 
 def check_config_file(path: str | Path, *, devices: bool = True) -> Config:
-    """`check_config` of a YAML/JSON file; errors start with the file name."""
-    return _in_file(Path(path), check_config, devices=devices)
+    """`check_config` of a YAML/JSON file, its relative paths taken against its `file_root`;
+    errors start with the file name."""
+    return _in_file(Path(path), check_config, devices=devices, file_root=file_root(path))
 
 
 SHIPPED_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`
+# Top-level keys holding a path, resolved against the folder of the file that sets them.
+_PATH_KEYS = ("claims", "output")
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,7 +296,31 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_mapping(path: str | Path) -> dict[str, Any]:
+def file_root(path: str | Path, shipped: str | Path = SHIPPED_CONFIG) -> Path:
+    """The folder a config file's relative paths resolve against: its own folder, except
+    for the files in the workflow's config/ folder (the shipped ones, config/smoke.yaml),
+    whose paths have always been relative to the repository root."""
+    folder = Path(path).resolve().parent
+    shipped_folder = Path(shipped).resolve().parent
+    return shipped_folder.parent if folder == shipped_folder else folder
+
+
+def _resolve_paths(path: Path, raw: dict[str, Any], shipped: Path) -> dict[str, Any]:
+    """`claims:` and `output:` as absolute paths, relative ones taken against `path`'s root
+    (so a merged config still means the file each layer meant). `claims: null` stays None."""
+    for key in _PATH_KEYS:
+        if key not in raw or (key == "claims" and raw[key] is None):
+            continue
+        value = raw[key]
+        if not isinstance(value, str) or not value.strip():
+            what = "a path to a claims file or null (no claims)" if key == "claims" else (
+                "a folder path (results/, reports/ and logs/ go there)")
+            raise SpecError(f"{path}: {key}: expected {what}, got {value!r}")
+        raw[key] = str((file_root(path, shipped) / value).resolve())
+    return raw
+
+
+def _read_mapping(path: str | Path, shipped: Path = SHIPPED_CONFIG) -> dict[str, Any]:
     raw = read_yaml(path)
     if not isinstance(raw, Mapping):
         what = "empty file" if raw is None else "not a mapping"
@@ -283,37 +331,108 @@ def _read_mapping(path: str | Path) -> dict[str, Any]:
             f"{path}: inherit: {inherit!r} is not allowed; allowed: shipped (merge this file "
             f"over {SHIPPED_CONFIG}) or leave it out (this file is the whole config)"
         )
-    return dict(raw)
+    return _resolve_paths(Path(path), dict(raw), shipped)
 
 
-def merged_config(paths: Sequence[str | Path]) -> dict[str, Any]:
+def _split(paths: Sequence[str | Path], shipped: Path) -> tuple[list, list]:
+    """(the shipped config among `paths`, the user's own files), order kept."""
+    mine = [p for p in paths if Path(p).resolve() == shipped.resolve()]
+    return mine, [p for p in paths if p not in mine]
+
+
+def merged_config(
+    paths: Sequence[str | Path], *, shipped: str | Path = SHIPPED_CONFIG
+) -> dict[str, Any]:
     """The config the workflow runs for `snakemake [--configfile F ...]`, from the files alone
     (each read strictly). The workflow and `nnopt check --config` both call this.
 
-    The shipped config/config.yaml alone when no other file is given. Otherwise the other
-    files, merged in order as Snakemake merges them (mappings key by key, anything else
-    replaces), and over the shipped config only when one of them says `inherit: shipped`:
-    a study set of your own never silently runs or inherits the shipped studies.
+    The shipped config (`shipped`, default config/config.yaml) alone when no other file is
+    given. Otherwise the other files, merged in order as Snakemake merges them (mappings key
+    by key, anything else replaces), and over the shipped config only when one of them says
+    `inherit: shipped`: a study set of your own never silently runs or inherits the shipped
+    studies. `claims:` and `output:` come back absolute, resolved against the `file_root`
+    of the file that set them.
     """
+    shipped = Path(shipped)
     check_config_files(paths)
-    shipped = [p for p in paths if Path(p).resolve() == SHIPPED_CONFIG.resolve()]
-    own = [p for p in paths if p not in shipped]
+    found, own = _split(paths, shipped)
     if not own:
-        return _read_mapping(shipped[0]) if shipped else {}
-    layers = [_read_mapping(p) for p in own]
+        return _read_mapping(found[0], shipped) if found else {}
+    layers = [_read_mapping(p, shipped) for p in own]
     merged: dict[str, Any] = {}
     if any(layer.get("inherit") == "shipped" for layer in layers):
-        merged = _read_mapping(SHIPPED_CONFIG)
+        merged = _read_mapping(shipped, shipped)
     for layer in layers:
         merged = _merge(merged, layer)
     merged.pop("inherit", None)
     return merged
 
 
-def check_workflow_config(paths: Sequence[str | Path], *, devices: bool = True) -> Config:
+@dataclass(frozen=True)
+class StudySet:
+    """What `snakemake --configfile ...` runs, and where.
+
+    root: the `file_root` of the config file (the last own file's; the shipped file's when
+      alone): relative data paths and plug-in modules resolve against it.
+    output: the folder that receives results/, reports/ and logs/ (the workflow's working
+      directory): `output:` when set, else `root` (so a study set of its own writes beside
+      its config, never over the shipped report).
+    claims: the claims file, or None (the report then has no claims section).
+    """
+
+    config: Config
+    root: Path
+    output: Path
+    claims: Path | None
+
+
+def _refuse_relative_data(config: Config, root: Path, output: Path) -> None:
+    """Jobs run in `output`; a relative data path only means the same file there when
+    `output` is the config's own folder."""
+    if output == root:
+        return
+    for run in config.runs:
+        path = run.spec.data.path
+        if path is not None and not Path(path).is_absolute():
+            raise SpecError(
+                f"studies.{run.study}: data.path: {path!r} is relative, but output: {output} is "
+                f"not the config's folder {root}; allowed: an absolute data.path, or no output: "
+                "key (results beside the config)"
+            )
+
+
+def study_set(
+    paths: Sequence[str | Path],
+    *,
+    shipped: str | Path = SHIPPED_CONFIG,
+    devices: bool = True,
+    name_file: bool = False,
+) -> StudySet:
+    """The merged config of `paths` checked (as `check_workflow_config`), with its folders.
+    `name_file`: a config error starts with the (last own) file's name, as `nnopt check`
+    prints it; errors of reading a file always do."""
+    found, own = _split(paths, Path(shipped))
+    last = own[-1] if own else (found[0] if found else shipped)
+    root = file_root(last, shipped)
+    raw = merged_config(paths, shipped=shipped)
+    output = Path(raw.get("output") or root)
+    try:
+        config = check_config(raw, devices=devices, file_root=root)
+        _refuse_relative_data(config, root, output)
+    except SpecError as err:
+        if not name_file:
+            raise
+        raise SpecError(f"{last}: {err}") from None
+    claims = raw.get("claims")
+    return StudySet(config, root, output, Path(claims) if claims else None)
+
+
+def check_workflow_config(
+    paths: Sequence[str | Path], *, devices: bool = True, shipped: str | Path = SHIPPED_CONFIG
+) -> Config:
     """What the workflow runs, checked: every config file strictly re-read (duplicate keys,
     YTE code, alias bombs), merged as Snakemake merges them, then validated.
 
     This is the only validation: there is no separate JSON schema to keep in step.
     """
-    return check_config(merged_config(paths), devices=devices)
+    return study_set(paths, shipped=shipped, devices=devices).config

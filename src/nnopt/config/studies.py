@@ -68,6 +68,7 @@ _STUDY_KEYS = (
 _CONFIG_KEYS = (
     "defaults", "seeds", "max_runs_per_study", "studies", "runs_per_job", "landscape", "problems",
     "title",  # the report's (nnopt.report)
+    "claims", "output",  # the study set's claims file and output folder (config.check)
 )
 
 

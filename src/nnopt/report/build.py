@@ -193,6 +193,7 @@ def build_context(config: Config, tables: dict, claims: list[ClaimResult],
         "setup": setup.overall_setup(list(config.studies)),
         "sources_note": setup.SOURCES_NOTE,
         "claims": [_claim_view(r) for r in claims],
+        "has_claims": bool(claims),
         "design": [{"study": f.study, "kind": f.kind, "message": f.message} for f in flags],
         "verdict_counts": {v: verdicts.count(v) for v in VERDICTS},
         "findings": [s["finding"] for s in studies],
@@ -342,7 +343,8 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
         studies = _read_sections(config, Path(sections_dir))
     else:
         tables, studies = load_tables(results_dir), None
-    alpha, claims = load_claims(claims_path)
+    # No claims file (a study set of your own): no claims section, no "not run" rows.
+    alpha, claims = load_claims(claims_path) if claims_path else (0.05, [])
     results = evaluate_claims(claims, config, tables["runs"], alpha)
     write_claims(results, Path(results_dir) / "claims.parquet")  # machine-readable verdicts
     context = build_context(config, tables, results, Path(results_dir), sections, studies, alpha)
