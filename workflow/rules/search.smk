@@ -4,19 +4,22 @@ A search is a few rounds. `search_round` plans round R from the finished rounds 
 (`nnopt search-round`: trials, or one successive-halving rung, or the confirmation runs on
 fresh seeds) and writes results/search/{study}/round-RR.json plus its shard files;
 `search_train` trains one shard with `nnopt train-batch`; `search_summary` writes
-trials.parquet and chosen.json for the report. Every file name is known from the config, so
-the DAG is static: `snakemake -n` lists every round's jobs, and the plan lines printed at
-start say how many trials are planned so far and how many rounds are left. A planned round
-is never re-planned (the inputs are `ancient`: a rewritten manifest does not restart the
-search), and finished run directories are reused by run id, so a second `snakemake`
-continues a killed search.
+trials.parquet and chosen.json for the report. The study comes from its own plan slice
+(results/plan/{study}.json). Every file name is known from the config, so the DAG is static:
+`snakemake -n` lists every round's jobs, and the lines printed at start say how many trial
+runs are planned so far and how many rounds are left. A planned round is never re-planned
+(the inputs are `ancient`: a rewritten manifest does not restart the search), and finished
+run directories are reused by run id, so a second `snakemake` continues a killed search.
+The aggregate and the tuned studies' report sections wait for the summaries
+(STATE.search_outputs) and read the searches with --search-dir.
 """
 
-from nnopt.search.driver import plan_lines
+from nnopt.plan.packing import resource_class
+from nnopt.search.driver import check_searches, plan_lines
 from nnopt.search.rounds import round_count
 
 SEARCH_DIR = f"{RESULTS}/search"
-TUNED = {s.name: s for s in STUDIES.studies if s.tune is not None}
+TUNED = {s.name: s for s in STATE.config.studies if s.tune is not None}
 
 
 wildcard_constraints:
@@ -24,8 +27,12 @@ wildcard_constraints:
     shard=r"[0-9]+",
 
 
-if workflow.is_main_process:
-    for line in plan_lines(STUDIES, SEARCH_DIR):
+if workflow.is_main_process and TUNED:
+    try:  # rounds planned for another tune block: one line, before any job
+        check_searches(STATE.config, SEARCH_DIR)
+    except SpecError as err:
+        config_error(str(err))
+    for line in plan_lines(STATE.config, SEARCH_DIR):
         print(f"nnopt: {line}", file=sys.stderr)
 
 
@@ -46,27 +53,29 @@ def search_previous(wildcards):
 
 
 def search_data(wildcards):
-    """The prepared datasets a study's runs read (tuned keys never change the data)."""
-    runs = TUNED[wildcards.study].runs
-    return sorted({str(cache_path(r.spec.data, DATA_DIR)) for r in runs})
+    return STATE.study_data(wildcards.study)
 
 
-def study_batches(wildcards):
-    """The manifests of the batches holding the study's own runs (the untuned defaults)."""
-    return [
-        f"{BATCH_DIR}/{b.batch_id}.json"
-        for b in BATCHES.values()
-        if any(r.study == wildcards.study for r in b.runs)
-    ]
+def search_gpus(wildcards):
+    """GPUs a trial claims: its study's first run's (trials differ in tuned values only)."""
+    run = TUNED[wildcards.study].runs[0]
+    return resource_class(run.spec, cuda_present=cuda_present())[1]
 
 
-def search_outputs():
-    return [f"{SEARCH_DIR}/{name}/trials.parquet" for name in sorted(TUNED)]
+def search_last_round(wildcards):
+    """The confirmation round's manifests: the whole search is trained."""
+    study = wildcards.study
+    return search_manifests(study, round_count(TUNED[study]) - 1)
+
+
+def search_defaults(wildcards):
+    """The study's own runs (the untuned defaults of the tuned-vs-default table)."""
+    return STATE.study_manifests(wildcards.study)
 
 
 rule search_round:
     input:
-        config=ancient("results/config.json"),
+        plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
         previous=search_previous,
     output:
         f"{SEARCH_DIR}/{{study}}/round-{{round}}.json",
@@ -74,13 +83,13 @@ rule search_round:
         "logs/search/{study}/round-{round}.log",
     conda:
         ENV
+    params:
+        search=SEARCH_DIR,
+        runs=f"{RESULTS}/runs",
     shell:
-        "nnopt search-round --config {input.config} --study {wildcards.study}"
-        " --round {wildcards.round} --search-dir "
-        + SEARCH_DIR
-        + " --runs-dir "
-        + RUNS_DIR
-        + " > {log} 2>&1"
+        "nnopt search-round --plan {input.plan} --study {wildcards.study}"
+        " --round {wildcards.round} --search-dir {params.search}"
+        " --runs-dir {params.runs} > {log} 2>&1"
 
 
 rule search_train:
@@ -95,24 +104,23 @@ rule search_train:
         ENV
     threads: 1
     resources:
+        gpu=search_gpus,
         mem_mb=800,
     params:
         runs=lambda wildcards, input: str(input.round).replace(
             ".json", f".shard-{wildcards.shard}.json"
         ),
-        cache_dir=DATA_DIR,
+        cache=f"{RESULTS}/data",
     shell:
         "nnopt train-batch --runs {params.runs} --manifest {output} --threads {threads}"
-        " --data-cache {params.cache_dir} > {log} 2>&1"
+        " --gpus {resources.gpu} --data-cache {params.cache} > {log} 2>&1"
 
 
 rule search_summary:
     input:
-        config=ancient("results/config.json"),
-        confirmed=lambda wildcards: search_manifests(
-            wildcards.study, round_count(TUNED[wildcards.study]) - 1
-        ),
-        defaults=study_batches,
+        plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
+        confirmed=search_last_round,
+        defaults=search_defaults,
     output:
         trials=f"{SEARCH_DIR}/{{study}}/trials.parquet",
         chosen=f"{SEARCH_DIR}/{{study}}/chosen.json",
@@ -120,11 +128,14 @@ rule search_summary:
         "logs/search/{study}/summary.log",
     conda:
         ENV
+    params:
+        search=SEARCH_DIR,
+        runs=f"{RESULTS}/runs",
     shell:
-        "nnopt search-summary --config {input.config} --study {wildcards.study}"
-        " --search-dir " + SEARCH_DIR + " --runs-dir " + RUNS_DIR + " > {log} 2>&1"
+        "nnopt search-summary --plan {input.plan} --study {wildcards.study}"
+        " --search-dir {params.search} --runs-dir {params.runs} > {log} 2>&1"
 
 
 rule search_all:
     input:
-        search_outputs(),
+        STATE.search_outputs(),

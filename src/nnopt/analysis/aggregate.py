@@ -16,6 +16,11 @@ the cross-study tables hold every factor column as a string formatted like the c
 `study_frame(frame, study)` gives one study's rows with its factor columns typed again.
 Statistics rules live in nnopt.analysis.stats; metric directions and units in nnopt.config.metrics.
 
+A tuned study's search runs (given as `searched`) join runs.parquet and curves.parquet with
+their `phase` (`trial`, pruned ones with status `pruned`; `confirm`), beside the study's own
+runs (`default`); the summary and the comparisons use `compared_runs` only: the confirmation
+runs of a study whose search has them, else its own runs.
+
 Statuses are outcomes, not missing data. `stalled` is set here: an ok run whose best validation
 accuracy (final train accuracy without validation) is at most chance, 1/n_classes, plus
 `STALL_MARGIN` (5 points) never learned. The declared rule of every comparison (`counted`):
@@ -30,7 +35,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -53,6 +58,8 @@ __all__ = [
     "counted",
     "read_config",
     "load_runs",
+    "PHASES",
+    "compared_runs",
     "load_curves",
     "summarize",
     "compare_to_baseline",
@@ -63,12 +70,15 @@ __all__ = [
     "write_parquet_atomic",
 ]
 
-STATUSES = ("ok", "stalled", "diverged", "failed", "missing")
+STATUSES = ("ok", "stalled", "diverged", "failed", "missing", "pruned")
+# A run's part in a study: `default` its own runs (the config's values), `trial` a tuning
+# trial and `confirm` a chosen value on a fresh seed (studies with a tune: block).
+PHASES = ("default", "trial", "confirm")
 STALL_MARGIN = 0.05  # accuracy (fraction) above chance a run must reach to count as learning
 _TEN_CLASS_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "SVHN", "EMNIST")
 _RUN_COLUMNS: dict[str, Any] = {
     "study": pl.String, "run_id": pl.String, "seed": pl.Int64, "config": pl.String,
-    "config_index": pl.Int64, "status": pl.String, "error": pl.String,
+    "config_index": pl.Int64, "phase": pl.String, "status": pl.String, "error": pl.String,
     "diverged_at_step": pl.Int64, "factors": pl.String, "n_classes": pl.Float64,
     "target_val_accuracy": pl.Float64, "target_train_loss": pl.Float64,
     "family": pl.String, "problem": pl.String,
@@ -144,11 +154,12 @@ def chance_classes(spec) -> int | None:
     return None
 
 
-def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
+def _run_row(run: Run, config_index: int, runs_dir: Path,
+             phase: str = "default") -> dict[str, Any]:  # fmt: skip
     run_id = run.run_id  # a hash of the spec, computed on each access
     row = {
         "study": run.study, "run_id": run_id, "seed": run.seed, "config": run.config,
-        "config_index": config_index, "status": "missing",
+        "config_index": config_index, "phase": phase, "status": "missing",
         "factors": json.dumps(dict(run.factors)), "n_classes": chance_classes(run.spec),
         # Without a target, a null time-to-target is 'not measured', not 'never reached'.
         "target_val_accuracy": run.spec.evaluation.target_val_accuracy,
@@ -177,15 +188,23 @@ def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
     return row
 
 
-def load_runs(config: Config, runs_dir: str | Path) -> pl.DataFrame:
-    """One row per run the config expands to, in the config's order."""
+SearchedRuns = Mapping[str, Sequence[tuple[str, Run]]]  # study -> (phase, run) of its search
+
+
+def load_runs(config: Config, runs_dir: str | Path,
+              searched: SearchedRuns | None = None) -> pl.DataFrame:  # fmt: skip
+    """One row per run the config expands to, in the config's order (phase `default`), then
+    per study the (phase, run) pairs of its search in `searched` (trial runs, pruned ones
+    included, and confirmation runs; nnopt.search.driver.search_runs)."""
     runs_dir, rows, metric_keys = Path(runs_dir), [], dict.fromkeys(METRICS)
     factor_keys = dict.fromkeys(k for s in config.studies for k in s.factor_keys)
+    searched = searched or {}
     for study in config.studies:
         labels: dict[str, int] = {}
-        for run in study.runs:
+        phased = [("default", r) for r in study.runs] + list(searched.get(study.name, ()))
+        for phase, run in phased:
             index = labels.setdefault(run.config, len(labels))
-            rows.append(row := _run_row(run, index, runs_dir))
+            rows.append(row := _run_row(run, index, runs_dir, phase))
             # The configured study and its problem (nnopt.config.problems); claims use them.
             row.update(family=study.family or study.name, problem=study.problem)
             metric_keys.update(dict.fromkeys(
@@ -194,6 +213,16 @@ def load_runs(config: Config, runs_dir: str | Path) -> pl.DataFrame:
     schema = {**_RUN_COLUMNS, **{k: pl.String for k in factor_keys},
               **{k: pl.Float64 for k in metric_keys}, **_PROVENANCE}
     return mark_stalled(pl.DataFrame(rows, schema=schema, strict=False))
+
+
+def compared_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    """The rows comparisons, summaries and claims use: a study's confirmation runs when its
+    search has any (fresh seeds, chosen values), else its own runs; never tuning trials."""
+    if "phase" not in runs.columns:  # a table written before phases existed
+        return runs
+    confirmed = (pl.col("phase") == "confirm").any().over("study")
+    return runs.filter(pl.when(confirmed).then(pl.col("phase") == "confirm")
+                       .otherwise(pl.col("phase") == "default"))
 
 
 def mark_stalled(runs: pl.DataFrame) -> pl.DataFrame:
@@ -487,16 +516,20 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(tmp)
 
 
-def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Build and write the four result tables; return their paths by name."""
+def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path,
+              searched: SearchedRuns | None = None) -> dict[str, Path]:  # fmt: skip
+    """Build and write the four result tables; return their paths by name. runs.parquet and
+    curves.parquet hold every run (search trials too, with their `phase`); the summary and
+    the comparisons only the `compared_runs`."""
     out_dir = Path(out_dir)
-    runs = load_runs(config, runs_dir)
-    summary = summarize(runs, config)
+    runs = load_runs(config, runs_dir, searched)
+    compared = compared_runs(runs)
+    summary = summarize(compared, config)
     tables = {
         "runs": runs,
         "curves": load_curves(runs, runs_dir),
         "summary": summary,
-        "comparisons": compare_to_baseline(runs, summary, config),
+        "comparisons": compare_to_baseline(compared, summary, config),
     }
     paths = {}
     for name, frame in tables.items():

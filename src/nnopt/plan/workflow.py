@@ -301,6 +301,25 @@ class WorkflowState:
         marked = [s.name for s in self.config.studies if s.landscape]
         return [str(self.results / "landscape" / s / "sharpness.parquet") for s in marked]
 
+    # --- tuned studies (nnopt.search; the rules are in workflow/rules/search.smk) ---------
+
+    def tuned(self) -> list[str]:
+        """Names of the studies with a tune: block."""
+        return [s.name for s in self.config.studies if s.tune is not None]
+
+    def search_outputs(self, study: str | None = None) -> list[str]:
+        """The finished searches' summaries (trials.parquet, chosen.json): what the
+        aggregate (every tuned study) and a tuned study's report section wait for."""
+        names = self.tuned() if study is None else [n for n in self.tuned() if n == study]
+        folder = self.results / "search"
+        return [str(folder / n / f) for n in names for f in ("trials.parquet", "chosen.json")]
+
+    def study_data(self, study: str) -> list[str]:
+        """The prepared files a study's runs read (a search's trials read the same: tuned
+        keys never change the data)."""
+        names = {self.dataset_name(r.spec.data) for r in self.config.study(study).runs}
+        return [str(self.results / "data" / f"{n}.npz") for n in sorted(names)]
+
     def table(self) -> str:
         return plan_table(self.config, list(self.batches.values()), self.finished)
 
