@@ -14,12 +14,11 @@ The aggregate and the tuned studies' report sections wait for the summaries
 (STATE.search_outputs) and read the searches with --search-dir.
 """
 
-from nnopt.plan.packing import resource_class
 from nnopt.search.driver import check_searches, plan_lines
 from nnopt.search.rounds import round_count
 
-SEARCH_DIR = f"{RESULTS}/search"
-TUNED = {s.name: s for s in STATE.config.studies if s.tune is not None}
+# Rounds per tuned study (trial rounds + the confirmation round), fixed by the config.
+SEARCH_ROUNDS = {s.name: round_count(s) for s in STATE.config.studies if s.tune}
 
 
 wildcard_constraints:
@@ -27,65 +26,32 @@ wildcard_constraints:
     shard=r"[0-9]+",
 
 
-if workflow.is_main_process and TUNED:
+if workflow.is_main_process and SEARCH_ROUNDS:
     try:  # rounds planned for another tune block: one line, before any job
-        check_searches(STATE.config, SEARCH_DIR)
+        check_searches(STATE.config, f"{RESULTS}/search")
     except SpecError as err:
         config_error(str(err))
-    for line in plan_lines(STATE.config, SEARCH_DIR):
+    for line in plan_lines(STATE.config, f"{RESULTS}/search"):
         print(f"nnopt: {line}", file=sys.stderr)
-
-
-def search_manifests(study, r):
-    """The shard manifests of round r of a study: all of them mean the round is trained."""
-    shards = TUNED[study].tune.shards
-    return [
-        f"{SEARCH_DIR}/{study}/round-{r:02d}.shard-{s}.manifest.json"
-        for s in range(shards)
-    ]
-
-
-def search_previous(wildcards):
-    r = int(wildcards.round)
-    return (
-        [] if r == 0 else [ancient(m) for m in search_manifests(wildcards.study, r - 1)]
-    )
-
-
-def search_data(wildcards):
-    return STATE.study_data(wildcards.study)
-
-
-def search_gpus(wildcards):
-    """GPUs a trial claims: its study's first run's (trials differ in tuned values only)."""
-    run = TUNED[wildcards.study].runs[0]
-    return resource_class(run.spec, cuda_present=cuda_present())[1]
-
-
-def search_last_round(wildcards):
-    """The confirmation round's manifests: the whole search is trained."""
-    study = wildcards.study
-    return search_manifests(study, round_count(TUNED[study]) - 1)
-
-
-def search_defaults(wildcards):
-    """The study's own runs (the untuned defaults of the tuned-vs-default table)."""
-    return STATE.study_manifests(wildcards.study)
 
 
 rule search_round:
     input:
         plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
-        previous=search_previous,
+        # Round R plans from round R - 1's results: every shard of it trained.
+        previous=lambda wildcards: [
+            ancient(m)
+            for m in STATE.search_manifests(wildcards.study, int(wildcards.round) - 1)
+        ],
     output:
-        f"{SEARCH_DIR}/{{study}}/round-{{round}}.json",
+        f"{RESULTS}/search/{{study}}/round-{{round}}.json",
     log:
         "logs/search/{study}/round-{round}.log",
     conda:
         ENV
     params:
-        search=SEARCH_DIR,
-        runs=f"{RESULTS}/runs",
+        search=lambda wildcards, output: Path(output[0]).parents[1],
+        runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
     shell:
         "nnopt search-round --plan {input.plan} --study {wildcards.study}"
         " --round {wildcards.round} --search-dir {params.search}"
@@ -94,23 +60,24 @@ rule search_round:
 
 rule search_train:
     input:
-        round=ancient(f"{SEARCH_DIR}/{{study}}/round-{{round}}.json"),
-        data=search_data,
+        round=ancient(f"{RESULTS}/search/{{study}}/round-{{round}}.json"),
+        # Tuned keys never change the data: the study's own prepared files.
+        data=lambda wildcards: STATE.study_data(wildcards.study),
     output:
-        f"{SEARCH_DIR}/{{study}}/round-{{round}}.shard-{{shard}}.manifest.json",
+        f"{RESULTS}/search/{{study}}/round-{{round}}.shard-{{shard}}.manifest.json",
     log:
         "logs/search/{study}/round-{round}.shard-{shard}.log",
     conda:
         ENV
     threads: 1
     resources:
-        gpu=search_gpus,
+        gpu=lambda wildcards: STATE.search_gpus(wildcards.study),
         mem_mb=800,
     params:
         runs=lambda wildcards, input: str(input.round).replace(
             ".json", f".shard-{wildcards.shard}.json"
         ),
-        cache=f"{RESULTS}/data",
+        cache=lambda wildcards, input: Path(input.round).parents[2] / "data",
     shell:
         "nnopt train-batch --runs {params.runs} --manifest {output} --threads {threads}"
         " --gpus {resources.gpu} --data-cache {params.cache} > {log} 2>&1"
@@ -119,18 +86,22 @@ rule search_train:
 rule search_summary:
     input:
         plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
-        confirmed=search_last_round,
-        defaults=search_defaults,
+        # The confirmation round's shards: the whole search is trained.
+        confirmed=lambda wildcards: STATE.search_manifests(
+            wildcards.study, SEARCH_ROUNDS[wildcards.study] - 1
+        ),
+        # The study's own runs: the defaults of the tuned-vs-default table.
+        defaults=lambda wildcards: STATE.study_manifests(wildcards.study),
     output:
-        trials=f"{SEARCH_DIR}/{{study}}/trials.parquet",
-        chosen=f"{SEARCH_DIR}/{{study}}/chosen.json",
+        trials=f"{RESULTS}/search/{{study}}/trials.parquet",
+        chosen=f"{RESULTS}/search/{{study}}/chosen.json",
     log:
         "logs/search/{study}/summary.log",
     conda:
         ENV
     params:
-        search=SEARCH_DIR,
-        runs=f"{RESULTS}/runs",
+        search=lambda wildcards, output: Path(output.trials).parents[1],
+        runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
     shell:
         "nnopt search-summary --plan {input.plan} --study {wildcards.study}"
         " --search-dir {params.search} --runs-dir {params.runs} > {log} 2>&1"
