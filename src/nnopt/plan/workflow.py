@@ -201,6 +201,15 @@ def read_todo(batch_dir: str | Path, config: Config) -> dict[str, Batch]:
     return batches
 
 
+def _study_raw(raw: Mapping[str, Any], study: Any) -> dict[str, Any]:
+    """The config as given, with only `study`'s own entry under `studies`: a study's plan
+    slice must not change when another study does (its section would re-render)."""
+    name = study.family or study.name
+    entries = [e for e in raw.get("studies") or () if isinstance(e, Mapping)
+               and e.get("name") == name]  # fmt: skip
+    return {**raw, "studies": entries}
+
+
 @dataclass
 class WorkflowState:
     """What the Snakefile needs at parse time: the config, its plan, the batches to train."""
@@ -239,7 +248,7 @@ class WorkflowState:
         batches = pending_batches(config, finished, tried, cores=cores,
                                   cuda_present=cuda_present)  # fmt: skip
         for study in config.studies:  # per-study slices: a report section's own input
-            one = replace(config, studies=(study,))
+            one = replace(config, studies=(study,), raw=_study_raw(config.raw, study))
             write_plan(study_plan_path(results, study.name), plan_document(one, dataset_name))
         return cls(config, results, dataset_name, batches, finished, tried, cuda_present)
 
