@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/search.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/landscape.smk"
 include: "workflow/rules/report.smk"
@@ -19,6 +20,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     train_all,
+    search_all,
 
 
 rule all:

@@ -291,3 +291,65 @@ def test_a_different_trial_budget_per_configuration_is_stated(tmp_path):
     assert counts == {"optimizer.name=sgd": 6, "optimizer.name=adam": 3}
     note = {f.key: f for f in search_section(study, tmp_path)}["search-chosen"].note
     assert "trial budgets k = 6 (optimizer.name=sgd), 3 (optimizer.name=adam)" in note
+
+
+def test_the_plan_file_keeps_the_tune_block_and_the_search_key(tmp_path):
+    from nnopt.plan.workflow import plan_document, write_plan
+    from nnopt.store.plan_file import Plan
+
+    config = _config(asha={"eta": 2, "min_epochs": 1, "max_epochs": 2},
+                     params={"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]},
+                             "model.activation": {"choice": ["relu", "tanh"]}})  # fmt: skip
+    write_plan(tmp_path / "plan.json", plan_document(config, lambda data: data.name))
+    study = Plan.load(tmp_path / "plan.json").config().studies[0]
+    assert study.tune == config.studies[0].tune and study.tune.asha.budgets == (1, 2)
+    assert rounds.search_key(study) == rounds.search_key(config.studies[0])
+    assert hash(study.runs[0].spec)  # plug-in kwargs read back hashable (stacked cohorts)
+
+
+def test_runs_table_holds_every_phase_and_compares_only_confirmation_runs(tmp_path):
+    from nnopt.analysis.aggregate import aggregate, compared_runs
+    from nnopt.search.driver import search_runs
+
+    config = _config(trials=4, seeds=[0, 1], asha={"eta": 2, "min_epochs": 1, "max_epochs": 2})
+    study = config.studies[0]
+    run_search(study, tmp_path / "s", tmp_path / "runs", fake_train)
+    fake_train([{"study": "opt", "factors": dict(r.factors), "spec": r.spec.to_dict(),
+                 "out": str(tmp_path / "runs" / "opt" / r.run_id), "run_id": r.run_id}
+                for r in study.runs])  # the study's own runs: phase default  # fmt: skip
+    aggregate(config, tmp_path / "runs", tmp_path, {"opt": search_runs(study, tmp_path / "s")})
+    runs = pl.read_parquet(tmp_path / "runs.parquet")
+    counts = dict(runs.group_by("phase", "status").len().select(
+        pl.concat_str("phase", "status", separator="/"), "len").iter_rows())  # fmt: skip
+    # 4 trials x 2 tuning seeds x 2 configurations; rung 1 keeps 2 of 4, confirm: 2 seeds
+    assert counts == {"trial/pruned": 8, "trial/ok": 16, "confirm/ok": 4, "default/ok": 2}
+    assert set(compared_runs(runs)["seed"]) == {2, 3}  # fresh seeds, never the tuning ones
+    summary = pl.read_parquet(tmp_path / "summary.parquet")
+    assert set(summary["n"]) == {2} and set(summary["n_pruned"]) == {0}
+    assert pl.read_parquet(tmp_path / "curves.parquet")["run_id"].n_unique() == runs.height
+    untuned = compared_runs(runs.filter(pl.col("phase") != "confirm"))
+    assert set(untuned["phase"]) == {"default"}  # before confirmation: the study's own runs
+
+
+def test_search_verbs_read_the_study_from_the_plan(tmp_path, capsys):
+    from nnopt.cli.main import main
+    from nnopt.plan.workflow import plan_document, write_plan
+
+    write_plan(tmp_path / "plan.json", plan_document(_config(), lambda data: data.name))
+    common = ["--plan", str(tmp_path / "plan.json"), "--study", "opt",
+              "--search-dir", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "runs")]
+    assert main(["search-round", *common, "--round", "0"]) == 0
+    assert "opt round 0 (trial): 18 runs" in capsys.readouterr().out
+    doc = rounds.read_round(tmp_path / "s", "opt", 0)
+    assert doc["key"] == rounds.search_key(_config().studies[0])
+
+
+def test_rounds_of_another_tune_block_stop_the_workflow_in_one_line(tmp_path):
+    from nnopt.config.spec import SpecError
+    from nnopt.search.driver import check_searches
+
+    run_search(_config().studies[0], tmp_path / "s", tmp_path / "runs", fake_train,
+               stop_after_round=0)  # fmt: skip
+    check_searches(_config(), tmp_path / "s")  # the same block: continued, no error
+    with pytest.raises(SpecError, match=r"round-00.json: planned for a different tune block"):
+        check_searches(_config(trials=5), tmp_path / "s")

@@ -2,6 +2,7 @@ rule aggregate:
     input:
         plan=PLAN,
         batches=STATE.manifests(),
+        searches=STATE.search_outputs(),
     output:
         runs="results/runs.parquet",
         curves="results/curves.parquet",
@@ -14,6 +15,8 @@ rule aggregate:
     params:
         runs=lambda wildcards, input: Path(input.plan).parent / "runs",
         out=lambda wildcards, output: Path(output.runs).parent,
+        # Tuned studies: trial and confirmation runs join runs.parquet (column phase).
+        search=lambda wildcards, input: Path(input.plan).parent / "search",
     shell:
         "nnopt aggregate --plan {input.plan} --runs {params.runs}"
-        " --out {params.out} > {log} 2>&1"
+        " --search-dir {params.search} --out {params.out} > {log} 2>&1"

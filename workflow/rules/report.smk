@@ -20,6 +20,7 @@ rule report_section:
         plan=f"{RESULTS}/plan/{{study}}.json",
         batches=study_manifests,
         landscapes=study_landscape,
+        search=lambda wildcards: STATE.search_outputs(wildcards.study),
     output:
         html=f"{RESULTS}/report/{{study}}.html",
         meta=f"{RESULTS}/report/{{study}}.json",
@@ -34,9 +35,11 @@ rule report_section:
         runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
         results=lambda wildcards, input: Path(input.plan).parents[1],
         code=REPORT_CODE,
+        search=lambda wildcards, input: Path(input.plan).parents[1] / "search",
     shell:
         "nnopt report-section --plan {input.plan} --study {wildcards.study}"
-        " --runs {params.runs} --results {params.results} --html {output.html} > {log} 2>&1"
+        " --runs {params.runs} --results {params.results} --search-dir {params.search}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule report:

@@ -4,19 +4,21 @@ A search is a few rounds. `search_round` plans round R from the finished rounds 
 (`nnopt search-round`: trials, or one successive-halving rung, or the confirmation runs on
 fresh seeds) and writes results/search/{study}/round-RR.json plus its shard files;
 `search_train` trains one shard with `nnopt train-batch`; `search_summary` writes
-trials.parquet and chosen.json for the report. Every file name is known from the config, so
-the DAG is static: `snakemake -n` lists every round's jobs, and the plan lines printed at
-start say how many trials are planned so far and how many rounds are left. A planned round
-is never re-planned (the inputs are `ancient`: a rewritten manifest does not restart the
-search), and finished run directories are reused by run id, so a second `snakemake`
-continues a killed search.
+trials.parquet and chosen.json for the report. The study comes from its own plan slice
+(results/plan/{study}.json). Every file name is known from the config, so the DAG is static:
+`snakemake -n` lists every round's jobs, and the lines printed at start say how many trial
+runs are planned so far and how many rounds are left. A planned round is never re-planned
+(the inputs are `ancient`: a rewritten manifest does not restart the search), and finished
+run directories are reused by run id, so a second `snakemake` continues a killed search.
+The aggregate and the tuned studies' report sections wait for the summaries
+(STATE.search_outputs) and read the searches with --search-dir.
 """
 
-from nnopt.search.driver import plan_lines
+from nnopt.search.driver import check_searches, plan_lines
 from nnopt.search.rounds import round_count
 
-SEARCH_DIR = f"{RESULTS}/search"
-TUNED = {s.name: s for s in STUDIES.studies if s.tune is not None}
+# Rounds per tuned study (trial rounds + the confirmation round), fixed by the config.
+SEARCH_ROUNDS = {s.name: round_count(s) for s in STATE.config.studies if s.tune}
 
 
 wildcard_constraints:
@@ -24,107 +26,87 @@ wildcard_constraints:
     shard=r"[0-9]+",
 
 
-if workflow.is_main_process:
-    for line in plan_lines(STUDIES, SEARCH_DIR):
+if workflow.is_main_process and SEARCH_ROUNDS:
+    try:  # rounds planned for another tune block: one line, before any job
+        check_searches(STATE.config, f"{RESULTS}/search")
+    except SpecError as err:
+        config_error(str(err))
+    for line in plan_lines(STATE.config, f"{RESULTS}/search"):
         print(f"nnopt: {line}", file=sys.stderr)
-
-
-def search_manifests(study, r):
-    """The shard manifests of round r of a study: all of them mean the round is trained."""
-    shards = TUNED[study].tune.shards
-    return [
-        f"{SEARCH_DIR}/{study}/round-{r:02d}.shard-{s}.manifest.json"
-        for s in range(shards)
-    ]
-
-
-def search_previous(wildcards):
-    r = int(wildcards.round)
-    return (
-        [] if r == 0 else [ancient(m) for m in search_manifests(wildcards.study, r - 1)]
-    )
-
-
-def search_data(wildcards):
-    """The prepared datasets a study's runs read (tuned keys never change the data)."""
-    runs = TUNED[wildcards.study].runs
-    return sorted({str(cache_path(r.spec.data, DATA_DIR)) for r in runs})
-
-
-def study_batches(wildcards):
-    """The manifests of the batches holding the study's own runs (the untuned defaults)."""
-    return [
-        f"{BATCH_DIR}/{b.batch_id}.json"
-        for b in BATCHES.values()
-        if any(r.study == wildcards.study for r in b.runs)
-    ]
-
-
-def search_outputs():
-    return [f"{SEARCH_DIR}/{name}/trials.parquet" for name in sorted(TUNED)]
 
 
 rule search_round:
     input:
-        config=ancient("results/config.json"),
-        previous=search_previous,
+        plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
+        # Round R plans from round R - 1's results: every shard of it trained.
+        previous=lambda wildcards: [
+            ancient(m)
+            for m in STATE.search_manifests(wildcards.study, int(wildcards.round) - 1)
+        ],
     output:
-        f"{SEARCH_DIR}/{{study}}/round-{{round}}.json",
+        f"{RESULTS}/search/{{study}}/round-{{round}}.json",
     log:
         "logs/search/{study}/round-{round}.log",
     conda:
         ENV
+    params:
+        search=lambda wildcards, output: Path(output[0]).parents[1],
+        runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
     shell:
-        "nnopt search-round --config {input.config} --study {wildcards.study}"
-        " --round {wildcards.round} --search-dir "
-        + SEARCH_DIR
-        + " --runs-dir "
-        + RUNS_DIR
-        + " > {log} 2>&1"
+        "nnopt search-round --plan {input.plan} --study {wildcards.study}"
+        " --round {wildcards.round} --search-dir {params.search}"
+        " --runs-dir {params.runs} > {log} 2>&1"
 
 
 rule search_train:
     input:
-        round=ancient(f"{SEARCH_DIR}/{{study}}/round-{{round}}.json"),
-        data=search_data,
+        round=ancient(f"{RESULTS}/search/{{study}}/round-{{round}}.json"),
+        # Tuned keys never change the data: the study's own prepared files.
+        data=lambda wildcards: STATE.study_data(wildcards.study),
     output:
-        f"{SEARCH_DIR}/{{study}}/round-{{round}}.shard-{{shard}}.manifest.json",
+        f"{RESULTS}/search/{{study}}/round-{{round}}.shard-{{shard}}.manifest.json",
     log:
         "logs/search/{study}/round-{round}.shard-{shard}.log",
     conda:
         ENV
     threads: 1
     resources:
+        gpu=lambda wildcards: STATE.search_gpus(wildcards.study),
         mem_mb=800,
     params:
         runs=lambda wildcards, input: str(input.round).replace(
             ".json", f".shard-{wildcards.shard}.json"
         ),
-        cache_dir=DATA_DIR,
+        cache=lambda wildcards, input: Path(input.round).parents[2] / "data",
     shell:
         "nnopt train-batch --runs {params.runs} --manifest {output} --threads {threads}"
-        " --data-cache {params.cache_dir} > {log} 2>&1"
+        " --gpus {resources.gpu} --data-cache {params.cache} > {log} 2>&1"
 
 
 rule search_summary:
     input:
-        config=ancient("results/config.json"),
-        confirmed=lambda wildcards: search_manifests(
-            wildcards.study, round_count(TUNED[wildcards.study]) - 1
+        plan=ancient(f"{RESULTS}/plan/{{study}}.json"),
+        # The confirmation round's shards: the whole search is trained.
+        confirmed=lambda wildcards: STATE.search_manifests(
+            wildcards.study, SEARCH_ROUNDS[wildcards.study] - 1
         ),
-        defaults=study_batches,
+        # The study's own runs: the defaults of the tuned-vs-default table.
+        defaults=lambda wildcards: STATE.study_manifests(wildcards.study),
     output:
-        trials=f"{SEARCH_DIR}/{{study}}/trials.parquet",
-        chosen=f"{SEARCH_DIR}/{{study}}/chosen.json",
+        trials=f"{RESULTS}/search/{{study}}/trials.parquet",
+        chosen=f"{RESULTS}/search/{{study}}/chosen.json",
     log:
         "logs/search/{study}/summary.log",
     conda:
         ENV
+    params:
+        search=lambda wildcards, output: Path(output.trials).parents[1],
+        runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
     shell:
-        "nnopt search-summary --config {input.config} --study {wildcards.study}"
-        " --search-dir " + SEARCH_DIR + " --runs-dir " + RUNS_DIR + " > {log} 2>&1"
+        "nnopt search-summary --plan {input.plan} --study {wildcards.study}"
+        " --search-dir {params.search} --runs-dir {params.runs} > {log} 2>&1"
 
 
 rule search_all:
     input:
-        search_outputs(),
+        STATE.search_outputs(),

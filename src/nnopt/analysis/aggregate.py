@@ -18,6 +18,11 @@ The tables are built in nnopt.analysis.run_table (runs, curves), .summary and .c
 this module reads the config or plan and writes them. Statistics rules live in
 nnopt.analysis.stats; metric directions and units in nnopt.config.metrics.
 
+A tuned study's search runs (given as `searched`) join runs.parquet and curves.parquet with
+their `phase` (`trial`, pruned ones with status `pruned`; `confirm`), beside the study's own
+runs (`default`); the summary and the comparisons use `compared_runs` only: the confirmation
+runs of a study whose search has them, else its own runs.
+
 Statuses are outcomes, not missing data. `stalled` is set by run_table: an ok run whose best validation
 accuracy (final train accuracy without validation) is at most chance, 1/n_classes, plus
 `STALL_MARGIN` (5 points) never learned. The declared rule of every comparison (`counted`):
@@ -35,8 +40,11 @@ import polars as pl
 
 from nnopt.analysis.comparisons import compare_to_baseline
 from nnopt.analysis.run_table import (
+    PHASES,
     STALL_MARGIN,
     STATUSES,
+    SearchedRuns,
+    compared_runs,
     chance_classes,
     counted,
     load_curves,
@@ -53,6 +61,8 @@ from nnopt.store.plan_file import PLAN_FORMAT, Plan
 
 __all__ = [
     "STATUSES",
+    "PHASES",
+    "compared_runs",
     "STALL_MARGIN",
     "chance_classes",
     "mark_stalled",
@@ -126,16 +136,20 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(tmp)
 
 
-def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Build and write the four result tables; return their paths by name."""
+def aggregate(config: Config, runs_dir: str | Path, out_dir: str | Path,
+              searched: SearchedRuns | None = None) -> dict[str, Path]:  # fmt: skip
+    """Build and write the four result tables; return their paths by name. runs.parquet and
+    curves.parquet hold every run (search trials too, with their `phase`); the summary and
+    the comparisons only the `compared_runs`."""
     out_dir = Path(out_dir)
-    runs = load_runs(config, runs_dir)
-    summary = summarize(runs, config)
+    runs = load_runs(config, runs_dir, searched)
+    compared = compared_runs(runs)
+    summary = summarize(compared, config)
     tables = {
         "runs": runs,
         "curves": load_curves(runs, runs_dir),
         "summary": summary,
-        "comparisons": compare_to_baseline(runs, summary, config),
+        "comparisons": compare_to_baseline(compared, summary, config),
     }
     paths = {}
     for name, frame in tables.items():

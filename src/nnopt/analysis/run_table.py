@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import polars as pl
 
@@ -21,16 +21,19 @@ from nnopt.config.studies import Config, Run
 from nnopt.store.runs import curve_schema
 
 __all__ = [
-    "STATUSES", "STALL_MARGIN", "chance_classes", "counted", "load_curves", "load_runs",
+    "STATUSES", "PHASES", "SearchedRuns", "compared_runs", "STALL_MARGIN", "chance_classes", "counted", "load_curves", "load_runs",
     "mark_stalled",
 ]
 
-STATUSES = ("ok", "stalled", "diverged", "failed", "missing")
+STATUSES = ("ok", "stalled", "diverged", "failed", "missing", "pruned")
+# A run's part in a study: `default` its own runs (the config's values), `trial` a tuning
+# trial and `confirm` a chosen value on a fresh seed (studies with a tune: block).
+PHASES = ("default", "trial", "confirm")
 STALL_MARGIN = 0.05  # accuracy (fraction) above chance a run must reach to count as learning
 _TEN_CLASS_SETS = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "SVHN", "EMNIST")
 _RUN_COLUMNS: dict[str, Any] = {
     "study": pl.String, "run_id": pl.String, "seed": pl.Int64, "config": pl.String,
-    "config_index": pl.Int64, "status": pl.String, "error": pl.String,
+    "config_index": pl.Int64, "phase": pl.String, "status": pl.String, "error": pl.String,
     "diverged_at_step": pl.Int64, "factors": pl.String, "n_classes": pl.Float64,
     "target_val_accuracy": pl.Float64, "target_train_loss": pl.Float64,
     "family": pl.String, "problem": pl.String,
@@ -66,11 +69,12 @@ def chance_classes(spec) -> int | None:
     return None
 
 
-def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
+def _run_row(run: Run, config_index: int, runs_dir: Path,
+             phase: str = "default") -> dict[str, Any]:  # fmt: skip
     run_id = run.run_id  # a hash of the spec, computed on each access
     row = {
         "study": run.study, "run_id": run_id, "seed": run.seed, "config": run.config,
-        "config_index": config_index, "status": "missing",
+        "config_index": config_index, "phase": phase, "status": "missing",
         "factors": json.dumps(dict(run.factors)), "n_classes": chance_classes(run.spec),
         # Without a target, a null time-to-target is 'not measured', not 'never reached'.
         "target_val_accuracy": run.spec.evaluation.target_val_accuracy,
@@ -99,15 +103,23 @@ def _run_row(run: Run, config_index: int, runs_dir: Path) -> dict[str, Any]:
     return row
 
 
-def load_runs(config: Config, runs_dir: str | Path) -> pl.DataFrame:
-    """One row per run the config expands to, in the config's order."""
+SearchedRuns = Mapping[str, Sequence[tuple[str, Run]]]  # study -> (phase, run) of its search
+
+
+def load_runs(config: Config, runs_dir: str | Path,
+              searched: SearchedRuns | None = None) -> pl.DataFrame:  # fmt: skip
+    """One row per run the config expands to, in the config's order (phase `default`), then
+    per study the (phase, run) pairs of its search in `searched` (trial runs, pruned ones
+    included, and confirmation runs; nnopt.search.driver.search_runs)."""
+    searched = searched or {}
     runs_dir, rows, metric_keys = Path(runs_dir), [], dict.fromkeys(METRICS)
     factor_keys = dict.fromkeys(k for s in config.studies for k in s.factor_keys)
     for study in config.studies:
         labels: dict[str, int] = {}
-        for run in study.runs:
+        phased = [("default", r) for r in study.runs] + list(searched.get(study.name, ()))
+        for phase, run in phased:
             index = labels.setdefault(run.config, len(labels))
-            rows.append(row := _run_row(run, index, runs_dir))
+            rows.append(row := _run_row(run, index, runs_dir, phase))
             # The configured study and its problem (nnopt.config.problems); claims use them.
             row.update(family=study.family or study.name, problem=study.problem)
             metric_keys.update(dict.fromkeys(
@@ -162,3 +174,13 @@ def load_curves(runs: pl.DataFrame, runs_dir: str | Path) -> pl.DataFrame:
         .sort("study", "run_id", "step")
         .collect()
     )
+
+
+def compared_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    """The rows comparisons, summaries and claims use: a study's confirmation runs when its
+    search has any (fresh seeds, chosen values), else its own runs; never tuning trials."""
+    if "phase" not in runs.columns:  # a table written before phases existed
+        return runs
+    confirmed = (pl.col("phase") == "confirm").any().over("study")
+    return runs.filter(pl.when(confirmed).then(pl.col("phase") == "confirm")
+                       .otherwise(pl.col("phase") == "default"))

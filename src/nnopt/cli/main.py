@@ -321,18 +321,21 @@ def _args_aggregate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", required=True, metavar="DIR", help="folder of {study}/{run_id}/")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .parquet tables")
     p.add_argument("--search-dir", metavar="DIR",
-                   help="searches (results/search): tuned studies use their confirmation runs")  # fmt: skip
+                   help="searches (results/search): tuned studies' trial and confirmation runs join "
+                   "runs.parquet (column phase); comparisons use the confirmation runs")  # fmt: skip
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
     from nnopt.analysis.aggregate import aggregate, read_config
 
     config = read_config(args.plan or args.config)
-    if getattr(args, "search_dir", None):
-        from nnopt.search.driver import with_confirmed_runs
+    searched = None
+    if getattr(args, "search_dir", None):  # tuned studies: trial and confirmation runs too
+        from nnopt.search.driver import check_searches, search_runs
 
-        config = with_confirmed_runs(config, args.search_dir)
-    for name, path in aggregate(config, args.runs, args.out).items():
+        check_searches(config, args.search_dir)
+        searched = {s.name: search_runs(s, args.search_dir) for s in config.studies}
+    for name, path in aggregate(config, args.runs, args.out, searched).items():
         print(f"{name}: {path}")
     return 0
 
@@ -366,7 +369,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _args_search_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    _plan_or_config(p)  # the workflow passes --plan results/plan/{study}.json
     p.add_argument("--study", required=True, help="a study with a tune: block")
     p.add_argument("--search-dir", default="results/search", metavar="DIR",
                    help="round files, trials.parquet, Optuna journal (default: %(default)s)")
@@ -383,7 +386,7 @@ def _args_search_round(p: argparse.ArgumentParser) -> None:
 def _tuned_study(args: argparse.Namespace):
     from nnopt.analysis.aggregate import read_config
 
-    config = read_config(args.config)
+    config = read_config(args.plan or args.config)
     try:
         return config.study(args.study)
     except KeyError:
@@ -498,14 +501,23 @@ def _args_report_section(p: argparse.ArgumentParser) -> None:
                    "the parent of --runs)")
     p.add_argument("--html", required=True, metavar="FILE.html",
                    help="section fragment to write (FILE.json beside it)")
+    p.add_argument("--search-dir", metavar="DIR",
+                   help="searches (results/search): a tuned study shows its confirmation runs")  # fmt: skip
 
 
 def _run_report_section(args: argparse.Namespace) -> int:
+    from nnopt.analysis.aggregate import read_config
     from nnopt.landscape.section import report_section
     from nnopt.report.build import write_section
     from nnopt.report.search_figures import search_section
 
-    write_section(args.plan or args.config, args.runs, args.study, args.html, args.results,
+    config = read_config(args.plan or args.config)
+    if args.search_dir:  # a tuned study's tables compare its confirmation runs
+        from nnopt.search.driver import check_searches, with_confirmed_runs
+
+        check_searches(config, args.search_dir)
+        config = with_confirmed_runs(config, args.search_dir)
+    write_section(config, args.runs, args.study, args.html, args.results,
                   sections=(report_section, search_section))
     print(f"section: {args.html}")
     return 0

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from nnopt.config.metrics import METRIC_NAMES, metric_info
 from nnopt.config.spec import SpecError, did_you_mean, short_repr
 
-__all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "check_tuned_keys", "SAMPLERS", "KINDS", "VAL_METRICS"]
+__all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "tune_from_record", "check_tuned_keys", "SAMPLERS", "KINDS", "VAL_METRICS"]
 
 SAMPLERS = ("grid", "random", "sobol", "halton", "tpe")
 KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
@@ -254,6 +254,27 @@ def parse_tune(
         batch=_positive_int(f"{path}.batch", raw.get("batch", 4)),
         shards=_positive_int(f"{path}.shards", raw.get("shards", 1)),
         trials_by_config={str(k): v for k, v in by_config.items()},
+    )  # fmt: skip
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def tune_from_record(record: Mapping[str, Any] | None) -> TuneSpec | None:
+    """A TuneSpec from its plain-data form (dataclasses.asdict, as the plan file stores it):
+    the block was validated when the plan was made, so nothing is checked again."""
+    if record is None or isinstance(record, TuneSpec):
+        return record
+    params = {k: Distribution(d["kind"], _tuples(d["args"])) for k, d in record["params"].items()}
+    asha = record.get("asha")
+    return TuneSpec(
+        params=params, trials=int(record["trials"]), sampler=record["sampler"],
+        seed=int(record["seed"]), select=record["select"], seeds=tuple(record["seeds"]),
+        confirm_seeds=tuple(record["confirm_seeds"]),
+        asha=None if asha is None else AshaSpec(**asha), batch=int(record.get("batch", 4)),
+        shards=int(record.get("shards", 1)),
+        trials_by_config=dict(record.get("trials_by_config") or {}),
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from nnopt.analysis.aggregate import compared_runs
 from nnopt.config.landscape_settings import HESSIAN_METHOD_NAMES, LandscapeSettings, parse_settings
 
 __all__ = [
@@ -62,6 +63,8 @@ LANDSCAPE_SCHEMA = {
 def select_landscape_runs(runs: pl.DataFrame | pl.LazyFrame, study: str) -> pl.DataFrame:
     """The best seed of each configuration of `study`: status ok, highest best_val_accuracy,
     then lowest final_val_loss, then lowest seed. Columns: study, config, run_id, seed."""
+    if "phase" in runs.collect_schema().names():  # never a tuning trial (compared_runs)
+        runs = compared_runs(runs.lazy().collect())
     return (
         runs.lazy()
         # stalled (never left chance; nnopt.analysis.aggregate) runs are finished models too

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from nnopt.config.spec import DataSpec, SpecError
 from nnopt.config.studies import Config
-from nnopt.plan.packing import Batch, plan_batches, plan_table
+from nnopt.plan.packing import Batch, plan_batches, plan_table, resource_class
 from nnopt.store.atomic import json_text, write_json_atomic, write_text_atomic
 from nnopt.store.plan_file import PLAN_FORMAT, PLAN_VERSION, run_record, study_record
 from nnopt.store.runs import is_finished
@@ -220,6 +220,7 @@ class WorkflowState:
     batches: dict[str, Batch]
     finished: set[tuple[str, str]]
     tried: dict[str, set]
+    cuda_present: bool = False
 
     @classmethod
     def build(
@@ -235,7 +236,7 @@ class WorkflowState:
         results = Path(results)
         if not main_process:  # a job elsewhere: the batches the main process recorded
             batches = read_todo(results / "batches", config)
-            return cls(config, results, dataset_name, batches, set(), {})
+            return cls(config, results, dataset_name, batches, set(), {}, cuda_present)
         try:
             write_plan(results / "plan.json", plan_document(config, dataset_name))
         except OSError as err:  # read-only or full: one line naming the folder, no traceback
@@ -249,7 +250,7 @@ class WorkflowState:
         for study in config.studies:  # per-study slices: a report section's own input
             write_plan(study_plan_path(results, study.name),
                        plan_document(study_slice(config, study), dataset_name))
-        return cls(config, results, dataset_name, batches, finished, tried)
+        return cls(config, results, dataset_name, batches, finished, tried, cuda_present)
 
     # --- the input functions' answers ----------------------------------------------------
 
@@ -309,6 +310,38 @@ class WorkflowState:
     def landscape_outputs(self) -> list[str]:
         marked = [s.name for s in self.config.studies if s.landscape]
         return [str(self.results / "landscape" / s / "sharpness.parquet") for s in marked]
+
+    # --- tuned studies (nnopt.search; the rules are in workflow/rules/search.smk) ---------
+
+    def tuned(self) -> list[str]:
+        """Names of the studies with a tune: block."""
+        return [s.name for s in self.config.studies if s.tune is not None]
+
+    def search_outputs(self, study: str | None = None) -> list[str]:
+        """The finished searches' summaries (trials.parquet, chosen.json): what the
+        aggregate (every tuned study) and a tuned study's report section wait for."""
+        names = self.tuned() if study is None else [n for n in self.tuned() if n == study]
+        folder = self.results / "search"
+        return [str(folder / n / f) for n in names for f in ("trials.parquet", "chosen.json")]
+
+    def search_manifests(self, study: str, r: int) -> list[str]:
+        """The shard manifests of round r of a study's search (all there: round trained);
+        [] for r < 0 (round 0 waits for no round)."""
+        shards = self.config.study(study).tune.shards if r >= 0 else 0
+        folder = self.results / "search" / study
+        return [str(folder / f"round-{r:02d}.shard-{s}.manifest.json") for s in range(shards)]
+
+    def search_gpus(self, study: str) -> int:
+        """GPUs a search job claims: its study's first run's (trials differ in tuned values
+        only, never in the device)."""
+        spec = self.config.study(study).runs[0].spec
+        return resource_class(spec, cuda_present=self.cuda_present)[1]
+
+    def study_data(self, study: str) -> list[str]:
+        """The prepared files a study's runs read (a search's trials read the same: tuned
+        keys never change the data)."""
+        names = {self.dataset_name(r.spec.data) for r in self.config.study(study).runs}
+        return [str(self.results / "data" / f"{n}.npz") for n in sorted(names)]
 
     def table(self) -> str:
         return plan_table(self.config, list(self.batches.values()), self.finished)

@@ -55,10 +55,11 @@ _TABLES = ("runs", "curves", "summary", "comparisons")
 _machine = machine  # old private name (tests)
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path | Config) -> Config:
     """The config and its studies, as the report reads them: the one place to change when
-    the workflow hands over another file (e.g. a plan) instead of results/config.json."""
-    return ag.read_config(path)
+    the workflow hands over another file (e.g. a plan) instead of results/config.json. A
+    Config passes through (the CLI hands a tuned study's confirmation runs this way)."""
+    return path if isinstance(path, Config) else ag.read_config(path)
 
 
 def load_tables(results_dir: str | Path) -> dict[str, pl.DataFrame]:
@@ -186,7 +187,8 @@ def build_context(config: Config, tables: dict, claims: list[ClaimResult],
     if studies is None:
         studies = [study_view(s, tables, results_dir, sections) for s in config.studies]
     verdicts = [r.verdict for r in claims]
-    flags = design_flags(config, [r.claim for r in claims], tables["runs"], alpha)
+    flags = design_flags(config, [r.claim for r in claims], ag.compared_runs(tables["runs"]),
+                         alpha)  # fmt: skip
     return {
         "title": config.raw.get("title") or DEFAULT_TITLE,
         "overview": _overview(config, tables["runs"]),
@@ -345,7 +347,8 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
         tables, studies = load_tables(results_dir), None
     # No claims file (a study set of your own): no claims section, no "not run" rows.
     alpha, claims = load_claims(claims_path) if claims_path else (0.05, [])
-    results = evaluate_claims(claims, config, tables["runs"], alpha)
+    # Claims judge the compared runs: a tuned study's confirmation runs, never its trials.
+    results = evaluate_claims(claims, config, ag.compared_runs(tables["runs"]), alpha)
     write_claims(results, Path(results_dir) / "claims.parquet")  # machine-readable verdicts
     context = build_context(config, tables, results, Path(results_dir), sections, studies, alpha)
     html = render_html(context)

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from nnopt.config.studies import Config, Study
+from nnopt.config.spec import SpecError
+from nnopt.config.studies import Run
 from nnopt.search.rounds import (
+    check_key,
     confirmed_runs,
     read_round,
     round_count,
@@ -23,7 +26,10 @@ from nnopt.search.rounds import (
 from nnopt.search.summary import summarize_search
 from nnopt.store.runs import is_finished
 
-__all__ = ["run_search", "rounds_done", "plan_lines", "with_confirmed_runs"]
+__all__ = [
+    "run_search", "rounds_done", "plan_lines", "check_searches", "with_confirmed_runs",
+    "search_runs",
+]  # fmt: skip
 
 TrainFn = Callable[[list[dict[str, Any]]], Any]
 
@@ -104,3 +110,45 @@ def with_confirmed_runs(config: Config, search_dir: str | Path) -> Config:
         confirmed = confirmed_runs(study, search_dir) if study.tune is not None else ()
         studies.append(replace(study, runs=confirmed) if confirmed else study)
     return replace(config, studies=tuple(studies))
+
+
+def check_searches(config: Config, search_dir: str | Path) -> None:
+    """SpecError naming the folder when a tuned study's planned rounds belong to another
+    tune block (a changed study is a new search: never continued from old rounds)."""
+    for study in config.studies:
+        if study.tune is not None:
+            for r in range(round_count(study)):
+                path = round_path(search_dir, study.name, r)
+                if path.exists():
+                    check_key(study, path)
+
+
+def search_runs(study: Study, search_dir: str | Path) -> list[tuple[str, Run]]:
+    """(phase, run) of every run the planned rounds of a tuned study list: `trial` (every
+    rung of successive halving) and `confirm`; grouped under their compared configuration
+    (its factors), each run once per phase. [] for a study without a tune block."""
+    if study.tune is None:
+        return []
+    by_label = {t.label: t for t in targets(study)}
+    out, seen = [], set()
+    for r in range(round_count(study)):
+        if not round_path(search_dir, study.name, r).exists():
+            break
+        for item in read_round(search_dir, study.name, r)["runs"]:
+            phase = item["search"]["phase"]
+            if (phase, item["run_id"]) in seen:
+                continue
+            seen.add((phase, item["run_id"]))
+            factors = tuple(by_label[item["search"]["config"]].factors.items())
+            out.append((phase, Run(study.name, _spec(item), factors)))
+    return out
+
+
+def _spec(item):
+    from nnopt.store.plan_file import spec_from_canonical
+
+    spec = spec_from_canonical(item["spec"])  # no data file opened: checked when planned
+    if spec.run_id != item["run_id"]:
+        raise SpecError(f"{item['out']}: its spec now hashes to {spec.run_id}, not "
+                        f"{item['run_id']}; delete the study's search folder to search again")
+    return spec

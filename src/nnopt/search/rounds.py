@@ -28,14 +28,14 @@ from typing import Any, Mapping
 from nnopt.config.spec import SpecError, parse_spec
 from nnopt.config.studies import Study, _set_path
 from nnopt.config.tune import TuneSpec
-from nnopt.plan.packing import write_json_atomic
+from nnopt.store.atomic import write_json_atomic
 from nnopt.search.halving import promote, rank_key
 from nnopt.search.samplers import fixed_trials, tpe_ask
 from nnopt.store.runs import mark_pruned, read_run
 
 __all__ = [
     "Target", "targets", "trial_round_count", "round_count", "round_path", "shard_path",
-    "read_round", "write_round", "round_results", "best_trials", "search_key",
+    "read_round", "write_round", "round_results", "best_trials", "search_key", "check_key",
     "confirmed_runs",
 ]  # fmt: skip
 
@@ -66,7 +66,7 @@ def search_key(study: Study) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _check_key(study: Study, path: Path) -> None:
+def check_key(study: Study, path: Path) -> None:
     planned = json.loads(path.read_text()).get("key")
     if planned != search_key(study):
         raise SpecError(
@@ -250,7 +250,7 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
     search_dir, runs_dir = Path(search_dir), Path(runs_dir)
     path = round_path(search_dir, study.name, r)
     if path.exists():
-        _check_key(study, path)
+        check_key(study, path)
         return path
     n_trial = trial_round_count(study)
     if not 0 <= r <= n_trial:
@@ -283,7 +283,7 @@ def confirmed_runs(study: Study, search_dir: str | Path) -> tuple[Any, ...]:
     path = round_path(search_dir, study.name, trial_round_count(study))
     if study.tune is None or not path.exists():
         return ()
-    _check_key(study, path)
+    check_key(study, path)
     by_label = {t.label: t for t in targets(study)}
     return tuple(
         Run(study.name, parse_spec(item["spec"]), tuple(by_label[item["search"]["config"]].factors.items()))

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Study
 from nnopt.config.tune import Distribution, TuneSpec
-from nnopt.plan.packing import write_json_atomic
+from nnopt.store.atomic import write_json_atomic
 from nnopt.search.rounds import (
     best_trials,
     read_round,

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from nnopt.config.spec import Kwargs, RunSpec, SpecError
 from nnopt.config.studies import Config, Run, Study
+from nnopt.config.tune import tune_from_record
 
 __all__ = [
     "PLAN_FORMAT",
@@ -61,12 +62,13 @@ def _study(record: Mapping[str, Any], runs: tuple[Run, ...]) -> Study:
     values["zip"] = {k: tuple(v) for k, v in (record.get("zip") or {}).items()}
     values["seeds"] = tuple(record.get("seeds") or ())
     values["metrics"] = tuple(record.get("metrics") or ())
+    values["tune"] = tune_from_record(record.get("tune"))
     return Study(**values, runs=runs)
 
 
 def _tuples(value: Any) -> Any:
-    """JSON back to the spec's field types: lists are tuples, mappings (plug-in kwargs) the
-    spec's read-only, hashable Kwargs."""
+    """A canonical field value as the spec holds it: lists as tuples, a plug-in's kwargs
+    mapping as the spec's hashable Kwargs (a plain dict would make the spec unhashable)."""
     if isinstance(value, Mapping):
         return Kwargs(value)
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -39,6 +39,7 @@ from nnopt.train.cohort_support import configure_torch
 from nnopt.train.cohort_trainer import StackedTrainer
 from nnopt.train.data import Dataset
 from nnopt.train.engine import resolve_device
+from nnopt.train.strategy import device_name
 from nnopt.train.record import note_targets
 
 __all__ = ["EVAL_CHUNK", "train_cohort"]
@@ -206,7 +207,8 @@ def train_cohort(
     cohort.run()
     results = cohort.results()
     facts = {
-        "device": str(cohort.device), "threads": torch.get_num_threads(), "world_size": 1,
+        "device": str(cohort.device), "device_name": device_name(cohort.device),
+        "threads": torch.get_num_threads(), "world_size": 1,
         "started_at": started, "finished_at": now_iso(), "cohort_id": cohort_id,
         "cohort_size": len(specs), "cohort_train_time_s": cohort.train_time_s,
         "cohort_wall_time_s": time.perf_counter() - cohort.wall_start,

@@ -180,7 +180,8 @@ def _snapshot_bytes(state: TrainState, final_train_loss: float | None) -> bytes:
     return buffer.getvalue()
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's (what a timing was measured on)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
@@ -190,7 +191,7 @@ def run_provenance(run: Run, started_at: str, **extra: Any) -> dict[str, Any]:
     """The provenance block of a trained run (every strategy's, built here only)."""
     return provenance(
         **plugin_provenance(run.spec),
-        device=str(run.device), device_name=_device_name(run.device),
+        device=str(run.device), device_name=device_name(run.device),
         threads=torch.get_num_threads(), world_size=run.world_size,
         started_at=started_at, finished_at=now_iso(), **extra,
     )  # fmt: skip
