@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from nnopt.config.spec import RunSpec, SpecError
+from nnopt.config.spec import Kwargs, RunSpec, SpecError
 from nnopt.config.studies import Config, Run, Study
 
 __all__ = [
@@ -68,6 +68,12 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+def _field_value(value: Any) -> Any:
+    # JSON gives lists and dicts; a spec holds tuples and (plug-in kwargs) the hashable
+    # Kwargs, so that a RunSpec read back from a plan hashes like a parsed one.
+    return Kwargs(value) if isinstance(value, Mapping) else _tuples(value)
+
+
 def spec_from_canonical(canonical: Mapping[str, Any]) -> RunSpec:
     """A RunSpec from its canonical dict (RunSpec.to_dict), without parse_spec's checks of
     the data files: the plan's specs were checked when it was made, and reading it back must
@@ -79,7 +85,7 @@ def spec_from_canonical(canonical: Mapping[str, Any]) -> RunSpec:
         value = canonical.get(f.name)
         if isinstance(value, Mapping):
             cls = type(getattr(default, f.name))
-            sections[f.name] = cls(**{k: _tuples(v) for k, v in value.items()})
+            sections[f.name] = cls(**{k: _field_value(v) for k, v in value.items()})
         elif value is not None:
             sections[f.name] = value
     return RunSpec(**sections)
