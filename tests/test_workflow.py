@@ -300,6 +300,9 @@ def test_plan_reads_back_the_same_runs_in_order(tmp_path):
     ]
     assert list(plan.raw_config["studies"][2]["random"]["params"]) == ["optimizer.lr", "model.dropout"]
     assert again.study("a").grid == config.study("a").grid
+    # specs read back are hashable like parsed ones (batches key their datasets by spec.data)
+    assert {r.spec.data for r in again.runs} == {r.spec.data for r in config.runs}
+    assert [hash(r.spec) for r in again.runs] == [hash(r.spec) for r in config.runs]
 
 
 def test_plan_is_rewritten_only_when_its_content_changes(tmp_path):

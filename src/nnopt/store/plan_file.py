@@ -85,10 +85,7 @@ def spec_from_canonical(canonical: Mapping[str, Any]) -> RunSpec:
         value = canonical.get(f.name)
         if isinstance(value, Mapping):
             cls = type(getattr(default, f.name))
-            # A plug-in's kwargs come back as the spec's hashable Kwargs, not a plain dict
-            # (a spec is a dict key: a DataSpec with a dict inside is unhashable).
-            sections[f.name] = cls(**{k: Kwargs(v) if isinstance(v, Mapping) else _tuples(v)
-                                      for k, v in value.items()})  # fmt: skip
+            sections[f.name] = cls(**{k: _tuples(v) for k, v in value.items()})
         elif value is not None:
             sections[f.name] = value
     return RunSpec(**sections)
