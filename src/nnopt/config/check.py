@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from nnopt.config.check_fit import check_fit
 from nnopt.config.check_io import check_data, check_device, check_table, check_writable
 from nnopt.config.metrics import METRIC_NAMES
-from nnopt.config.spec import RunSpec, SpecError, did_you_mean, parse_spec
+from nnopt.config.spec import RunSpec, SpecError, did_you_mean, merge, parse_spec
 from nnopt.config.studies import Config, Study, parse_config
 from nnopt.config.yaml_strict import read_yaml
 
@@ -177,17 +177,6 @@ SHIPPED_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`
 _PATH_KEYS = ("claims", "output")
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Snakemake's --configfile merge: mappings merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def file_root(path: str | Path, shipped: str | Path = SHIPPED_CONFIG) -> Path:
     """The folder a config file's relative paths resolve against: its own folder, except
     for the files in the workflow's config/ folder (the shipped ones, config/smoke.yaml),
@@ -255,7 +244,7 @@ def merged_config(
     if any(layer.get("inherit") == "shipped" for layer in layers):
         merged = _read_mapping(shipped, shipped)
     for layer in layers:
-        merged = _merge(merged, layer)
+        merged = merge(merged, layer)  # Snakemake's --configfile merge: mappings key by key
     merged.pop("inherit", None)
     return merged
 
