@@ -185,29 +185,6 @@ def test_smoke_jobs_ran_in_slurm_within_the_node(smoke_runs):
 BATCH_OUTPUT = re.compile(r"results/batches/([A-Za-z0-9_-]+-[0-9a-f]{10})\.json")
 
 
-@pytest.mark.slow
-def test_profile_plans_the_same_batches_whatever_the_host_cores(tmp_path):
-    """A job step re-plans the batches on its compute node (`--cores all` there): it must
-    find the batch that Snakemake planned on the login node (the profile's `cores: 1`).
-
-    One study holds all the cost, so batches sized by cores would differ (1 vs 4 jobs).
-    Needs no Slurm: a dry run only plans.
-    """
-    shutil.copytree(REPO, tmp_path, ignore=_IGNORE, dirs_exist_ok=True)
-    raw = yaml.safe_load((tmp_path / SMOKE).read_text())
-    raw["studies"] = raw["studies"][:1]
-    (tmp_path / "config" / "one.yaml").write_text(yaml.safe_dump(raw))
-    planned = []
-    for cores in ("1", "64"):
-        done = _snakemake(
-            tmp_path, "train_all", "--configfile", "config/one.yaml",
-            "--profile", str(PROFILE), "--cores", cores, "--dry-run", timeout_s=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-        planned.append(set(BATCH_OUTPUT.findall(done.stdout + done.stderr)))
-    assert planned[0] and planned[0] == planned[1]
-
-
 def _gpu_config(smoke: Path, out: Path) -> Path:
     """The smoke config's first study, one seed, every run on `device: auto`.
 
