@@ -62,3 +62,28 @@ def test_every_plugin_section_checks_its_fields_alike(section, cls, code_key):
         parse_spec({section: {"source_sha256": ""}})
     with pytest.raises(SpecError, match=rf"{section}\.kwargs: only read when {section}\.\w+ is 'python'"):
         parse_spec({section: {"kwargs": {"a": 1}}})
+
+
+def test_the_plugin_fields_refuse_a_clash_or_an_unknown_position():
+    from dataclasses import dataclass
+
+    from nnopt.config.fields import plugin_fields
+
+    class Clash:
+        kwargs: dict = None
+
+    with pytest.raises(TypeError, match="Clash: plug-in fields clash"):
+        plugin_fields("factory")(Clash)
+    with pytest.raises(TypeError, match="no field 'nowhere'"):
+        plugin_fields("factory", before="nowhere")(type("Empty", (), {}))
+
+    @dataclass(frozen=True)
+    @plugin_fields("hook", before="last")
+    class Section:
+        first: int = 1
+        last: int = 2
+
+    assert [f for f in Section.__dataclass_fields__] == [
+        "first", "hook", "kwargs", "source_sha256", "code_root", "last"
+    ]
+    assert Section(hook="m:f").hook == "m:f" and Section().kwargs == {}
