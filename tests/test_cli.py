@@ -195,3 +195,30 @@ def test_packed_runs_equal_runs_trained_one_per_process(tmp_path):
         strip = ["train_time_s"]
         assert (read_curve(tmp_path / "packed" / str(i)).drop(strip).equals(
                 read_curve(tmp_path / "alone" / str(i)).drop(strip)))
+
+
+def test_every_verb_of_the_verb_modules_is_dispatched():
+    """Each run_<verb> a cli verb module exports is the run of a verb in VERBS (a function
+    left behind by a move or a merge fails here), and each VERBS pair comes from them."""
+    from nnopt.cli import results_verbs, run_verbs, search_verbs, store_verbs, study_verbs
+
+    modules = (results_verbs, run_verbs, search_verbs, store_verbs, study_verbs)
+    exported = {getattr(m, n) for m in modules for n in m.__all__ if n.startswith("run_")}
+    dispatched = {run for _, _, run in VERBS.values()}
+    assert exported == dispatched
+    assert all(add_args.__module__ in {m.__name__ for m in modules} for _, add_args, _ in VERBS.values())
+
+
+def test_no_verb_imports_torch_or_polars_to_parse_its_arguments():
+    """`nnopt VERB --help` stays instant: torch and polars are imported only by the run_*
+    functions that need them (one process asks every verb for its help)."""
+    probe = (
+        "import sys\nfrom nnopt.cli.main import VERBS, main\n"
+        "for verb in VERBS:\n"
+        "    try:\n        main([verb, '--help'])\n    except SystemExit as exit:\n"
+        "        assert exit.code == 0, verb\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'polars')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -121,6 +121,7 @@ def _check_conv_layers(m: ModelSpec) -> None:
 
 def _check_plugin_keys(spec: RunSpec) -> None:
     """A plug-in key is required by its switch value and refused without it."""
+    from nnopt.config.fields import plugin_field_names
     from nnopt.config.plugins import PLUGIN_KEYS
 
     for section, (switch, code_key) in PLUGIN_KEYS.items():
@@ -131,7 +132,7 @@ def _check_plugin_keys(spec: RunSpec) -> None:
                 f"{section}.{code_key}: required for {section}.{switch} 'python' "
                 "(e.g. 'models:my_net', a module beside the config)"
             )
-        for key in (code_key, "kwargs", "source_sha256", "code_root"):
+        for key in plugin_field_names(code_key):
             if not on and getattr(part, key):
                 raise SpecError(
                     f"{section}.{key}: only read when {section}.{switch} is 'python', "
@@ -141,7 +142,7 @@ def _check_plugin_keys(spec: RunSpec) -> None:
 
 def with_sources(spec: RunSpec, default_root: Path | None) -> RunSpec:
     """Fill each plug-in section's code_root and source_sha256 (its module found there)."""
-    from nnopt.config.plugins import file_sha256, locate_source, plugin_sections
+    from nnopt.config.plugins import PLUGIN_KEYS, file_sha256, locate_source, plugin_sections
 
     _check_plugin_keys(spec)
     used = plugin_sections(spec)
@@ -150,7 +151,7 @@ def with_sources(spec: RunSpec, default_root: Path | None) -> RunSpec:
     changes: dict[str, Any] = {}
     for section, part, target in used:
         root = Path(part.code_root or default_root or Path.cwd()).resolve()
-        code_key = "loader" if section == "data" else "factory"
+        code_key = PLUGIN_KEYS[section][1]
         source = locate_source(f"{section}.{code_key}", target, root)
         digest = file_sha256(source)
         if part.source_sha256 is not None and part.source_sha256 != digest:

@@ -26,6 +26,8 @@ __all__ = [
     "kwargs_mapping",
     "number",
     "one_of",
+    "plugin_fields",
+    "plugin_field_names",
     "plugin_target",
     "text",
 ]
@@ -190,4 +192,45 @@ def hashed_dict(section: Any) -> dict[str, Any]:
     }
 
 
-# --- the sections -----------------------------------------------------------------------
+# --- the plug-in fields -------------------------------------------------------------------
+
+
+def _plugin_field_table(code_key: str) -> dict[str, tuple[str, Any]]:
+    """name -> (annotation, dataclass field) of a plug-in section's fields, in canonical
+    order: the code ("module:callable", named `code_key`), its keyword arguments, the hash
+    of its source file (part of run_id) and the absolute folder it is imported from (filled
+    at parse time; where a run executes, not what it computes: not hashed)."""
+    return {
+        code_key: ("str | None", checked(plugin_target, None)),
+        "kwargs": ("Kwargs", checked(kwargs_mapping, Kwargs())),
+        "source_sha256": ("str | None", checked(text(), None)),
+        "code_root": ("str | None", checked(text(), None, hashed=False)),
+    }
+
+
+def plugin_field_names(code_key: str) -> tuple[str, ...]:
+    """The plug-in fields of a section whose code key is `code_key`, in canonical order."""
+    return tuple(_plugin_field_table(code_key))
+
+
+def plugin_fields(code_key: str, *, before: str | None = None) -> Callable[[type], type]:
+    """Class decorator, applied under `@dataclass`: add the plug-in fields (the one
+    definition the data, model and optimizer sections share) to a spec section, before its
+    field `before` (default: after the last). The position is part of the canonical dict:
+    plan files and run records are JSON in field order and compare as text."""
+
+    def add(cls: type) -> type:
+        own = list(cls.__dict__.get("__annotations__", {}).items())
+        table = _plugin_field_table(code_key)
+        names = [name for name, _ in own]
+        if set(table) & set(names) or (before is not None and before not in names):
+            raise TypeError(f"{cls.__name__}: plug-in fields clash, or no field {before!r}")
+        at = names.index(before) if before is not None else len(own)
+        added = [(name, annotation) for name, (annotation, _) in table.items()]
+        cls.__annotations__ = dict(own[:at] + added + own[at:])
+        for name, (_, default) in table.items():
+            setattr(cls, name, default)
+        return cls
+
+    return add
+

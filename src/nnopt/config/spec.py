@@ -27,10 +27,9 @@ from nnopt.config.fields import (
     epoch_list,
     hashed_dict,
     int_tuple,
-    kwargs_mapping,
     number,
     one_of,
-    plugin_target,
+    plugin_fields,
     text,
 )
 from nnopt.config.limits import MAX_SEED, MAX_SPLIT_SEED
@@ -112,9 +111,10 @@ HEADS = ("pool", "flatten")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-
-
+# Plug-in fields (nnopt.config.fields.plugin_fields; nnopt.config.plugins): name: python
+# reads `loader`, a "module:callable" returning (x, y), with its kwargs.
 @dataclass(frozen=True)
+@plugin_fields("loader", before="fingerprint")
 class DataSpec:
     name: str = checked(one_of(*DATASETS), "mnist1d")
     path: str | None = checked(text(), None)
@@ -132,17 +132,14 @@ class DataSpec:
     # 4000/1000, torchvision's train/test files), validation carved from train by
     # val_fraction (test_fraction unused); pooled: pool everything and re-split by fractions.
     partition: str = checked(one_of(*PARTITIONS), "standard")
-    # name: python (nnopt.config.plugins): "module:callable" returning (x, y), kwargs, hash.
-    loader: str | None = checked(plugin_target, None)
-    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
-    source_sha256: str | None = checked(text(), None)
-    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
     # Filled by parse_spec (nnopt.config.fingerprint): the file's content hash or the
     # generator's version, so run_id changes with the data. Left unset in a config.
     fingerprint: str | None = checked(text(), None)
 
 
+# Plug-in fields: kind: python reads `factory`, a "module:callable" building an nn.Module.
 @dataclass(frozen=True)
+@plugin_fields("factory")
 class ModelSpec:
     kind: str = checked(one_of(*MODEL_KINDS), "mlp")
     depth: int = checked(number(0, integer=True), 2)
@@ -159,11 +156,6 @@ class ModelSpec:
     paddings: tuple[int, ...] = checked(int_tuple(0), ())
     head: str = checked(one_of(*HEADS), "pool")  # cnn: adaptive average pool or flatten
     residual: bool = checked(boolean, False)  # mlp: x + block(x) for hidden blocks after the first
-    # kind: python (nnopt.config.plugins): "module:callable" building an nn.Module.
-    factory: str | None = checked(plugin_target, None)
-    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
-    source_sha256: str | None = checked(text(), None)
-    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)
@@ -175,7 +167,9 @@ class InitSpec:
     gain: float | None = checked(number(0, lo_open=True, optional=True), None)
 
 
+# Plug-in fields: name: python reads `factory`, a "module:callable" building an optimizer.
 @dataclass(frozen=True)
+@plugin_fields("factory")
 class OptimizerSpec:
     name: str = checked(one_of(*OPTIMIZERS), "adam")
     lr: float = checked(number(0, lo_open=True), 0.001)
@@ -185,11 +179,6 @@ class OptimizerSpec:
     eps: float = checked(number(0, lo_open=True), 1e-8)
     alpha: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.99)
     rho: float = checked(number(0, 1, lo_open=True, hi_open=True), 0.9)
-    # name: python (nnopt.config.plugins): "module:callable", its kwargs, the source hash.
-    factory: str | None = checked(plugin_target, None)
-    kwargs: Kwargs = checked(kwargs_mapping, Kwargs())
-    source_sha256: str | None = checked(text(), None)
-    code_root: str | None = checked(text(), None, hashed=False)  # absolute; parse fills it
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ then one study (`--study`, as the workflow's landscape rule calls it) or one run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nnopt.landscape.tables import LandscapeSettings
 from nnopt.config.spec import SpecError
+
+if TYPE_CHECKING:  # tables imports polars: `nnopt VERB --help` builds this verb's options too
+    from nnopt.landscape.tables import LandscapeSettings
 
 __all__ = ["add_arguments", "run"]
 
