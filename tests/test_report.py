@@ -274,7 +274,7 @@ def test_a_label_study_is_shown_by_its_labels(small):
     assert reg["baseline"] == "regularizer none"
     finding = context["findings"][0]
     assert "regularizer " in finding and "label.regularizer" not in finding
-    assert re.search(r"\(\d\.\d{3} ± \d\.\d{3}\)", finding), finding  # no unit, no ' )'
+    assert re.search(r"\(\d\.\d{3} ± \d\.\d{3}( vs|;|\))", finding), finding  # no unit, no ' )'
 
 
 def test_the_parallel_study_says_in_words_what_it_measured(small):
@@ -401,3 +401,50 @@ def test_the_title_comes_from_the_config(tmp_path, small):
     assert "<title>My &lt;own&gt; study</title>" in html
     default = report.render_html(report.build_context(config, tables, [], root))
     assert f"<title>{report.DEFAULT_TITLE}</title>" in default
+
+
+HEADLINE = {
+    "defaults": {"budget": {"epochs": 2}},
+    "seeds": 5,
+    "studies": [{"name": "act", "title": "Activations", "grid": {
+        "model.activation": ["tanh", "relu", "gelu"]}, "baseline": {"model.activation": "tanh"},
+        "metrics": ["test_accuracy"]}],
+}
+
+
+def _headline(tmp_path, accuracies: dict, sd: float) -> tuple[str, str]:
+    """(finding, verdict of the claim 'gelu > relu') on runs with these true accuracies."""
+    from nnopt.analysis.claims import evaluate_claims, parse_claims
+
+    config = parse_config(HEADLINE)
+    labels = {r.config.split("=")[1]: r.config for r in config.study("act").runs}
+    make_runs(config, tmp_path / "runs", sd=sd, means={
+        ("act", labels[a]): {"test_accuracy": v} for a, v in accuracies.items()})
+    ag.aggregate(config, tmp_path / "runs", tmp_path)
+    tables = report.load_tables(tmp_path)
+    finding = report.build_context(config, tables, [], tmp_path)["findings"][0]
+    _, claims = parse_claims({"claims": [dict(id="g", text="t", study="act", kind="greater",
+                                              metric="test_accuracy", left="gelu", right="relu")]})
+    return finding, evaluate_claims(claims, config, tables["runs"])[0].verdict
+
+
+def test_a_headline_names_a_best_only_when_the_claims_rule_separates_it(tmp_path):
+    # gelu and relu 0.1 point apart under 1-point noise: a tie, as the claim "gelu > relu" finds
+    finding, verdict = _headline(tmp_path / "tie", {"tanh": 0.50, "relu": 0.540, "gelu": 0.541},
+                                 sd=0.01)
+    assert verdict != "supported"
+    assert re.match(r"Activations: activation (gelu|relu) and activation (gelu|relu) tie on test "
+                    r"accuracy \(\d+\.\d ± \d+\.\d\u00a0% vs \d+\.\d ± \d+\.\d\u00a0%; p = [\d.]+, "
+                    r"margin ±1\.0\u00a0%\); no best is named\.$", finding), finding
+    assert "has the best" not in finding
+    # 6 points ahead with little noise: named, with the runner-up, and the claim is supported
+    finding, verdict = _headline(tmp_path / "sep", {"tanh": 0.50, "relu": 0.54, "gelu": 0.60},
+                                 sd=0.005)
+    assert verdict == "supported"
+    assert finding.startswith("Activations: activation gelu has the best test accuracy (60.")
+    assert "ahead of the runner-up activation relu (5" in finding
+    assert "significantly better than the baseline activation tanh" in finding
+    # ahead, significantly, but by less than the 1-point margin: still a tie
+    finding, verdict = _headline(tmp_path / "small", {"tanh": 0.5, "relu": 0.54, "gelu": 0.545},
+                                 sd=0.0005)
+    assert verdict != "supported" and " tie on test accuracy " in finding, finding
