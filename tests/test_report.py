@@ -448,3 +448,25 @@ def test_a_headline_names_a_best_only_when_the_claims_rule_separates_it(tmp_path
     finding, verdict = _headline(tmp_path / "small", {"tanh": 0.5, "relu": 0.54, "gelu": 0.545},
                                  sd=0.0005)
     assert verdict != "supported" and " tie on test accuracy " in finding, finding
+
+
+def test_compute_counts_a_stacked_cohort_once(tmp_path):
+    config = parse_config({"defaults": {"budget": {"epochs": 2}}, "seeds": 3, "studies": [
+        {"name": "act", "grid": {"model.activation": ["tanh", "relu"]},
+         "metrics": ["test_accuracy"]}]})
+    make_runs(config, tmp_path / "runs")
+    for i, path in enumerate(sorted((tmp_path / "runs" / "act").glob("*/metrics.json"))):
+        doc = json.loads(path.read_text())
+        if i < 4:  # four runs trained as one cohort in 600 s, which each member records
+            doc["metrics"]["wall_time_s"] = 600.0 - i  # members finish one after the other
+            doc["provenance"].update(cohort_id="b0-c0", cohort_size=4, cohort_wall_time_s=600.0)
+        else:  # two runs trained alone, 30 s each
+            doc["metrics"]["wall_time_s"] = 30.0
+        path.write_text(json.dumps(doc))
+    runs = ag.load_runs(config, tmp_path / "runs")
+    assert runs["cohort_id"].drop_nulls().to_list() == ["b0-c0"] * 4
+    assert runs["cohort_size"].drop_nulls().to_list() == [4] * 4
+    assert report._compute_s(runs) == 660.0  # not 4 x 600 + 60
+    assert report._overview(config, runs)["compute"] == "11 min 0 s"
+    legacy = runs.drop("cohort_id", "cohort_size", "cohort_wall_time_s")  # older tables
+    assert report._compute_s(legacy) == sum(600.0 - i for i in range(4)) + 60
