@@ -190,3 +190,26 @@ def test_a_cohort_batch_writes_each_members_run_directory(data, tmp_path, monkey
         assert mine["metrics"]["test_accuracy"] == pytest.approx(ref["metrics"]["test_accuracy"])
         assert mine["provenance"]["cohort_size"] == 3
     assert run_batch(items)[0]["trained"] is False  # finished members are skipped
+
+
+def test_a_one_sample_last_batch_is_dropped_alike_with_batch_norm(data):
+    # 301 train samples in batches of 30: ten full batches and one of a single sample, which
+    # BatchNorm1d cannot normalize in training; both engines drop it (10 steps an epoch)
+    ds = Dataset(np.concatenate([data.x_train, data.x_val[:1]]),
+                 np.concatenate([data.y_train, data.y_val[:1]]), data.x_val, data.y_val,
+                 data.x_test, data.y_test, 3, (12,))
+    budget = {"budget": {"steps": None, "epochs": 3, "batch_size": 30},
+              "evaluation": {"every_steps": 5}}
+    specs = member_specs({"model": {"batch_norm": True}, "optimizer": {"name": "momentum"},
+                          **budget}, [{"optimizer": {"lr": lr}} for lr in (0.01, 0.03)])
+    members = train_cohort(specs, dataset=ds)
+    for spec, member in zip(specs, members):
+        single = train(spec, dataset=ds)
+        assert single.status == member.status == "ok", (single.error, member.error)
+        assert single.metrics["steps"] == member.metrics["steps"] == 30
+        assert single.metrics["epochs"] == member.metrics["epochs"] == 3.0
+        assert_member_equals_single(single, member, rel=1e-5)
+    # without batch norm the one-sample batch is a step like any other (11 an epoch)
+    plain = member_specs(budget, [{}])[0]
+    assert train(plain, dataset=ds).metrics["steps"] == 33
+    assert train_cohort([plain, plain], dataset=ds)[0].metrics["steps"] == 33

@@ -27,6 +27,7 @@ import torch
 from nnopt.config.cohort_key import cohort_key
 from nnopt.config.metrics import METRIC_NAMES
 from nnopt.config.spec import RunSpec
+from nnopt.config.splits import drops_single_batch, steps_per_epoch
 from nnopt.store.runs import RunResult, now_iso, provenance
 from nnopt.train.cohort_parts import (
     EVAL_CHUNK,
@@ -73,7 +74,8 @@ class _Cohort:
     def _plan(self, n_train: int) -> None:
         b, e = self.specs[0].budget, self.specs[0].evaluation
         self.n_train = n_train
-        self.spe = math.ceil(n_train / b.batch_size)
+        self.spe = steps_per_epoch(n_train, b.batch_size,
+                                   drop_single=drops_single_batch(self.specs[0].model))
         self.total_steps = b.steps if b.steps is not None else b.epochs * self.spe
         self.eval_every = e.every_steps or max(1, round(e.every_epochs * self.spe))
 
@@ -91,7 +93,9 @@ class _Cohort:
                 torch.randperm(self.n_train, generator=g, device=self.device)
                 for g in self.perm_generators
             ])  # (K, n_train): each member's own epoch order
-            for idx in perms.split(self.specs[0].budget.batch_size, dim=1):
+            # the plan's batches of each epoch: a last batch of one sample is dropped with
+            # batch norm, as the single engine does (nnopt.config.splits.steps_per_epoch)
+            for idx in perms.split(self.specs[0].budget.batch_size, dim=1)[: self.spe]:
                 self._train_step(idx)
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     self._evaluate()
