@@ -40,6 +40,7 @@ from nnopt.train.cohort_support import configure_torch
 from nnopt.train.cohort_trainer import StackedTrainer
 from nnopt.train.data import Dataset
 from nnopt.train.engine import resolve_device
+from nnopt.train.memory import activation_peak_bytes
 from nnopt.train.strategy import device_name
 from nnopt.train.record import note_targets
 
@@ -70,6 +71,7 @@ class _Cohort:
         self.perm_generators = [
             torch.Generator(device=self.device).manual_seed(s.seed) for s in specs
         ]
+        self.activation_bytes = _activation_bytes(specs, ds, self.device)
 
     def _plan(self, n_train: int) -> None:
         b, e = self.specs[0].budget, self.specs[0].evaluation
@@ -192,8 +194,24 @@ class _Cohort:
             out.append(member_result(
                 member, m, model=self.model, steps_per_epoch=self.spe,
                 wall_start=self.wall_start, device=self.device,
-                optimizer_state_bytes=self.trainer.state_bytes(member.spec), setup=self.setup))
+                optimizer_state_bytes=self.trainer.state_bytes(member.spec), setup=self.setup,
+                activation_bytes=self.activation_bytes[member.spec.run_id]))
         return out
+
+
+def _activation_bytes(specs: Sequence[RunSpec], ds: Dataset,
+                      device: torch.device) -> dict[str, int | None]:
+    """Each member's activation peak of a step, measured as the single engine measures it:
+    its own model alone (nnopt.train.memory.activation_peak_bytes), once per model shape.
+    Before training, so that a CUDA probe's peak reset precedes the cohort's own peak."""
+    by_shape: dict[tuple, int | None] = {}
+    out = {}
+    for s in specs:
+        key = (s.model, s.budget.batch_size, s.device.precision)
+        if key not in by_shape:
+            by_shape[key] = activation_peak_bytes(s, ds, device)
+        out[s.run_id] = by_shape[key]
+    return out
 
 
 def train_cohort(
