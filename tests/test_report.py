@@ -412,11 +412,11 @@ HEADLINE = {
 }
 
 
-def _headline(tmp_path, accuracies: dict, sd: float) -> tuple[str, str]:
+def _headline(tmp_path, accuracies: dict, sd: float, seeds: int = 5) -> tuple[str, str]:
     """(finding, verdict of the claim 'gelu > relu') on runs with these true accuracies."""
     from nnopt.analysis.claims import evaluate_claims, parse_claims
 
-    config = parse_config(HEADLINE)
+    config = parse_config({**HEADLINE, "seeds": seeds})
     labels = {r.config.split("=")[1]: r.config for r in config.study("act").runs}
     make_runs(config, tmp_path / "runs", sd=sd, means={
         ("act", labels[a]): {"test_accuracy": v} for a, v in accuracies.items()})
@@ -470,3 +470,11 @@ def test_compute_counts_a_stacked_cohort_once(tmp_path):
     assert report._overview(config, runs)["compute"] == "11 min 0 s"
     legacy = runs.drop("cohort_id", "cohort_size", "cohort_wall_time_s")  # older tables
     assert report._compute_s(legacy) == sum(600.0 - i for i in range(4)) + 60
+
+
+def test_a_headline_with_one_run_per_configuration_names_no_best(tmp_path):
+    finding, _ = _headline(tmp_path, {"tanh": 0.5, "relu": 0.6, "gelu": 0.8}, sd=0.0001,
+                           seeds=1)
+    assert finding.startswith("Activations: activation gelu leads activation relu on test "
+                              "accuracy (80.0\u00a0% vs 60.0\u00a0%)"), finding
+    assert finding.endswith("too few runs to test; no best is named."), finding

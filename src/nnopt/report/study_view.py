@@ -209,6 +209,10 @@ def _finding(study: Study, comparisons: pl.DataFrame, summary: pl.DataFrame,
     best = ranked[0]
     if len(ranked) > 1:
         test = separation(compared_runs(runs), study, metric, best, ranked[1])
+        if test["result"].test == "none":  # fewer than 2 usable runs on a side
+            return (f"{study.title}: {name(best)} leads {name(ranked[1])} on {what} "
+                    f"({value(best)} vs {value(ranked[1])}), too few runs to test; no best "
+                    f"is named.")
         if test["verdict"] != "supported":
             return (f"{study.title}: {name(best)} and {name(ranked[1])} tie on {what} "
                     f"({value(best)} vs {value(ranked[1])}{_p_note(test)}); no best is named.")
