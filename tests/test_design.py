@@ -130,3 +130,16 @@ def test_a_pool_best_claim_over_one_configuration_is_flagged_untuned():
     assert [f.message for f in flags] == [
         "adam-best: pool: best has one configuration to choose from for optimizer.name=adam, "
         "so it is not tuned"]
+
+
+def test_the_alpha_check_sees_a_study_replicated_over_problems():
+    # claims name the configured study; its problems' copies ("lr__a", "lr__b") are checked
+    problems = {**CONFIG, "problems": {"a": {}, "b": {"base": {"data": {"name": "digits"}}}},
+                "studies": [{**CONFIG["studies"][1], "problems": ["a", "b"]}]}
+    config = parse_config(problems)
+    assert [s.name for s in config.studies] == ["lr__a", "lr__b"]
+    _, claims = parse_claims({"claims": [
+        dict(id="fast", text="t", study="lr", metric="epochs_to_target", kind="less",
+             left=0.1, right=0.001)]})
+    flags = [f for f in design_flags(config, claims) if f.kind == "alpha"]
+    assert [(f.study, f.message.split(":")[0]) for f in flags] == [("lr", "fast")]

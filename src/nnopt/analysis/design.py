@@ -107,10 +107,20 @@ def _floor(claim, n: int) -> tuple[str, float] | None:
     return "sign-flip permutation test (paired by seed)", min_p(n, n, paired=True)
 
 
+def _configured(config: Config) -> dict[str, Study]:
+    """Configured study name (what a claim names) -> its study; a study replicated over
+    problems (nnopt.config.problems: `{name}__{problem}`) -> its first copy: the copies share
+    configurations and seeds, and each problem is its own Holm family of the same size."""
+    out: dict[str, Study] = {}
+    for study in config.studies:
+        out.setdefault(study.family or study.name, study)
+    return out
+
+
 def unreachable_alpha(claims, config: Config, alpha: float = 0.05) -> list[Flag]:
     """Claims whose test cannot reach α after Holm over their study's family."""
     flags = []
-    names = {s.name: s for s in config.studies}
+    names = _configured(config)
     for study_name in dict.fromkeys(c.study for c in claims):
         study = names.get(study_name)
         if study is None:
@@ -192,8 +202,7 @@ def _sides(claim) -> list:
 def untuned_selections(claims, config: Config) -> list[Flag]:
     """`pool: best` claims (each side "at its best", i.e. tuned) with a side whose selector
     matches a single configuration: there was nothing to choose from, so it is not tuned."""
-    studies = {s.family or s.name: s for s in reversed(config.studies)}  # a problem's copy
-    flags = []
+    studies, flags = _configured(config), []
     for claim in claims:
         study = studies.get(claim.study)
         if claim.raw.get("pool") != "best" or study is None:
