@@ -323,6 +323,21 @@ def test_recorded_sizes_and_parameters_win_over_the_spec(small):
     assert facts["Parameters"] == "7,242" and facts["Dataset"].endswith(", 10 classes")
     fallback = dict(setup.study_setup(config.study("reg"), tables["runs"].head(0)))
     assert fallback["Sizes"].startswith("the dataset's default size, split 70%")
+    assert "dropped" not in facts["Budget"]
+
+
+def test_setup_says_when_batch_norm_drops_a_one_sample_last_batch():
+    import polars as pl
+
+    from nnopt.report import setup
+    config = parse_config({"defaults": {"budget": {"epochs": 2, "batch_size": 100}},
+                           "studies": [{"name": "bn", "grid": {"model.batch_norm": [False, True]},
+                                        "metrics": ["test_accuracy"]}]})
+    budget = {n: dict(setup.study_setup(config.study("bn"), pl.DataFrame({"n_train": [n]})))[
+        "Budget"] for n in (3601.0, 3600.0)}
+    assert budget[3601.0] == ("2 epochs, batch size 100; with batch norm an epoch's last batch "
+                              "of one sample is dropped (batch norm cannot normalize one sample)")
+    assert budget[3600.0] == "2 epochs, batch size 100"
 
 
 def test_sources_are_identified_and_their_numbers_carry_units(rendered):
