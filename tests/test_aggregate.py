@@ -225,3 +225,14 @@ def test_time_to_target_without_a_target_is_not_measured_rather_than_never_reach
     row = f["summary"].filter((pl.col("study") == "hyperparameter_grid")
                               & (pl.col("metric") == "steps_to_target")).row(0, named=True)
     assert row["n_used"] == 0 and row["n_reached"] is None and row["median"] is None
+
+
+def test_study_frame_types_a_factor_mixing_int_and_float(tmp_path):
+    # a sweep such as dropout [0, 0.1] holds an int and a float: one Float64 column
+    config = parse_config({**SMALL_CONFIG, "studies": [
+        {"name": "drop", "grid": {"model.dropout": [0, 0.1, 0.3]}, "metrics": ["test_accuracy"]}]})
+    make_runs(config, tmp_path)
+    frame = ag.study_frame(ag.load_runs(config, tmp_path), config.study("drop"))
+    assert frame.schema["model.dropout"] == pl.Float64
+    assert sorted(set(frame["model.dropout"])) == [0.0, 0.1, 0.3]
+    assert frame["model.dropout"].null_count() == 0

@@ -1,7 +1,7 @@
 """Cohorts: each member of a stacked model equals the single-run engine (nnopt.train.cohort).
 
 fp32: every member's curve within 1e-5 relative of `engine.train` over 120 steps, for the
-factor table below. float64: the cohort against a plain torch.optim reference loop within
+factor table below, and its memory metrics (activation peak of a step included) equal. float64: the cohort against a plain torch.optim reference loop within
 1e-10 (the engine reads its losses in fp32, so it cannot be the float64 reference).
 """
 
@@ -31,7 +31,9 @@ CURVE = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "weig
          "grad_norm")  # fmt: skip
 METRICS = ("test_accuracy", "test_loss", "test_accuracy_at_best_val", "best_val_accuracy",
            "best_val_step", "steps", "final_lr", "steps_to_target", "steps_to_target_loss",
-           "weight_norm", "weight_sparsity", "param_bytes", "optimizer_state_bytes")  # fmt: skip
+           "weight_norm", "weight_sparsity", "param_bytes", "optimizer_state_bytes",
+           # measured for each member on its own model, as the single engine measures it
+           "grad_bytes", "activation_peak_bytes", "train_step_memory_bytes")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,14 @@ FACTORS = {
     # rescales to a full step, so two implementations that are not bit-identical drift apart.
     "batch_norm": ({"model": {"batch_norm": True}, "optimizer": {"name": "momentum"}},
                    [{"optimizer": {"lr": lr}} for lr in (0.01, 0.03, 0.05)]),
+    # identity skips around the hidden blocks after the first (the shipped default model)
+    "residual": ({"model": {"residual": True}}, LRS),
+    "residual-batch_norm-dropout": ({"model": {"residual": True, "depth": 3, "batch_norm": True,
+                                               "dropout": 0.2}, "optimizer": {"name": "momentum"}},
+                                    [{"optimizer": {"lr": lr}} for lr in (0.01, 0.03, 0.05)]),
+    "residual-l1-l2": ({"model": {"residual": True}},
+                       [{"regularization": {"l1": 1e-3}}, {"regularization": {"l2": 1e-2}},
+                        {"regularization": {"l1": 1e-4, "l2": 1e-3}}]),
     "l1-l2": ({}, [{"regularization": {"l1": 1e-3}}, {"regularization": {"l2": 1e-2}},
                    {"regularization": {"l1": 1e-4, "l2": 1e-3}}]),
     "decoupled": ({}, [{"regularization": {"weight_decay": w}} for w in (0.0, 0.1, 1.0)]),
@@ -120,6 +130,7 @@ def test_each_member_equals_the_single_run_engine_fp32(data, name):
     for spec, member in zip(specs, members):
         assert_member_equals_single(train(spec, dataset=data), member, rel=1e-5)
         assert member.provenance["cohort_size"] == len(specs)
+        assert member.metrics["activation_peak_bytes"] > 0  # measured, not left null
     if name == "divergence":
         assert [m.status for m in members] == ["ok", "diverged", "ok"]
         assert members[0].metrics["steps"] == STEPS  # the others went on
@@ -159,7 +170,8 @@ def reference_float64(spec, ds):
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd", "momentum", "nesterov", "rmsprop", "adagrad",
-                                  "l1-l2", "decoupled", "grad_clip"])  # fmt: skip
+                                  "l1-l2", "decoupled", "grad_clip", "residual",
+                                  "residual-l1-l2"])  # fmt: skip
 def test_each_member_equals_a_float64_reference_within_1e_10(data, name):
     factor, per_member = FACTORS[name]
     specs = member_specs(factor, per_member)
@@ -190,3 +202,26 @@ def test_a_cohort_batch_writes_each_members_run_directory(data, tmp_path, monkey
         assert mine["metrics"]["test_accuracy"] == pytest.approx(ref["metrics"]["test_accuracy"])
         assert mine["provenance"]["cohort_size"] == 3
     assert run_batch(items)[0]["trained"] is False  # finished members are skipped
+
+
+def test_a_one_sample_last_batch_is_dropped_alike_with_batch_norm(data):
+    # 301 train samples in batches of 30: ten full batches and one of a single sample, which
+    # BatchNorm1d cannot normalize in training; both engines drop it (10 steps an epoch)
+    ds = Dataset(np.concatenate([data.x_train, data.x_val[:1]]),
+                 np.concatenate([data.y_train, data.y_val[:1]]), data.x_val, data.y_val,
+                 data.x_test, data.y_test, 3, (12,))
+    budget = {"budget": {"steps": None, "epochs": 3, "batch_size": 30},
+              "evaluation": {"every_steps": 5}}
+    specs = member_specs({"model": {"batch_norm": True}, "optimizer": {"name": "momentum"},
+                          **budget}, [{"optimizer": {"lr": lr}} for lr in (0.01, 0.03)])
+    members = train_cohort(specs, dataset=ds)
+    for spec, member in zip(specs, members):
+        single = train(spec, dataset=ds)
+        assert single.status == member.status == "ok", (single.error, member.error)
+        assert single.metrics["steps"] == member.metrics["steps"] == 30
+        assert single.metrics["epochs"] == member.metrics["epochs"] == 3.0
+        assert_member_equals_single(single, member, rel=1e-5)
+    # without batch norm the one-sample batch is a step like any other (11 an epoch)
+    plain = member_specs(budget, [{}])[0]
+    assert train(plain, dataset=ds).metrics["steps"] == 33
+    assert train_cohort([plain, plain], dataset=ds)[0].metrics["steps"] == 33

@@ -89,3 +89,57 @@ def test_nnopt_check_prints_the_config_time_design_check(tmp_path, capsys):
     assert rc == 0 and out[0].startswith("ok:")
     assert any(l.startswith("design: optimizers: optimizer.name=adam and") for l in out)
     assert any(l.startswith("design: lr: fast: a sign-flip") for l in out)
+
+
+def test_a_zip_study_judges_each_group_on_its_own_sweep(tmp_path):
+    # each optimizer at its own rates (zip): sgd swept 3 rates, adam 1, momentum 2
+    config = parse_config({**CONFIG, "studies": [{
+        "name": "gd", "zip": {"optimizer.name": ["sgd", "sgd", "sgd", "adam", "momentum",
+                                                 "momentum"],
+                              "optimizer.lr": [0.1, 0.3, 1.0, 0.01, 0.03, 0.1]},
+        "metrics": ["test_accuracy"]}]})
+    labels = list(dict.fromkeys(r.config for r in config.study("gd").runs))
+    # sgd best at 0.3 (inside its own sweep); adam's single 0.01 and momentum's 0.1 would be
+    # "bottom"/"inside" edges of the study's whole range 0.01-1.0
+    accs = dict(zip(labels, (0.5, 0.7, 0.6, 0.8, 0.5, 0.75)))
+    make_runs(config, tmp_path, means={("gd", c): {"test_accuracy": v} for c, v in accs.items()},
+              sd=0.001)
+    runs = ag.load_runs(config, tmp_path)
+    assert edge_optima(config.study("gd"), runs) == []
+    # sgd best at its own top rate (1.0): flagged, with sgd's range, not the study's
+    accs[labels[2]] = 0.9
+    make_runs(config, tmp_path / "top", means={("gd", c): {"test_accuracy": v}
+                                               for c, v in accs.items()}, sd=0.001)
+    flags = edge_optima(config.study("gd"), ag.load_runs(config, tmp_path / "top"))
+    assert [f.message for f in flags] == [
+        "the best optimizer.lr by best_val_accuracy (1) is on the top edge of its sweep 0.1–1 "
+        "(at optimizer.name=sgd)"]
+
+
+def test_a_pool_best_claim_over_one_configuration_is_flagged_untuned():
+    config = parse_config({**CONFIG, "studies": [{
+        "name": "gd", "zip": {"optimizer.name": ["sgd", "sgd", "adam"],
+                              "optimizer.lr": [0.1, 0.3, 0.01]},
+        "metrics": ["test_accuracy"]}]})
+    claim = dict(id="adam-best", text="t", study="gd", metric="test_accuracy", kind="greater",
+                 left="adam", right="sgd")
+    _, plain = parse_claims({"claims": [claim]})
+    _, tuned = parse_claims({"claims": [{**claim, "pool": "best"}]})
+    assert [f for f in design_flags(config, plain) if f.kind == "untuned"] == []
+    flags = [f for f in design_flags(config, tuned) if f.kind == "untuned"]
+    assert [f.message for f in flags] == [
+        "adam-best: pool: best has one configuration to choose from for optimizer.name=adam, "
+        "so it is not tuned"]
+
+
+def test_the_alpha_check_sees_a_study_replicated_over_problems():
+    # claims name the configured study; its problems' copies ("lr__a", "lr__b") are checked
+    problems = {**CONFIG, "problems": {"a": {}, "b": {"base": {"data": {"name": "digits"}}}},
+                "studies": [{**CONFIG["studies"][1], "problems": ["a", "b"]}]}
+    config = parse_config(problems)
+    assert [s.name for s in config.studies] == ["lr__a", "lr__b"]
+    _, claims = parse_claims({"claims": [
+        dict(id="fast", text="t", study="lr", metric="epochs_to_target", kind="less",
+             left=0.1, right=0.001)]})
+    flags = [f for f in design_flags(config, claims) if f.kind == "alpha"]
+    assert [(f.study, f.message.split(":")[0]) for f in flags] == [("lr", "fast")]

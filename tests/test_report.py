@@ -274,7 +274,7 @@ def test_a_label_study_is_shown_by_its_labels(small):
     assert reg["baseline"] == "regularizer none"
     finding = context["findings"][0]
     assert "regularizer " in finding and "label.regularizer" not in finding
-    assert re.search(r"\(\d\.\d{3} ± \d\.\d{3}\)", finding), finding  # no unit, no ' )'
+    assert re.search(r"\(\d\.\d{3} ± \d\.\d{3}( vs|;|\))", finding), finding  # no unit, no ' )'
 
 
 def test_the_parallel_study_says_in_words_what_it_measured(small):
@@ -323,6 +323,21 @@ def test_recorded_sizes_and_parameters_win_over_the_spec(small):
     assert facts["Parameters"] == "7,242" and facts["Dataset"].endswith(", 10 classes")
     fallback = dict(setup.study_setup(config.study("reg"), tables["runs"].head(0)))
     assert fallback["Sizes"].startswith("the dataset's default size, split 70%")
+    assert "dropped" not in facts["Budget"]
+
+
+def test_setup_says_when_batch_norm_drops_a_one_sample_last_batch():
+    import polars as pl
+
+    from nnopt.report import setup
+    config = parse_config({"defaults": {"budget": {"epochs": 2, "batch_size": 100}},
+                           "studies": [{"name": "bn", "grid": {"model.batch_norm": [False, True]},
+                                        "metrics": ["test_accuracy"]}]})
+    budget = {n: dict(setup.study_setup(config.study("bn"), pl.DataFrame({"n_train": [n]})))[
+        "Budget"] for n in (3601.0, 3600.0)}
+    assert budget[3601.0] == ("2 epochs, batch size 100; with batch norm an epoch's last batch "
+                              "of one sample is dropped (batch norm cannot normalize one sample)")
+    assert budget[3600.0] == "2 epochs, batch size 100"
 
 
 def test_sources_are_identified_and_their_numbers_carry_units(rendered):
@@ -401,3 +416,80 @@ def test_the_title_comes_from_the_config(tmp_path, small):
     assert "<title>My &lt;own&gt; study</title>" in html
     default = report.render_html(report.build_context(config, tables, [], root))
     assert f"<title>{report.DEFAULT_TITLE}</title>" in default
+
+
+HEADLINE = {
+    "defaults": {"budget": {"epochs": 2}},
+    "seeds": 5,
+    "studies": [{"name": "act", "title": "Activations", "grid": {
+        "model.activation": ["tanh", "relu", "gelu"]}, "baseline": {"model.activation": "tanh"},
+        "metrics": ["test_accuracy"]}],
+}
+
+
+def _headline(tmp_path, accuracies: dict, sd: float, seeds: int = 5) -> tuple[str, str]:
+    """(finding, verdict of the claim 'gelu > relu') on runs with these true accuracies."""
+    from nnopt.analysis.claims import evaluate_claims, parse_claims
+
+    config = parse_config({**HEADLINE, "seeds": seeds})
+    labels = {r.config.split("=")[1]: r.config for r in config.study("act").runs}
+    make_runs(config, tmp_path / "runs", sd=sd, means={
+        ("act", labels[a]): {"test_accuracy": v} for a, v in accuracies.items()})
+    ag.aggregate(config, tmp_path / "runs", tmp_path)
+    tables = report.load_tables(tmp_path)
+    finding = report.build_context(config, tables, [], tmp_path)["findings"][0]
+    _, claims = parse_claims({"claims": [dict(id="g", text="t", study="act", kind="greater",
+                                              metric="test_accuracy", left="gelu", right="relu")]})
+    return finding, evaluate_claims(claims, config, tables["runs"])[0].verdict
+
+
+def test_a_headline_names_a_best_only_when_the_claims_rule_separates_it(tmp_path):
+    # gelu and relu 0.1 point apart under 1-point noise: a tie, as the claim "gelu > relu" finds
+    finding, verdict = _headline(tmp_path / "tie", {"tanh": 0.50, "relu": 0.540, "gelu": 0.541},
+                                 sd=0.01)
+    assert verdict != "supported"
+    assert re.match(r"Activations: activation (gelu|relu) and activation (gelu|relu) tie on test "
+                    r"accuracy \(\d+\.\d ± \d+\.\d\u00a0% vs \d+\.\d ± \d+\.\d\u00a0%; p = [\d.]+, "
+                    r"margin ±1\.0\u00a0%\); no best is named\.$", finding), finding
+    assert "has the best" not in finding
+    # 6 points ahead with little noise: named, with the runner-up, and the claim is supported
+    finding, verdict = _headline(tmp_path / "sep", {"tanh": 0.50, "relu": 0.54, "gelu": 0.60},
+                                 sd=0.005)
+    assert verdict == "supported"
+    assert finding.startswith("Activations: activation gelu has the best test accuracy (60.")
+    assert "ahead of the runner-up activation relu (5" in finding
+    assert "significantly better than the baseline activation tanh" in finding
+    # ahead, significantly, but by less than the 1-point margin: still a tie
+    finding, verdict = _headline(tmp_path / "small", {"tanh": 0.5, "relu": 0.54, "gelu": 0.545},
+                                 sd=0.0005)
+    assert verdict != "supported" and " tie on test accuracy " in finding, finding
+
+
+def test_compute_counts_a_stacked_cohort_once(tmp_path):
+    config = parse_config({"defaults": {"budget": {"epochs": 2}}, "seeds": 3, "studies": [
+        {"name": "act", "grid": {"model.activation": ["tanh", "relu"]},
+         "metrics": ["test_accuracy"]}]})
+    make_runs(config, tmp_path / "runs")
+    for i, path in enumerate(sorted((tmp_path / "runs" / "act").glob("*/metrics.json"))):
+        doc = json.loads(path.read_text())
+        if i < 4:  # four runs trained as one cohort in 600 s, which each member records
+            doc["metrics"]["wall_time_s"] = 600.0 - i  # members finish one after the other
+            doc["provenance"].update(cohort_id="b0-c0", cohort_size=4, cohort_wall_time_s=600.0)
+        else:  # two runs trained alone, 30 s each
+            doc["metrics"]["wall_time_s"] = 30.0
+        path.write_text(json.dumps(doc))
+    runs = ag.load_runs(config, tmp_path / "runs")
+    assert runs["cohort_id"].drop_nulls().to_list() == ["b0-c0"] * 4
+    assert runs["cohort_size"].drop_nulls().to_list() == [4] * 4
+    assert report._compute_s(runs) == 660.0  # not 4 x 600 + 60
+    assert report._overview(config, runs)["compute"] == "11 min 0 s"
+    legacy = runs.drop("cohort_id", "cohort_size", "cohort_wall_time_s")  # older tables
+    assert report._compute_s(legacy) == sum(600.0 - i for i in range(4)) + 60
+
+
+def test_a_headline_with_one_run_per_configuration_names_no_best(tmp_path):
+    finding, _ = _headline(tmp_path, {"tanh": 0.5, "relu": 0.6, "gelu": 0.8}, sd=0.0001,
+                           seeds=1)
+    assert finding.startswith("Activations: activation gelu leads activation relu on test "
+                              "accuracy (80.0\u00a0% vs 60.0\u00a0%)"), finding
+    assert finding.endswith("too few runs to test; no best is named."), finding

@@ -109,21 +109,28 @@ def read_config(path: str | Path) -> Config:
         raise SpecError(f"{path}: {err}") from None
 
 
+def _typed_factor(values: list) -> tuple[pl.DataType, list]:
+    """(dtype, values cast to it) of one factor's config values: Int64 when all are ints,
+    Float64 when all are numbers (a sweep such as [0, 0.1] mixes int and float: each is cast
+    to float, as one Polars column holds one type), Boolean, else String."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) for v in values):
+            return pl.Int64, values
+        return pl.Float64, [float(v) for v in values]
+    if all(isinstance(v, bool) for v in values):
+        return pl.Boolean, values
+    return pl.String, [str(v) for v in values]
+
+
 def study_frame(frame: pl.DataFrame, study: Study) -> pl.DataFrame:
     """One study's rows with its factor columns typed again (from the config's values)."""
     part = frame.filter(pl.col("study") == study.name)
     typed = []
     for key in study.factor_keys:
         mapping = {format_value(v): v for r in study.runs for k, v in r.factors if k == key}
-        values = list(mapping.values())
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            dtype = pl.Int64 if all(isinstance(v, int) for v in values) else pl.Float64
-        elif all(isinstance(v, bool) for v in values):
-            dtype = pl.Boolean
-        else:
-            dtype = pl.String
-            mapping = {k: str(v) for k, v in mapping.items()}
-        typed.append(pl.col(key).replace_strict(mapping, return_dtype=dtype, default=None))
+        dtype, values = _typed_factor(list(mapping.values()))
+        typed.append(pl.col(key).replace_strict(dict(zip(mapping, values)), return_dtype=dtype,
+                                                default=None))
     return part.with_columns(typed)
 
 

@@ -6,7 +6,8 @@ as chance accuracy and as never reached; stalled runs keep their values), each v
 seed so that tests can pair. `tests_for(claim, runs)` gives the claim's tests as dicts with a
 `result` (nnopt.analysis.inference.TwoSample), `want` (+1: the claim says the left/first sample
 is larger), the counts `n` (runs of the compared configurations) and `n_used`, and a line of
-evidence. `pool: best` picks each selector's best configuration by a validation metric
+evidence. `separation(frame, study, metric, best, runner_up)` applies the same rule to a
+headline: is the best configuration ahead of the runner-up, or tied with it? `pool: best` picks each selector's best configuration by a validation metric
 (`SELECTION_METRICS`), never by the test metric it then tests.
 """
 
@@ -24,7 +25,8 @@ from nnopt.analysis.aggregate import counted, format_value, target_is_set
 from nnopt.config.metrics import metric_info
 from nnopt.config.studies import Study
 
-__all__ = ["SELECTION_METRICS", "ClaimRuns", "selector", "tests_for", "describe_sample"]
+__all__ = ["SELECTION_METRICS", "ClaimRuns", "selector", "tests_for", "describe_sample",
+           "separation"]
 
 # Validation metrics for `pool: best`, in order of preference: (metric, higher is better).
 SELECTION_METRICS = (("best_val_accuracy", True), ("final_val_loss", False))
@@ -146,6 +148,23 @@ def tests_for(claim, runs: ClaimRuns) -> list[dict]:
     if claim.kind == "ratio":
         return [_ratio_test(claim, runs)]
     return [_divergence_test(runs, sel(r["left"]), sel(r["right"]))]
+
+
+def separation(frame: pl.DataFrame, study: Study, metric: str, best: str, runner_up: str,
+               alpha: float = 0.05) -> dict:
+    """The test of configuration `best` (a `config` label of `frame`) against `runner_up` on
+    `metric`, in the metric's own direction, decided by the claims' rule (pairing, counting
+    rule, default margin, nnopt.analysis.inference.decide) as a family of one: `verdict` is
+    "supported" only when best is significantly ahead by more than the margin; the dict is a
+    `tests_for` test with `p_holm` (= p), `verdict` and `seeds_needed`."""
+    want = 1 if metric_info(metric).higher_is_better else -1
+    test = _pair(ClaimRuns(frame, study), metric, {"config": best}, {"config": runner_up},
+                 want, "best vs runner-up", None)
+    r = test["result"]
+    test["p_holm"] = r.p
+    test["verdict"], test["seeds_needed"] = inference.decide(
+        r, want=want, p_adjusted=r.p, p_tost_adjusted=r.p_tost, alpha=alpha, family_size=1)
+    return test
 
 
 def _best_tests(claim, runs: ClaimRuns) -> list[dict]:

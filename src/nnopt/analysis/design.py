@@ -1,6 +1,6 @@
 """Design check: what in a study's design keeps its verdicts from meaning what they say.
 
-`design_flags(config, claims, runs, alpha)` returns `Flag`s of three kinds:
+`design_flags(config, claims, runs, alpha)` returns `Flag`s of four kinds:
 
 * `identical` (config time) — two configurations of a study that run the same computation
   under different labels: their run specs agree seed by seed once fields the optimizer does
@@ -11,11 +11,15 @@
   seeds: the smallest p its test can give (exact permutation tests: 2/2^n paired by seed;
   Fisher's exact test: the all-versus-none table), times the size of its Holm family (the tests
   of all claims about the study), exceeds α. t-tests have no such floor and are not flagged.
+* `untuned` (config time, needs claims) — a `pool: best` claim (each side at its best, i.e.
+  tuned) where a side's selector matches one configuration: nothing was chosen.
 * `edge` (needs results) — the best value of a swept numeric factor (by the validation metric
-  that `pool: best` uses, for each combination of the other factors) sits on the edge of its
-  range: the range was wrong, not the method.
+  that `pool: best` uses) sits on the edge of the values its group swept, a group being one
+  combination of the other factors: the range was wrong, not the method. In a zip study
+  (each optimizer at its own rate) a group with one or two values has no inside, so it is
+  never "on the edge"; it is flagged `untuned` only where a claim calls it tuned.
 
-`nnopt check --config C --claims K` prints the config-time flags; the report shows all three.
+`nnopt check --config C --claims K` prints the config-time flags; the report shows all four.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from dataclasses import dataclass
 import polars as pl
 from scipy import stats as sps
 
-from nnopt.analysis.aggregate import study_frame
-from nnopt.analysis.claim_tests import SELECTION_METRICS, ClaimRuns
+from nnopt.analysis.aggregate import format_value, study_frame
+from nnopt.analysis.claim_tests import SELECTION_METRICS, ClaimRuns, selector
 from nnopt.analysis.inference import DETERMINISTIC
 from nnopt.analysis.stats import min_p
 from nnopt.config.metrics import metric_info
@@ -36,7 +40,7 @@ from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Config, Study
 
 __all__ = ["Flag", "design_flags", "design_lines", "identical_configurations",
-           "unreachable_alpha", "edge_optima", "normalized_spec"]
+           "unreachable_alpha", "edge_optima", "untuned_selections", "normalized_spec"]
 
 # Optimizer fields each optimizer reads (nnopt.train.optim builds it from these alone).
 _OPTIMIZER_FIELDS = {
@@ -51,7 +55,7 @@ _SAME_UPDATE = {"adamw": "adam"}  # weight decay is decoupled and applied alike 
 @dataclass(frozen=True)
 class Flag:
     study: str
-    kind: str  # identical | alpha | edge
+    kind: str  # identical | alpha | untuned | edge
     message: str
 
 
@@ -103,10 +107,20 @@ def _floor(claim, n: int) -> tuple[str, float] | None:
     return "sign-flip permutation test (paired by seed)", min_p(n, n, paired=True)
 
 
+def _configured(config: Config) -> dict[str, Study]:
+    """Configured study name (what a claim names) -> its study; a study replicated over
+    problems (nnopt.config.problems: `{name}__{problem}`) -> its first copy: the copies share
+    configurations and seeds, and each problem is its own Holm family of the same size."""
+    out: dict[str, Study] = {}
+    for study in config.studies:
+        out.setdefault(study.family or study.name, study)
+    return out
+
+
 def unreachable_alpha(claims, config: Config, alpha: float = 0.05) -> list[Flag]:
     """Claims whose test cannot reach α after Holm over their study's family."""
     flags = []
-    names = {s.name: s for s in config.studies}
+    names = _configured(config)
     for study_name in dict.fromkeys(c.study for c in claims):
         study = names.get(study_name)
         if study is None:
@@ -136,8 +150,16 @@ def _selection(runs: pl.DataFrame) -> tuple[str, bool] | None:
     return None
 
 
+def _numeric(values) -> list:
+    return sorted(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
 def edge_optima(study: Study, runs: pl.DataFrame) -> list[Flag]:
-    """Numeric factors (3+ values) whose best value by validation sits on a sweep edge."""
+    """Numeric factors whose best value by validation sits on an edge of the values its group
+    swept. A group is one combination of the other factors (and problem): in a zip study each
+    optimizer has its own rates, so the edge is judged on that optimizer's rates, never on the
+    study's whole range; a group that swept fewer than 3 values has no inside to be on, so it
+    is not flagged here (`untuned_selections` says where a claim would call it tuned)."""
     part = study_frame(runs, study)
     chosen = _selection(part) if part.height else None
     if chosen is None:
@@ -146,22 +168,54 @@ def edge_optima(study: Study, runs: pl.DataFrame) -> list[Flag]:
     scored = ClaimRuns.counted(part, metric)
     flags = []
     for key in study.factor_keys:
-        values = sorted(v for v in part[key].drop_nulls().unique().to_list()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool))
-        if len(values) < 3 or part.schema[key] not in (pl.Int64, pl.Float64):
+        if part.schema[key] not in (pl.Int64, pl.Float64):
             continue
         others = [k for k in study.factor_keys if k != key]
         others += ["problem"] if "problem" in part.columns else []
-        means = scored.group_by([*others, key]).agg(pl.col("value").mean().alias("score"))
+        group = others or [pl.lit(0).alias("_all")]
+        means = scored.group_by([*group, key]).agg(pl.col("value").mean().alias("score"))
+        swept = part.group_by(group).agg(pl.col(key).unique().alias("_swept"))
         best = means.sort("score", descending=higher, nulls_last=True).group_by(
-            others or pl.lit(0).alias("_all"), maintain_order=True).first()
+            group, maintain_order=True).first()
+        best = best.join(swept, on=[g if isinstance(g, str) else "_all" for g in group],
+                         nulls_equal=True)  # a study without problems has problem null
         for row in best.iter_rows(named=True):
-            if row[key] in (values[0], values[-1]) and not math.isnan(row["score"] or math.nan):
+            values = _numeric(row["_swept"])
+            if len(values) < 3 or math.isnan(row["score"] or math.nan):
+                continue
+            if row[key] in (values[0], values[-1]):
                 edge = "top" if row[key] == values[-1] else "bottom"
-                where = ", ".join(f"{k}={row[k]}" for k in others)
+                where = ", ".join(f"{k}={row[k]}" for k in others if row[k] is not None)
                 flags.append(Flag(study.name, "edge", (
                     f"the best {key} by {metric} ({row[key]:g}) is on the {edge} edge of its "
                     f"sweep {values[0]:g}–{values[-1]:g}" + (f" (at {where})" if where else ""))))
+    return flags
+
+
+def _sides(claim) -> list:
+    """The selectors a claim compares (not its article rows)."""
+    r = claim.raw
+    return ([r[k] for k in ("left", "right", "config") if r.get(k) is not None]
+            + list(r.get("configs") or []) + list(r.get("among") or []))
+
+
+def untuned_selections(claims, config: Config) -> list[Flag]:
+    """`pool: best` claims (each side "at its best", i.e. tuned) with a side whose selector
+    matches a single configuration: there was nothing to choose from, so it is not tuned."""
+    studies, flags = _configured(config), []
+    for claim in claims:
+        study = studies.get(claim.study)
+        if claim.raw.get("pool") != "best" or study is None:
+            continue
+        configs = [{k: format_value(v) for k, v in r.factors} for r in study.runs]
+        seen: list[dict] = []
+        for want in (selector(study, sel) for sel in _sides(claim)):
+            matches = {str(c) for c in configs if all(c.get(k) == v for k, v in want.items())}
+            if want not in seen and len(matches) == 1:
+                flags.append(Flag(study.family or study.name, "untuned", (
+                    f"{claim.id}: pool: best has one configuration to choose from for "
+                    f"{', '.join(f'{k}={v}' for k, v in want.items())}, so it is not tuned")))
+            seen.append(want)
     return flags
 
 
@@ -175,6 +229,7 @@ def design_flags(config: Config, claims=(), runs: pl.DataFrame | None = None,
                        f"{a} and {b} run the same computation (the same method under two labels)")
                   for a, b in identical_configurations(study)]
     flags += unreachable_alpha(list(claims), config, alpha)
+    flags += untuned_selections(list(claims), config)
     if runs is not None:
         for study in config.studies:
             flags += edge_optima(study, runs)

@@ -42,6 +42,8 @@ _PROVENANCE: dict[str, Any] = {
     "device": pl.String, "device_name": pl.String, "world_size": pl.Int64, "threads": pl.Int64,
     "cpu_count": pl.Int64, "hostname": pl.String, "nnopt_version": pl.String,
     "torch_version": pl.String, "python_version": pl.String, "started_at": pl.String, "finished_at": pl.String,
+    # a member of a stacked cohort (nnopt.train.cohort): null for a run trained alone
+    "cohort_id": pl.String, "cohort_size": pl.Int64, "cohort_wall_time_s": pl.Float64,
 }
 
 def _read_metrics(path: Path) -> dict[str, Any] | str:
@@ -93,7 +95,8 @@ def _run_row(run: Run, config_index: int, runs_dir: Path,
         error=doc.get("error"), diverged_at_step=doc.get("diverged_at_step"),
         **{k: prov.get(k, row.get(k)) for k in ("device", "device_name", "world_size",
                                                 "threads", "cpu_count", "hostname",
-                                                "started_at", "finished_at")},
+                                                "started_at", "finished_at", "cohort_id",
+                                                "cohort_size", "cohort_wall_time_s")},
         nnopt_version=prov.get("nnopt"), torch_version=prov.get("torch"),
         python_version=prov.get("python"),
     )

@@ -3,9 +3,10 @@
 Given a spec and the samples per class of its pool (`nnopt.config.check_io.check_data`),
 `check_fit` computes the split sizes by the loader's own formula (`nnopt.config.splits`) and
 refuses, naming the keys: an empty train or test set (or an empty validation set that was
-asked for), batch norm in an MLP whose last batch would hold one sample (torch raises
-"Expected more than 1 value per channel when training"), a data-parallel rank left with an
-empty shard, and a warm-up longer than the training budget (the scheduler would clamp it).
+asked for), batch norm in an MLP that would see a batch or shard of one sample (torch raises
+"Expected more than 1 value per channel when training"; a last batch of one sample is dropped
+in training, `nnopt.config.splits.steps_per_epoch`, so only one train sample or a one-sample
+data-parallel shard is refused), a data-parallel rank left with an empty shard, and a warm-up longer than the training budget (the scheduler would clamp it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from typing import Sequence
 
 from nnopt.config.spec import RunSpec, SpecError
-from nnopt.config.splits import split_sizes
+from nnopt.config.splits import drops_single_batch, split_sizes, steps_per_epoch
 
 __all__ = ["check_fit", "batch_sizes_that_fit"]
 
@@ -61,7 +62,9 @@ def _check_split(spec: RunSpec, sizes: tuple[int, int, int], n_pool: int) -> Non
 
 def _check_batches(spec: RunSpec, n_train: int) -> None:
     b, ws = spec.budget.batch_size, spec.device.world_size
-    need = 2 if spec.model.batch_norm and spec.model.kind == "mlp" else 1
+    need = 2 if drops_single_batch(spec.model) else 1
+    if need == 2 and steps_per_epoch(n_train, b, drop_single=True) < math.ceil(n_train / b):
+        n_train -= 1  # the one-sample last batch is dropped in training (splits.steps_per_epoch)
     if _smallest_shard(n_train, b, ws) >= need:
         return
     why = (
@@ -82,10 +85,11 @@ def _check_warmup(spec: RunSpec, n_train: int | None) -> None:
     if budget.epochs is not None and s.warmup_epochs > budget.epochs:
         total = f"budget.epochs {budget.epochs}"
     elif budget.steps is not None and n_train is not None:
-        steps_per_epoch = math.ceil(n_train / budget.batch_size)
-        if round(s.warmup_epochs * steps_per_epoch) <= budget.steps:
+        spe = steps_per_epoch(n_train, budget.batch_size,
+                              drop_single=drops_single_batch(spec.model))
+        if round(s.warmup_epochs * spe) <= budget.steps:
             return
-        total = f"budget.steps {budget.steps} ({budget.steps / steps_per_epoch:.3g} epochs)"
+        total = f"budget.steps {budget.steps} ({budget.steps / spe:.3g} epochs)"
     else:
         return
     raise SpecError(

@@ -103,6 +103,22 @@ def _duration(seconds: float) -> str:
     return f"{h} h {rest // 60} min" if h else f"{rest // 60} min {rest % 60} s"
 
 
+def _compute_s(runs: pl.DataFrame) -> float:
+    """Wall time of training, summed over training jobs: a run trained alone counts its
+    `wall_time_s`; the members of a stacked cohort (one `cohort_id` and start) trained as one
+    model in one wall time, which each member records, so a cohort counts once."""
+    if "wall_time_s" not in runs.columns:
+        return 0.0
+    for column, dtype in (("cohort_id", pl.String), ("cohort_wall_time_s", pl.Float64)):
+        if column not in runs.columns:  # tables written before cohorts were recorded
+            runs = runs.with_columns(pl.lit(None, dtype).alias(column))
+    wall = pl.max_horizontal("wall_time_s", "cohort_wall_time_s").fill_null(0.0)
+    alone = runs.filter(pl.col("cohort_id").is_null()).select(wall.sum()).item()
+    cohorts = (runs.filter(pl.col("cohort_id").is_not_null())
+               .group_by("cohort_id", "started_at").agg(wall.max().alias("wall_s"))["wall_s"])
+    return float(alone or 0.0) + float(cohorts.sum() or 0.0)
+
+
 def _overview(config: Config, runs: pl.DataFrame) -> dict:
     counts = dict(runs.group_by("status").len().iter_rows())
     canonical = json.dumps(config.raw, sort_keys=True, separators=(",", ":"), default=str)
@@ -120,8 +136,7 @@ def _overview(config: Config, runs: pl.DataFrame) -> dict:
         "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:16],
         "results_date": finished.max() if finished.len() else "—",
         "rendered_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "compute": _duration(runs["wall_time_s"].fill_null(0).sum()
-                             if "wall_time_s" in runs.columns else 0),
+        "compute": _duration(_compute_s(runs)),
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 import polars as pl
 
 from nnopt.config.spec import RunSpec
+from nnopt.config.splits import drops_single_batch
 from nnopt.config.studies import Study
 
 __all__ = ["study_setup", "overall_setup", "SOURCES_NOTE"]
@@ -119,6 +120,16 @@ def _target(spec: RunSpec) -> str:
     return " and ".join(parts) or "none"
 
 
+def _dropped_batch(specs: list[RunSpec], runs: pl.DataFrame) -> str:
+    """', a last batch of one sample dropped each epoch (batch norm)' where a batch-norm MLP
+    trained on a recorded train size that leaves one (nnopt.config.splits.steps_per_epoch)."""
+    n_train = runs["n_train"].drop_nulls().unique().to_list() if "n_train" in runs.columns else []
+    drops = any(drops_single_batch(s.model) and int(n) % s.budget.batch_size == 1
+                and int(n) > s.budget.batch_size for s in specs for n in n_train)
+    return ("; with batch norm an epoch's last batch of one sample is dropped (batch norm "
+            "cannot normalize one sample)" if drops else "")
+
+
 def study_setup(study: Study, runs: pl.DataFrame) -> list[tuple[str, str]]:
     """(fact, value) rows: dataset, sizes, split seed, model, parameters, optimizer,
     schedule, budget, evaluation, target, test metric."""
@@ -136,8 +147,8 @@ def study_setup(study: Study, runs: pl.DataFrame) -> list[tuple[str, str]]:
             ("Model", _parts(specs, _MODEL)),
             ("Parameters", params or "not recorded by these runs"),
             ("Optimizer", _parts(specs, _OPTIMIZER)), ("Schedule", _fact(specs, _schedule)),
-            ("Budget", _fact(specs, _budget)), ("Evaluation", _fact(specs, _evaluation)),
-            ("Target", _fact(specs, _target)),
+            ("Budget", _fact(specs, _budget) + _dropped_batch(specs, runs)),
+            ("Evaluation", _fact(specs, _evaluation)), ("Target", _fact(specs, _target)),
             ("Test metric", "; ".join(tested) or "no test accuracy is compared")]
     return rows
 

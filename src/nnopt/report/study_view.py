@@ -10,6 +10,8 @@ from typing import Sequence
 
 import polars as pl
 
+from nnopt.analysis.aggregate import compared_runs
+from nnopt.analysis.claim_tests import separation
 from nnopt.analysis.labels import label_keys
 from nnopt.config.metrics import metric_info
 from nnopt.config.studies import Study
@@ -160,34 +162,70 @@ def _sentence_name(study: Study, labels: dict, config: str) -> str:
     return f"{title.lower()} {label}" if title else label
 
 
+def _ranked(summary: pl.DataFrame, metric: str) -> list[str]:
+    """Configurations with a usable value of `metric`, best first (mean, or median when
+    censored, in the metric's direction)."""
+    info = metric_info(metric)
+    key = "median" if info.censored else "mean"
+    rows = summary.filter(pl.col("metric") == metric)
+    scored = [(r[key], r["config"]) for r in rows.iter_rows(named=True)
+              if r[key] is not None and math.isfinite(r[key])]
+    scored.sort(key=lambda item: item[0], reverse=info.higher_is_better)
+    return [c for _, c in scored]
+
+
+def _p_note(test: dict) -> str:
+    """'; p = 0.012, margin ±1.0 %' after the two values (no p for a deterministic metric:
+    compared, not tested)."""
+    r, info = test["result"], metric_info(test["metric"])
+    parts = [] if r.p is None else [_p_eq(r.p)]
+    if math.isfinite(r.margin):
+        parts.append("margin ±" + _with_unit(_num(r.margin * info.scale, info.digits), info.unit))
+    return "".join(f"; {x}" if i == 0 else f", {x}" for i, x in enumerate(parts))
+
+
 def _finding(study: Study, comparisons: pl.DataFrame, summary: pl.DataFrame,
-             labels: dict) -> str:
-    """One sentence on the primary metric: the best configuration and how it stands against
-    the baseline, from the Holm-adjusted comparison."""
+             labels: dict, runs: pl.DataFrame) -> str:
+    """One sentence on the primary metric. A best configuration is named only when the claims'
+    rule separates it from the runner-up (nnopt.analysis.claim_tests.separation: significant
+    beyond the metric's margin); otherwise the two tie. Then how the best stands against the
+    baseline, from the Holm-adjusted comparison."""
     metric = study.metrics[0]
     info = metric_info(metric)
     comp = comparisons.filter(pl.col("metric") == metric)
     if comp.height == 0:
         return f"{study.title}: no {info.label.lower()} was measured."
-    base = comp["baseline"][0]
+    base, what = comp["baseline"][0], info.label.lower()
     rows = {r["config"]: r for r in summary.filter(pl.col("metric") == metric).iter_rows(named=True)}
-    key = "median" if info.censored else "mean"
-    scored = [(r[key], c) for c, r in rows.items() if r[key] is not None and math.isfinite(r[key])]
-    if not scored:
-        return f"{study.title}: no configuration produced a usable {info.label.lower()}."
-    best = (max if info.higher_is_better else min)(scored)[1]
-    value = _with_unit(format_cell(rows[best], metric)["value"], info.unit)
+    ranked = _ranked(summary, metric)
+    if not ranked:
+        return f"{study.title}: no configuration produced a usable {what}."
 
     def name(config: str) -> str:
         return _sentence_name(study, labels, config)
+
+    def value(config: str) -> str:
+        return _with_unit(format_cell(rows[config], metric)["value"], info.unit)
+    best = ranked[0]
+    if len(ranked) > 1:
+        test = separation(compared_runs(runs), study, metric, best, ranked[1])
+        if test["result"].test == "none":  # fewer than 2 usable runs on a side
+            return (f"{study.title}: {name(best)} leads {name(ranked[1])} on {what} "
+                    f"({value(best)} vs {value(ranked[1])}), too few runs to test; no best "
+                    f"is named.")
+        if test["verdict"] != "supported":
+            return (f"{study.title}: {name(best)} and {name(ranked[1])} tie on {what} "
+                    f"({value(best)} vs {value(ranked[1])}{_p_note(test)}); no best is named.")
+        lead = (f"{name(best)} has the best {what} ({value(best)}), ahead of the runner-up "
+                f"{name(ranked[1])} ({value(ranked[1])}{_p_note(test)})")
+    else:
+        lead = f"{name(best)} has the best {what} ({value(best)})"
     if best == base:
-        return (f"{study.title}: the baseline {name(base)} has the best {info.label.lower()} "
-                f"({value}).")
+        return f"{study.title}: {lead}; it is the baseline."
     r = comp.filter(pl.col("config") == best).row(0, named=True)
     verdict = ("significantly better than" if r["p_holm"] is not None and r["p_holm"] < 0.05
                else "not significantly different from")
-    return (f"{study.title}: {name(best)} has the best {info.label.lower()} ({value}), "
-            f"{verdict} the baseline {name(base)} (Holm {_p_eq(r['p_holm'])}).")
+    return f"{study.title}: {lead}, {verdict} the baseline {name(base)} (Holm {_p_eq(r['p_holm'])})."
 
 
 def _single(runs: pl.DataFrame, column: str):
@@ -237,5 +275,5 @@ def study_view(study: Study, tables: dict, results_dir: Path,
         "data": interactive.curve_data(bands, all_configs, labels, figures.palette(all_configs),
                                        visible=curve_order[:figures.MAX_LINES]),
         "problems": _problems(runs, labels),
-        "finding": _finding(study, comparisons, summary, labels),
+        "finding": _finding(study, comparisons, summary, labels, runs),
     }

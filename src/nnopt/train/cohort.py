@@ -27,6 +27,7 @@ import torch
 from nnopt.config.cohort_key import cohort_key
 from nnopt.config.metrics import METRIC_NAMES
 from nnopt.config.spec import RunSpec
+from nnopt.config.splits import drops_single_batch, steps_per_epoch
 from nnopt.store.runs import RunResult, now_iso, provenance
 from nnopt.train.cohort_parts import (
     EVAL_CHUNK,
@@ -39,6 +40,7 @@ from nnopt.train.cohort_support import configure_torch
 from nnopt.train.cohort_trainer import StackedTrainer
 from nnopt.train.data import Dataset
 from nnopt.train.engine import resolve_device
+from nnopt.train.memory import activation_peak_bytes
 from nnopt.train.strategy import device_name
 from nnopt.train.record import note_targets
 
@@ -69,11 +71,13 @@ class _Cohort:
         self.perm_generators = [
             torch.Generator(device=self.device).manual_seed(s.seed) for s in specs
         ]
+        self.activation_bytes = _activation_bytes(specs, ds, self.device)
 
     def _plan(self, n_train: int) -> None:
         b, e = self.specs[0].budget, self.specs[0].evaluation
         self.n_train = n_train
-        self.spe = math.ceil(n_train / b.batch_size)
+        self.spe = steps_per_epoch(n_train, b.batch_size,
+                                   drop_single=drops_single_batch(self.specs[0].model))
         self.total_steps = b.steps if b.steps is not None else b.epochs * self.spe
         self.eval_every = e.every_steps or max(1, round(e.every_epochs * self.spe))
 
@@ -91,7 +95,9 @@ class _Cohort:
                 torch.randperm(self.n_train, generator=g, device=self.device)
                 for g in self.perm_generators
             ])  # (K, n_train): each member's own epoch order
-            for idx in perms.split(self.specs[0].budget.batch_size, dim=1):
+            # the plan's batches of each epoch: a last batch of one sample is dropped with
+            # batch norm, as the single engine does (nnopt.config.splits.steps_per_epoch)
+            for idx in perms.split(self.specs[0].budget.batch_size, dim=1)[: self.spe]:
                 self._train_step(idx)
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     self._evaluate()
@@ -188,8 +194,24 @@ class _Cohort:
             out.append(member_result(
                 member, m, model=self.model, steps_per_epoch=self.spe,
                 wall_start=self.wall_start, device=self.device,
-                optimizer_state_bytes=self.trainer.state_bytes(member.spec), setup=self.setup))
+                optimizer_state_bytes=self.trainer.state_bytes(member.spec), setup=self.setup,
+                activation_bytes=self.activation_bytes[member.spec.run_id]))
         return out
+
+
+def _activation_bytes(specs: Sequence[RunSpec], ds: Dataset,
+                      device: torch.device) -> dict[str, int | None]:
+    """Each member's activation peak of a step, measured as the single engine measures it:
+    its own model alone (nnopt.train.memory.activation_peak_bytes), once per model shape.
+    Before training, so that a CUDA probe's peak reset precedes the cohort's own peak."""
+    by_shape: dict[tuple, int | None] = {}
+    out = {}
+    for s in specs:
+        key = (s.model, s.budget.batch_size, s.device.precision)
+        if key not in by_shape:
+            by_shape[key] = activation_peak_bytes(s, ds, device)
+        out[s.run_id] = by_shape[key]
+    return out
 
 
 def train_cohort(

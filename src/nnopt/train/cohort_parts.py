@@ -195,12 +195,13 @@ class StackedEvaluator:
 
 def member_result(member: Member, m: dict[str, Any], *, model, steps_per_epoch: int,
                   wall_start: float, device: torch.device,
-                  optimizer_state_bytes: int | None, setup: dict[str, int]) -> RunResult:
+                  optimizer_state_bytes: int | None, setup: dict[str, int],
+                  activation_bytes: int | None = None) -> RunResult:
     """The member's RunResult: `m` (test metrics filled) completed as the engine does. The
-    exact sizes are the member's own (fp32 gradients are shaped like the parameters); the
-    activation peak of one step is not measured in a cohort (a stacked step's saved tensors
-    are the members' together), so it and the step-memory sum stay null, and the timings
-    are the cohort's (provenance says so)."""
+    exact sizes are the member's own (fp32 gradients are shaped like the parameters; the
+    activation peak of a step, `activation_bytes`, from the member's model alone, as a
+    stacked step's saved tensors are the members' together), and the timings are the
+    cohort's (provenance says so)."""
     f = member.frozen
     curve_metrics(m, member.curve, member.reached)
     n_params = sum(p[0].nelement() for p in model.params)
@@ -213,7 +214,9 @@ def member_result(member: Member, m: dict[str, Any], *, model, steps_per_epoch: 
         wall_time_s=time.perf_counter() - wall_start,
         samples_per_s=f["samples"] / train_s if train_s > 0 else None,
         param_bytes=param_bytes, optimizer_state_bytes=optimizer_state_bytes,
-        grad_bytes=param_bytes, n_params=n_params, **setup,
+        grad_bytes=param_bytes, n_params=n_params, **setup, activation_peak_bytes=activation_bytes,
+        train_step_memory_bytes=None if None in (optimizer_state_bytes, activation_bytes)
+        else 2 * param_bytes + optimizer_state_bytes + activation_bytes,  # params + grads
         peak_rss_mb=peak_rss_mb(), peak_cuda_mb=peak_cuda_mb(device),
     )  # fmt: skip
     return RunResult(

@@ -54,6 +54,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from nnopt.config.spec import RunSpec, SpecError
+from nnopt.config.splits import drops_single_batch, steps_per_epoch
 from nnopt.store.runs import RunResult
 from nnopt.train.loop import Run, measure
 from nnopt.train.state import TrainState
@@ -114,6 +115,9 @@ def check_shards(spec: RunSpec, n_train: int) -> None:
         return
     ws, batch = spec.device.world_size, spec.budget.batch_size
     rest = n_train % batch  # samples in the short last batch of an epoch (0: none)
+    if steps_per_epoch(n_train, batch, drop_single=drops_single_batch(spec.model)) < \
+            math.ceil(n_train / batch):
+        rest = 0  # a last batch of one sample is dropped (nnopt.config.splits.steps_per_epoch)
     smallest = min(batch // ws, rest // ws if rest else batch)
     if smallest < 2:
         raise SpecError(

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from nnopt.config.spec import DeviceSpec, RunSpec, SpecError
+from nnopt.config.splits import drops_single_batch, steps_per_epoch
 from nnopt.store.runs import RunResult
 from nnopt.train.checkpoint import load_train_state, save_train_state
 from nnopt.train.data import Dataset
@@ -178,7 +179,7 @@ def eval_batch_size(spec: RunSpec, input_shape: tuple[int, ...]) -> int:
 
 def _plan(spec: RunSpec, n_train: int) -> Plan:
     b, e = spec.budget, spec.evaluation
-    spe = math.ceil(n_train / b.batch_size)
+    spe = steps_per_epoch(n_train, b.batch_size, drop_single=drops_single_batch(spec.model))
     total = b.steps if b.steps is not None else b.epochs * spe
     return Plan(n_train, spe, total, e.every_steps or max(1, round(e.every_epochs * spe)))
 
@@ -284,10 +285,13 @@ def measure(run: Run, state: TrainState) -> dict[str, Any]:
 # --- the loop ---------------------------------------------------------------------------
 
 
-def epoch_batches(perm: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
-    """Index batches of one epoch: global batches of `batch_size` (the last may be short);
-    a data-parallel strategy shards each in its step."""
-    return perm.split(batch_size)
+def epoch_batches(perm: torch.Tensor, batch_size: int,
+                  steps: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Index batches of one epoch: global batches of `batch_size` (the last may be short),
+    the first `steps` of them (the plan's steps per epoch: a batch-norm MLP drops a last
+    batch of one sample, nnopt.config.splits.steps_per_epoch); a data-parallel strategy
+    shards each in its step."""
+    return perm.split(batch_size)[:steps]
 
 
 def run_loop(run: Run, state: TrainState, strategy: Strategy) -> None:
@@ -303,7 +307,7 @@ def run_loop(run: Run, state: TrainState, strategy: Strategy) -> None:
     sample_every = CUDA_SAMPLE_EVERY if run.device.type == "cuda" else 1
     while not state.done and state.step < plan.total_steps:
         perm = torch.randperm(plan.n_train, generator=state.generator, device=run.device)
-        for idx in epoch_batches(perm, run.spec.budget.batch_size):
+        for idx in epoch_batches(perm, run.spec.budget.batch_size, plan.steps_per_epoch):
             if state.step >= WARMUP_STEPS and state.step % sample_every == 0:
                 _timed_step(run, state, strategy, idx)
             else:

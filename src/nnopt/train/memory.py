@@ -1,12 +1,14 @@
 """A run's memory: its own peak RSS in a process that trains many runs (Linux; elsewhere the
-process's peak so far), and the activation memory of a training step (`ActivationProbe`)."""
+process's peak so far), and the activation memory of a training step (`ActivationProbe`,
+around the single engine's first forward; `activation_peak_bytes` for a run trained in a
+stacked cohort, whose stacked step saves the members' tensors together)."""
 
 from __future__ import annotations
 
 import functools
 import resource
 
-__all__ = ["reset_peak_rss", "peak_rss_mb", "ActivationProbe"]
+__all__ = ["reset_peak_rss", "peak_rss_mb", "ActivationProbe", "activation_peak_bytes"]
 
 
 def reset_peak_rss() -> bool:
@@ -97,3 +99,30 @@ class ActivationProbe:
         else:
             torch.cuda.synchronize(self.device)
             self.bytes = torch.cuda.max_memory_allocated(self.device) - self._base_bytes
+
+
+def activation_peak_bytes(spec, dataset, device) -> int | None:
+    """The single engine's step-0 probe (nnopt.train.strategy.train_step) for a run trained
+    elsewhere, e.g. a member of a stacked cohort: the run's own model alone, built as the
+    engine builds it (fp32, training mode, on `device`), and one untimed forward and loss of
+    a first batch (min(batch_size, n_train) train samples, gathered by index_select as the
+    engine gathers them) under the run's precision. Nothing is updated; saved tensors depend
+    on shapes only, so the bytes are the engine's. The RNG (init, dropout) is restored after."""
+    import torch
+    import torch.nn.functional as F
+
+    from nnopt.train.loop import autocast
+    from nnopt.train.models import build_model
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model, dataset.input_shape, dataset.n_classes, spec.init)
+        model.to(device).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        x = torch.as_tensor(dataset.x_train).to(device, torch.float32)
+        y = torch.as_tensor(dataset.y_train).to(device, torch.int64)
+        idx = torch.arange(min(spec.budget.batch_size, len(y)), device=device)
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # fresh storages, as in a step
+        with ActivationProbe(device, params) as probe, autocast(device, spec.device.precision):
+            F.cross_entropy(model(xb), yb)
+    return probe.bytes

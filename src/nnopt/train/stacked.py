@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.train.models import Residual
+
 __all__ = ["StackedMLP", "StackedOptimizer", "global_norm_clip_", "member_column"]
 
 
@@ -27,13 +29,32 @@ def member_column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return col.view(-1, *([1] * (like.dim() - 1)))
 
 
+_SKIP_IN, _SKIP_OUT = "skip_in", "skip_out"  # around a Residual block's layers
+
+
+def _layers(model: nn.Sequential) -> list[tuple[str, nn.Module | str]]:
+    """(parameter-name prefix, module) of each layer in forward order; a Residual block
+    (nnopt.train.models.Residual: x + block(x)) becomes its own layers between the markers
+    (_SKIP_IN: keep x; _SKIP_OUT: add it back), named like its state_dict ('2.block.0')."""
+    out: list[tuple[str, nn.Module | str]] = []
+    for i, mod in enumerate(model):
+        if isinstance(mod, Residual):
+            out.append(("", _SKIP_IN))
+            out += [(f"{i}.block.{j}", sub) for j, sub in enumerate(mod.block)]
+            out.append(("", _SKIP_OUT))
+        else:
+            out.append((str(i), mod))
+    return out
+
+
 class StackedMLP:
-    """The hidden blocks Linear -> [BatchNorm1d] -> activation -> [Dropout], K at once."""
+    """The hidden blocks Linear -> [BatchNorm1d] -> activation -> [Dropout] (with an
+    identity skip around a residual block), K at once."""
 
     def __init__(self, models: Sequence[nn.Sequential], dtype: torch.dtype, device):
         first = models[0]
         self.k = len(models)
-        self.linear_idx = [i for i, m in enumerate(first) if isinstance(m, nn.Linear)]
+        self.layers = _layers(first)
         self.names = [n for n, p in first.named_parameters() if p.requires_grad]
         self.params = [  # (K, *shape) each, in named_parameters order
             torch.stack([dict(m.named_parameters())[n].detach() for m in models])
@@ -46,8 +67,9 @@ class StackedMLP:
             n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device, dtype)
             for n in self.buffer_names
         }
-        self.modules = list(first)
-        self.weights = [self.by_name[f"{i}.weight"] for i in self.linear_idx]
+        # the Linear weights in model.modules() order (nnopt.train.models.weight_parameters)
+        self.weights = [self.by_name[f"{name}.weight"] for name, mod in self.layers
+                        if isinstance(mod, nn.Linear)]
         self.dropout_p: list[float] = []
         self.generators: list[torch.Generator] = []
         self.training = True
@@ -55,14 +77,13 @@ class StackedMLP:
     def set_dropout(self, rates: Sequence[float], generators: Sequence[torch.Generator]):
         self.dropout_p, self.generators = list(rates), list(generators)
 
-    def _batch_norm(self, i: int, h: torch.Tensor) -> torch.Tensor:
+    def _batch_norm(self, name: str, mod: nn.BatchNorm1d, h: torch.Tensor) -> torch.Tensor:
         k, b, c = h.shape
-        mod = self.modules[i]
         flat = h.transpose(0, 1).reshape(b, k * c)  # member k's channel j -> column k*c + j
-        mean, var = self.buffers[f"{i}.running_mean"], self.buffers[f"{i}.running_var"]
+        mean, var = self.buffers[f"{name}.running_mean"], self.buffers[f"{name}.running_var"]
         out = F.batch_norm(
-            flat, mean.view(-1), var.view(-1), self.by_name[f"{i}.weight"].view(-1),
-            self.by_name[f"{i}.bias"].view(-1), self.training, mod.momentum, mod.eps,
+            flat, mean.view(-1), var.view(-1), self.by_name[f"{name}.weight"].view(-1),
+            self.by_name[f"{name}.bias"].view(-1), self.training, mod.momentum, mod.eps,
         )  # fmt: skip
         return out.view(b, k, c).transpose(0, 1)
 
@@ -76,21 +97,28 @@ class StackedMLP:
         ]
         return h * torch.stack(masks)
 
+    def _linear(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        w, bias = self.by_name[f"{name}.weight"], self.by_name[f"{name}.bias"]
+        if h.dim() == 2:  # the shared evaluation input: one matmul for all members
+            return torch.matmul(h, w.transpose(1, 2)) + bias.unsqueeze(1)
+        return torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
+
     def forward(self, x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
         """Per-member batches (K, b, *input) or one `shared` batch (b, *input) for all
         members (evaluation) -> logits (K, b, classes)."""
         h = x.flatten(1) if shared else x.flatten(2)
-        for i, mod in enumerate(self.modules):
-            if isinstance(mod, nn.Flatten):
+        skip: torch.Tensor | None = None
+        for name, mod in self.layers:
+            if mod == _SKIP_IN:
+                skip = h
+            elif mod == _SKIP_OUT:
+                h = skip + h  # x + block(x), as Residual.forward
+            elif isinstance(mod, nn.Flatten):
                 continue
-            if isinstance(mod, nn.Linear):
-                w, bias = self.by_name[f"{i}.weight"], self.by_name[f"{i}.bias"]
-                if h.dim() == 2:  # the shared evaluation input: one matmul for all members
-                    h = torch.matmul(h, w.transpose(1, 2)) + bias.unsqueeze(1)
-                else:
-                    h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
+            elif isinstance(mod, nn.Linear):
+                h = self._linear(name, h)
             elif isinstance(mod, nn.BatchNorm1d):
-                h = self._batch_norm(i, h)
+                h = self._batch_norm(name, mod, h)
             elif isinstance(mod, nn.Dropout):
                 if self.training:
                     h = self._dropout(h)
