@@ -1,13 +1,19 @@
 """K MLPs as one stacked model, and the stacked optimizer updates (the cohort's math).
 
-Member k's Linear weight is row k of a `(K, out, in)` tensor and the layer is one
-`torch.baddbmm`; batch norm runs per member by viewing `(K, b, C)` as `(b, K*C)` channels
+Member k's Linear layer is `torch.baddbmm` over row k of a `(K, in, out)` weight: the
+transpose of nn.Linear's `(out, in)`, so the forward multiplies by the weight as stored and
+the backward's weight gradient comes out in that layout (no transposed-gradient copy).
+Every parameter is a view into one `(K, P)` buffer (member k's P parameters are row k), so
+the optimizer updates all of them with a handful of `(K, P)` ops instead of a handful per
+tensor. Batch norm runs per member by viewing `(K, b, C)` as `(b, K*C)` channels
 (`F.batch_norm` then keeps K*C running statistics: exactly BatchNorm1d's per member);
 dropout draws each member's mask from that member's own generator. Every member is built by
 `build_model` under its own seed and its parameters copied in, so inits match bit for bit.
 
 The optimizer updates reproduce torch.optim's (single-tensor reference formulas, weight
-decay 0, since decay is decoupled) with per-member hyperparameters as `(K, 1, 1)` tensors.
+decay 0, since decay is decoupled) with per-member hyperparameters as `(K, 1, ...)` columns;
+over the flat buffer when the parameters are its views, else per tensor (the reference the
+flat update is tested against, tests/test_cohort_stacked.py).
 """
 
 from __future__ import annotations
@@ -18,13 +24,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["StackedMLP", "StackedOptimizer", "global_norm_clip_", "member_column"]
+__all__ = ["StackedMLP", "StackedOptimizer", "flat_parameters", "global_norm_clip_", "member_column"]
 
 
 def member_column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     """Per-member values as a `(K, 1, ..., 1)` tensor broadcasting against `like` (K, ...)."""
     col = torch.tensor(list(values), dtype=like.dtype, device=like.device)
     return col.view(-1, *([1] * (like.dim() - 1)))
+
+
+# Floats of one evaluation activation (K, rows, width): 25 x 64 x 64, a training step's. At
+# 256 rows of 25 members one activation is 1.6 MB, past the allocator's reuse of freed
+# blocks, and the page faults of fresh memory then cost more than the arithmetic.
+EVAL_ACTIVATION_FLOATS = 25 * 64 * 64
+
+
+def flat_parameters(stacks: Sequence[torch.Tensor], dtype, device):
+    """One (K, P) buffer holding `stacks` (each (K, *shape)) side by side, and each stack
+    as a leaf view into it that requires grad: column block j of the buffer is stack j."""
+    k = stacks[0].shape[0]
+    sizes = [s[0].nelement() for s in stacks]
+    flat = torch.empty(k, sum(sizes), dtype=dtype, device=device)
+    views, start = [], 0
+    for stack, size in zip(stacks, sizes):
+        view = flat[:, start : start + size].view(stack.shape)  # strides (P, ...): a view
+        view.copy_(stack)
+        views.append(view.requires_grad_(True))  # a leaf: the buffer itself needs no grad
+        start += size
+    return flat, views
 
 
 class StackedMLP:
@@ -34,12 +61,16 @@ class StackedMLP:
         first = models[0]
         self.k = len(models)
         self.linear_idx = [i for i, m in enumerate(first) if isinstance(m, nn.Linear)]
+        # A layer narrowing its input (the classifier: 64 -> 10) runs as W @ h^T: its
+        # weight gradient is then a GEMM with N = in, not N = out (a 10-wide GEMM is ~5x
+        # slower per FLOP on CPU), and the logits come out (K, classes, b), the layout
+        # cross_entropy takes. Every other layer runs as h @ W^T, W^T stored (K, in, out).
+        self.columns = {i for i in self.linear_idx if first[i].out_features < first[i].in_features}
+        self.transposed = {f"{i}.weight" for i in self.linear_idx if i not in self.columns}
         self.names = [n for n, p in first.named_parameters() if p.requires_grad]
-        self.params = [  # (K, *shape) each, in named_parameters order
-            torch.stack([dict(m.named_parameters())[n].detach() for m in models])
-            .to(device, dtype).requires_grad_(True)
-            for n in self.names
-        ]
+        stacks = [torch.stack([self._stored(n, dict(m.named_parameters())[n].detach())
+                               for m in models]) for n in self.names]  # fmt: skip
+        self.flat, self.params = flat_parameters(stacks, dtype, device)  # (K, P), views
         self.by_name = dict(zip(self.names, self.params))
         self.buffer_names = [n for n, _ in first.named_buffers() if not n.endswith("tracked")]
         self.buffers = {
@@ -51,6 +82,12 @@ class StackedMLP:
         self.dropout_p: list[float] = []
         self.generators: list[torch.Generator] = []
         self.training = True
+        widest = max(max(first[i].in_features, first[i].out_features) for i in self.linear_idx)
+        self.eval_rows = max(16, EVAL_ACTIVATION_FLOATS // (self.k * widest))
+
+    def _stored(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A member's parameter as this model stores it (Linear weights transposed)."""
+        return value.t() if name in self.transposed else value
 
     def set_dropout(self, rates: Sequence[float], generators: Sequence[torch.Generator]):
         self.dropout_p, self.generators = list(rates), list(generators)
@@ -61,8 +98,8 @@ class StackedMLP:
         flat = h.transpose(0, 1).reshape(b, k * c)  # member k's channel j -> column k*c + j
         mean, var = self.buffers[f"{i}.running_mean"], self.buffers[f"{i}.running_var"]
         out = F.batch_norm(
-            flat, mean.view(-1), var.view(-1), self.by_name[f"{i}.weight"].view(-1),
-            self.by_name[f"{i}.bias"].view(-1), self.training, mod.momentum, mod.eps,
+            flat, mean.view(-1), var.view(-1), self.by_name[f"{i}.weight"].reshape(-1),
+            self.by_name[f"{i}.bias"].reshape(-1), self.training, mod.momentum, mod.eps,
         )  # fmt: skip
         return out.view(b, k, c).transpose(0, 1)
 
@@ -76,38 +113,51 @@ class StackedMLP:
         ]
         return h * torch.stack(masks)
 
+    def _linear(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer i on (K, b, in), or on the shared (b, in) evaluation input -> (K, b, out);
+        a column layer's output is a (K, b, out) view of its (K, out, b) result."""
+        w, bias = self.by_name[f"{i}.weight"], self.by_name[f"{i}.bias"]
+        if h.dim() == 2:
+            h = h.expand(self.k, *h.shape)  # the shared input: one batched GEMM, no copy
+        if i in self.columns:  # (K, out, in) @ (K, in, b) + (K, out, 1)
+            return torch.baddbmm(bias.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
+        return torch.baddbmm(bias.unsqueeze(1), h, w)  # (K, b, in) @ (K, in, out) + (K, 1, out)
+
     def forward(self, x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
         """Per-member batches (K, b, *input) or one `shared` batch (b, *input) for all
         members (evaluation) -> logits (K, b, classes)."""
+        if shared and len(x) > self.eval_rows:  # keep each activation (K, rows, width) small
+            return torch.cat([self.forward(part, shared=True) for part in x.split(self.eval_rows)],
+                             dim=1)  # fmt: skip
         h = x.flatten(1) if shared else x.flatten(2)
+        fresh = False  # h is a new tensor no backward needs (a Linear's or BN's output)
         for i, mod in enumerate(self.modules):
             if isinstance(mod, nn.Flatten):
                 continue
             if isinstance(mod, nn.Linear):
-                w, bias = self.by_name[f"{i}.weight"], self.by_name[f"{i}.bias"]
-                if h.dim() == 2:  # the shared evaluation input: one matmul for all members
-                    h = torch.matmul(h, w.transpose(1, 2)) + bias.unsqueeze(1)
-                else:
-                    h = torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2))
+                h, fresh = self._linear(i, h), True
             elif isinstance(mod, nn.BatchNorm1d):
-                h = self._batch_norm(i, h)
+                h, fresh = self._batch_norm(i, h), True
             elif isinstance(mod, nn.Dropout):
                 if self.training:
-                    h = self._dropout(h)
+                    h, fresh = self._dropout(h), False
+            elif isinstance(mod, nn.ReLU) and fresh:
+                h, fresh = h.relu_(), False  # in place: relu's backward needs only its output
             else:
-                h = mod(h)  # the activation: elementwise
+                h, fresh = mod(h), False  # the activation: elementwise
         return h
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         """Member k's parameters and buffers (clones), keyed like its nn.Module state_dict."""
-        state = {n: p[k].detach().clone() for n, p in zip(self.names, self.params)}
+        state = {n: self._stored(n, p[k].detach()).clone(memory_format=torch.contiguous_format)
+                 for n, p in zip(self.names, self.params)}  # fmt: skip
         state.update({n: b[k].clone() for n, b in self.buffers.items()})
         return state
 
     @torch.no_grad()
     def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
         for n, p in zip(self.names, self.params):
-            p[k].copy_(state[n])
+            p[k].copy_(self._stored(n, state[n]))
         for n, b in self.buffers.items():
             b[k].copy_(state[n])
 
@@ -124,6 +174,8 @@ class StackedOptimizer:
             if name in self.h:
                 self.h[f"1-{name}"] = 1 - self.h[name]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
+        self.flat = _flat_base(params)  # (K, P) when the params are its column blocks
+        self.flat_state: dict[str, torch.Tensor] = {}
 
     def _col(self, values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return values.view(-1, *([1] * (p.dim() - 1)))
@@ -155,6 +207,11 @@ class StackedOptimizer:
         self.step_count += 1
         self._per_step()
         update = getattr(self, f"_{self.family}")
+        if self.flat is not None and all(p.grad is not None for p in self.params):
+            # One update over (K, P): the gradients side by side in the buffer's layout.
+            grad = torch.cat([p.grad.reshape(self.flat.shape[0], -1) for p in self.params], 1)
+            update(self.flat, grad, self.flat_state)
+            return
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
                 update(p, p.grad, state)
@@ -208,9 +265,24 @@ class StackedOptimizer:
         if self.step_count == 0:
             return None
         total = 0
-        for p, state in zip(self.params, self.state):
+        for state in [*self.state, self.flat_state]:
             total += sum(v[0].nelement() * v.element_size() for v in state.values())
         return total
+
+
+def _flat_base(params: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The (K, P) buffer whose consecutive column blocks are `params` (see
+    flat_parameters), or None when they are separate tensors."""
+    base = params[0]._base
+    if base is None or base.dim() != 2:
+        return None
+    start = 0
+    for p in params:
+        size = p[0].nelement()
+        if p._base is not base or p.storage_offset() != base.storage_offset() + start:
+            return None
+        start += size
+    return base if start == base.shape[1] else None
 
 
 def global_norm_clip_(params: list[torch.Tensor], max_norm: torch.Tensor) -> None:
