@@ -50,9 +50,9 @@ __all__ = [
     "cuda_present",
 ]
 
-# A job pays ~2 s before its first step (python, torch, the dataset; no longer torch._dynamo,
-# see nnopt.train.eager_optim): 120 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so about a
-# minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
+# A job pays ~2 s before its first step (python, torch, the dataset; no torch._dynamo since
+# nnopt.train.eager_optim): 120 estimated seconds (the model over-estimates small MLPs
+# ~1.5-2x, so about a minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
 # finish together; 128 runs at most, so that a crashed process (OOM, segfault) delays few
 # runs (each finished run is already written and never retrained).
 TARGET_JOB_S = 120.0
