@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnopt.plan import packing
+from nnopt.plan import cost, packing
 from nnopt.config.spec import parse_spec
 from nnopt.config.studies import parse_config
 
@@ -115,9 +115,9 @@ SHIPPED_CNN = {**SHIPPED_MLP, "budget": {"epochs": 10, "batch_size": 100},
 def test_cnn_flops_count_each_conv_layer_at_its_own_length():
     spec = parse_spec(SHIPPED_CNN)
     # lengths 40 -> 19 -> 10 -> 5; multiply-adds 19*25*1*5 + 10*25*25*3 + 5*25*25*3, head 125*10
-    assert packing._forward_flops(spec, 40, 10) == 2.0 * (2375 + 18750 + 9375 + 1250)
+    assert cost._forward_flops(spec, 40, 10) == 2.0 * (2375 + 18750 + 9375 + 1250)
     wide = parse_spec({**SHIPPED_CNN, "model": {**SHIPPED_CNN["model"], "strides": [1, 1, 1]}})
-    assert packing._forward_flops(wide, 40, 10) > 3 * packing._forward_flops(spec, 40, 10)
+    assert cost._forward_flops(wide, 40, 10) > 3 * cost._forward_flops(spec, 40, 10)
 
 
 def test_shipped_cnn_and_mlp_estimates_keep_their_measured_ratio():
