@@ -4,6 +4,7 @@
 * The stacked forward (row and column layers, in-place ReLU, chunked shared evaluation)
   against each member's own nn.Module.
 * A member's state read back in nn.Module's layout (Linear weights stored transposed).
+* ColumnLinear's hand-written backward against autograd (gradcheck).
 """
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 
 from nnopt.config.spec import parse_spec
 from nnopt.train.models import build_model
-from nnopt.train.stacked import StackedMLP, StackedOptimizer
+from nnopt.train.stacked import ColumnLinear, StackedMLP, StackedOptimizer
 
 K = 4
 HYPER = {"lr": [0.01, 0.02, 0.003, 0.05], "momentum": [0.9, 0.5, 0.0, 0.8],
@@ -73,3 +74,14 @@ def test_member_state_is_the_modules_state_dict_layout():
         model.load_member_state(k, {n: v * 2 for n, v in state.items()})
         torch.testing.assert_close(model.member_state(k)["1.weight"], state["1.weight"] * 2)
     assert isinstance(models[0][5], nn.Linear)
+
+
+def test_column_linear_gradients_equal_autograds():
+    gen = torch.Generator().manual_seed(1)
+    h, w, bias = (torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+                  for shape in ((K, 5, 7), (K, 3, 7), (K, 3)))  # fmt: skip
+    assert torch.autograd.gradcheck(ColumnLinear.apply, (h, w, bias))
+    out = ColumnLinear.apply(h, w, bias)
+    torch.testing.assert_close(out, torch.baddbmm(bias.unsqueeze(1), h, w.transpose(1, 2)))
+    out.pow(2).sum().backward()
+    assert h.grad.is_contiguous() and w.grad.is_contiguous()
