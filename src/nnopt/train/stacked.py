@@ -264,8 +264,8 @@ class StackedOptimizer:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(g, self.c("1-beta1", p))
         v.mul_(b2).addcmul_(g, g * self.c("1-beta2", p))
-        denom = (v.sqrt() / self.c("bc2_sqrt", p)).add_(self.c("eps", p))
-        p.sub_(self.c("step_size", p) * m / denom)
+        denom = v.sqrt().div_(self.c("bc2_sqrt", p)).add_(self.c("eps", p))
+        p.sub_(m.mul(self.c("step_size", p)).div_(denom))  # (step_size * m) / denom
 
     def _rmsprop(self, p, g, state) -> None:
         if not state:
@@ -274,14 +274,14 @@ class StackedOptimizer:
         sq = state["square_avg"]
         sq.mul_(alpha).addcmul_(g, g * self.c("1-alpha", p))
         avg = sq.sqrt().add_(self.c("eps", p))
-        p.sub_(self.c("lr", p) * g / avg)
+        p.sub_(g.mul(self.c("lr", p)).div_(avg))  # (lr * g) / avg
 
     def _adagrad(self, p, g, state) -> None:
         if not state:
             state["sum"] = torch.zeros_like(p)
         state["sum"].addcmul_(g, g)
         std = state["sum"].sqrt().add_(self.c("eps", p))
-        p.sub_(self.c("lr", p) * g / std)
+        p.sub_(g.mul(self.c("lr", p)).div_(std))  # (lr * g) / std
 
     def state_bytes_per_member(self) -> int | None:
         """What torch.optim would hold for one member (ndim >= 1 tensors), after a step."""
