@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 from nnopt.config.spec import RunSpec
 from nnopt.config.studies import Config, Run
 from nnopt.store.atomic import write_json_atomic  # re-exported for older callers
+from nnopt.plan.cost import estimate_cost_s
 from nnopt.plan.cohorts import cohort_speedup, is_timing_study, plan_units
 
 __all__ = [
@@ -49,31 +50,13 @@ __all__ = [
     "cuda_present",
 ]
 
-# A job pays ~3 s before its first step (python, torch, torch._dynamo via torch.optim, the
-# dataset): 120 estimated seconds (the model over-estimates small MLPs ~1.5-2x, so about a
-# minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
+# A job pays ~2 s before its first step (python, torch, the dataset; no torch._dynamo since
+# nnopt.train.eager_optim): 120 estimated seconds (the model over-estimates small MLPs
+# ~1.5-2x, so about a minute of real training) keep that near 5%, and whole jobs per core (_n_bins) still
 # finish together; 128 runs at most, so that a crashed process (OOM, segfault) delays few
 # runs (each finished run is already written and never retrained).
 TARGET_JOB_S = 120.0
 MAX_RUNS_PER_JOB = 128
-
-# Cost model constants, measured on the 2-core reference machine with the engine's
-# preloaded-tensor loop (benchmarks/studyset.py prints estimate vs measured per batch).
-_RUN_OVERHEAD_S = 0.05  # model/optimizer build, final test evaluation, writing the run dir
-_STEP_OVERHEAD_S = 190e-6  # python + optimizer of one step, plus per layer:
-_LAYER_STEP_S = 35e-6  # ... each Linear/Conv layer's forward+backward launches
-_NORM_STEP_S = 60e-6  # ... and each hidden layer's batch norm or dropout
-_EVAL_OVERHEAD_S = 0.5e-3
-_FLOPS_PER_S = 25e9  # sustained fp32 throughput of one core on these small matmuls
-_BF16_CPU_SLOWDOWN = 2.0  # bf16 autocast on a CPU without AMX runs slower than fp32
-_RANK_LAUNCH_S = 1.5  # data-parallel: per rank, a spawned process that imports torch
-_ALLREDUCE_S = 200e-6  # data-parallel: one gradient all-reduce (gloo, small model)
-
-# (input features, classes, samples) per dataset, for the cost model only: a wrong guess
-# costs balance between jobs, never correctness.
-_DATA_SHAPES = {"mnist1d": (40, 10, 4000), "digits": (64, 10, 1797)}
-_UNKNOWN_SHAPE = (100, 10, 10_000)
-
 
 @dataclass(frozen=True)
 class Batch:
@@ -93,53 +76,6 @@ class Batch:
     @property
     def run_ids(self) -> tuple[str, ...]:
         return tuple(r.run_id for r in self.runs)
-
-
-def _data_dims(spec: RunSpec) -> tuple[int, int, int]:
-    d = spec.data
-    if d.name in ("spirals", "blobs"):
-        features = 2 if d.name == "spirals" else d.n_features
-        return features, d.n_classes, d.n_samples or 1000
-    features, classes, samples = _DATA_SHAPES.get(d.name, _UNKNOWN_SHAPE)
-    return features, classes, d.n_samples or samples
-
-
-def _forward_flops(spec: RunSpec, features: int, classes: int) -> float:
-    """Multiply-adds × 2 of one sample's forward pass (MLP; CNNs over a length-`features` signal)."""
-    m = spec.model
-    if m.kind == "mlp":
-        if m.depth == 0:
-            return 2.0 * features * classes
-        return 2.0 * (features * m.width + (m.depth - 1) * m.width**2 + m.width * classes)
-    length = features if m.kind == "cnn1d" else features  # 2-D: features ≈ pixels
-    conv = m.kernel_size * m.width * (1 + (m.depth - 1) * m.width) if m.depth else 0
-    return 2.0 * (length * conv + m.width * classes)
-
-
-def estimate_cost_s(spec: RunSpec) -> float:
-    """Estimated seconds to train `spec` on one core: steps × (overhead + FLOPs) + evals."""
-    features, classes, samples = _data_dims(spec)
-    n_train = max(1, int(samples * (1 - spec.data.val_fraction - spec.data.test_fraction)))
-    n_val = int(samples * spec.data.val_fraction)
-    b = spec.budget
-    steps_per_epoch = math.ceil(n_train / b.batch_size)
-    steps = b.steps if b.steps is not None else b.epochs * steps_per_epoch
-    e = spec.evaluation
-    every = e.every_steps or max(1, round(e.every_epochs * steps_per_epoch))
-    evals = math.ceil(steps / every) + 1
-    fwd = _forward_flops(spec, features, classes)
-    m = spec.model
-    step_s = _STEP_OVERHEAD_S + _LAYER_STEP_S * (m.depth + 1)
-    step_s += _NORM_STEP_S * m.depth * (int(m.batch_norm) + int(m.dropout > 0))
-    step_s += 3.0 * fwd * b.batch_size / _FLOPS_PER_S  # forward + backward ≈ 3 forwards
-    eval_samples = min(n_train, e.max_train_eval_samples) + n_val
-    eval_s = _EVAL_OVERHEAD_S + fwd * eval_samples / _FLOPS_PER_S
-    cost = _RUN_OVERHEAD_S + steps * step_s + evals * eval_s
-    if spec.device.precision == "bf16" and spec.device.device == "cpu":
-        cost *= _BF16_CPU_SLOWDOWN
-    if spec.device.world_size > 1:
-        cost += _RANK_LAUNCH_S * spec.device.world_size + steps * _ALLREDUCE_S
-    return cost
 
 
 def resource_class(spec: RunSpec, *, cuda_present: bool = False) -> tuple[int, int]:

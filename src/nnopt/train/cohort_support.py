@@ -46,13 +46,16 @@ class Schedules:
 
 
 def configure_torch(spec: RunSpec, device: torch.device, threads: int | None) -> None:
-    """The engine's torch settings for a run (threads, determinism, TF32 off)."""
+    """The engine's torch settings for a run (threads, determinism, TF32 off). Determinism
+    is set on CUDA only, as the engine does (nnopt.train.loop._configure_torch): the call
+    imports torch's compiler stack (~1.4 s), and the CPU kernels are deterministic anyway."""
     torch.set_num_threads(threads or spec.device.threads)
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cuda.matmul.allow_tf32 = spec.device.tf32
-        torch.backends.cudnn.allow_tf32 = spec.device.tf32
-        torch.cuda.reset_peak_memory_stats(device)
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = spec.device.tf32
+    torch.backends.cudnn.allow_tf32 = spec.device.tf32
+    torch.cuda.reset_peak_memory_stats(device)
     torch.use_deterministic_algorithms(spec.device.deterministic)
     torch.utils.deterministic.fill_uninitialized_memory = False
 

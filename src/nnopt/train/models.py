@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nnopt.config.conv_shape import conv_layers, conv_length
 from nnopt.config.spec import InitSpec, ModelSpec, SpecError, did_you_mean
 
 __all__ = [
@@ -80,21 +81,6 @@ def _mlp(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int) -> nn.Se
     return nn.Sequential(*mods)
 
 
-def conv_layers(spec: ModelSpec) -> list[tuple[int, int, int, int]]:
-    """(channels, kernel, stride, padding) of each conv layer: the per-layer lists, or
-    `depth` layers of `width` channels, `kernel_size`, stride 1 and 'same' padding."""
-    n = len(spec.channels) or spec.depth
-    channels = spec.channels or (spec.width,) * n
-    kernels = spec.kernel_sizes or (spec.kernel_size,) * n
-    strides = spec.strides or (1,) * n
-    paddings = spec.paddings or tuple(k // 2 for k in kernels)
-    return list(zip(channels, kernels, strides, paddings))
-
-
-def _conv_length(length: int, kernel: int, stride: int, padding: int) -> int:
-    return (length + 2 * padding - kernel) // stride + 1  # torch.nn.Conv1d's output size
-
-
 def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: int):
     """Conv blocks (`conv_layers`), then the head: a fixed-size adaptive average pool (8
     positions in 1-D, 4x4 in 2-D) or, with head 'flatten', every position's features (the
@@ -117,7 +103,7 @@ def _cnn(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, dims: in
     for channels, kernel, stride, padding in conv_layers(spec):
         if kernel % 2 == 0 and not spec.paddings:
             raise SpecError(f"model.kernel_size: must be odd for 'same' padding, got {kernel}")
-        spatial = [_conv_length(n, kernel, stride, padding) for n in spatial]
+        spatial = [conv_length(n, kernel, stride, padding) for n in spatial]
         if min(spatial) < 1:
             raise SpecError(
                 f"model: the conv layers shrink the input {tuple(input_shape[1:])} to nothing "

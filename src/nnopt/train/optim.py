@@ -25,8 +25,13 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch.optim import lr_scheduler as sched
 
+from nnopt.train.eager_optim import defer_dynamo_import
 from nnopt.train.optimizers import Lion, MuonWithAdamW, ScheduleFreeAdamW
 from nnopt.config.spec import OptimizerSpec, RegularizationSpec, ScheduleSpec, SpecError, did_you_mean
+
+# Every optimizer the engine and the cohorts build comes through this module: from here on
+# torch.optim's compile guards import no compiler stack (~1.4 s a job; see eager_optim).
+defer_dynamo_import()
 
 __all__ = [
     "OPTIMIZERS",
