@@ -22,7 +22,7 @@ from nnopt.config import check
 
 from nnopt import cli
 from nnopt.store.runs import RunResult, is_finished, read_run, write_run
-from nnopt.config.spec import parse_spec
+from nnopt.config.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_CSV = ROOT / "tests" / "bad_inputs" / "data" / "good.csv"
@@ -261,8 +261,12 @@ def test_concurrent_writers_of_one_run_never_crash_or_leave_debris(tmp_path):
 
 HOLDER = """
 import sys, time
+from nnopt.config.spec import SpecError
 from nnopt.plan.recovery import claim_working_dir
-print(claim_working_dir(sys.argv[1]) is not None, flush=True)
+try:
+    print(claim_working_dir(*sys.argv[1:]) is not None, flush=True)
+except SpecError as err:
+    print("refused:", err, flush=True)
 time.sleep(60)
 """
 
@@ -712,3 +716,70 @@ def test_train_threads_option_is_bounded_like_device_threads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--threads: 100000 is above the limit 1024" in err
     assert "NNOPT_LIMITS=device.threads=100000" in err and not (tmp_path / "run").exists()
+
+
+def _hold(state: Path, *digest: str) -> subprocess.Popen:
+    """A live instance (its own process) that claimed `state`, with a plan digest if given."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), *digest],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "True"
+    return holder
+
+
+def test_a_second_instance_of_another_plan_is_refused_until_the_first_dies(tmp_path):
+    """13 (second instance): another plan in a live folder gets one line and no lock; once
+    the live instance is killed (the kernel drops its flock) the next one takes over."""
+    from nnopt.plan.recovery import claim_working_dir, live_plan
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state, "a" * 64)
+    try:
+        (state / "locks").mkdir()
+        (state / "locks" / "0.output.lock").write_text("results/x\n")  # the live one's
+        with pytest.raises(SpecError) as info:
+            claim_working_dir(state, "b" * 64, ["config/other.yaml"])
+        message = str(info.value)
+        assert "another snakemake instance runs in this folder with another plan" in message
+        assert f"pid {holder.pid}" in message and "\n" not in message
+        assert "allowed: wait until it ends" in message
+        assert (state / "locks" / "0.output.lock").exists()  # nothing cleaned
+        assert live_plan(state)["plan"] == "a" * 64  # nothing recorded
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_working_dir(state, "b" * 64, ["config/other.yaml"]) == [str(state / "locks")]
+    assert live_plan(state) == {"plan": "b" * 64, "configfiles": ["config/other.yaml"],
+                                "pid": os.getpid()}  # fmt: skip
+
+
+def test_a_second_instance_of_the_same_plan_joins_and_keeps_it(tmp_path):
+    """The same plan twice at once is allowed (Snakemake's own lock decides about files);
+    the joined instance keeps the plan held after the first one ends."""
+    from nnopt.plan.recovery import claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state, "a" * 64)
+    try:
+        assert claim_working_dir(state, "a" * 64) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    once = HOLDER.replace("time.sleep(60)", "")
+    third = subprocess.run([sys.executable, "-c", once, str(state), "c" * 64],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert third.stdout.startswith("refused:"), third.stdout + third.stderr
+
+
+def test_a_live_folder_without_a_plan_record_refuses_a_plan(tmp_path):
+    """A live instance whose record is missing or damaged: refuse rather than guess."""
+    from nnopt.plan.recovery import PLAN_NAME, claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state)  # claims without a digest: nothing recorded
+    try:
+        (state / PLAN_NAME).write_text("{not json")
+        with pytest.raises(SpecError, match="with a plan it did not record"):
+            claim_working_dir(state, "a" * 64)
+    finally:
+        holder.kill()
+        holder.wait()

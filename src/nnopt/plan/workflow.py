@@ -39,6 +39,7 @@ from nnopt.store.runs import is_finished
 
 __all__ = [
     "plan_document",
+    "plan_digest",
     "write_plan",
     "finished_runs",
     "tried_by",
@@ -70,6 +71,12 @@ def plan_document(config: Config, dataset_name: DatasetName) -> dict[str, Any]:
         "runs": runs,
         "datasets": datasets,
     }
+
+
+def plan_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of the plan file's text: two instances run the same plan iff these agree
+    (nnopt.plan.recovery refuses a second instance of another plan in the same folder)."""
+    return hashlib.sha256(json_text(document).encode("utf-8")).hexdigest()
 
 
 def write_plan(path: str | Path, document: Mapping[str, Any]) -> bool:
@@ -232,13 +239,16 @@ class WorkflowState:
         cores: int,
         cuda_present: bool,
         main_process: bool = True,
+        document: Mapping[str, Any] | None = None,
     ) -> "WorkflowState":
+        """`document`: the plan_document of `config` when the caller already built it (the
+        workflow does, for the folder lock's plan digest, before anything is written)."""
         results = Path(results)
         if not main_process:  # a job elsewhere: the batches the main process recorded
             batches = read_todo(results / "batches", config)
             return cls(config, results, dataset_name, batches, set(), {}, cuda_present)
         try:
-            write_plan(results / "plan.json", plan_document(config, dataset_name))
+            write_plan(results / "plan.json", document or plan_document(config, dataset_name))
         except OSError as err:  # read-only or full: one line naming the folder, no traceback
             where = err.filename or results / "plan.json"
             raise SpecError(f"{results}: cannot write to {where} ({err.strerror})") from None
