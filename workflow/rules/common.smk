@@ -80,6 +80,11 @@ def claim_folder(document):
     except SpecError as err:
         print(f"nnopt: error: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:  # .snakemake cannot be made or locked (read-only, full)
+        where = err.filename or ".snakemake"
+        print(f"nnopt: error: {where}: cannot take the folder lock ({err.strerror})",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
     for item in cleaned or []:
         print(f"nnopt: removed leftover of an interrupted run: {item}", file=sys.stderr)
 
