@@ -946,3 +946,26 @@ def test_the_depth_walk_only_runs_after_the_size_bound(tmp_path, monkeypatch):
     bomb = ROOT / "tests" / "bad_inputs" / "config_alias_bomb_ten_million.yaml"
     with pytest.raises(SpecError, match="aliases expand to more than 100000 values"):
         yaml_strict.read_yaml(bomb)
+
+
+PLAN_PIPES = """
+import os, sys
+from pathlib import Path
+from nnopt.plan.recovery import live_plan
+from nnopt.config.studies import parse_config
+from nnopt.plan.workflow import read_todo, tried_by, write_plan
+folder = Path(sys.argv[1])
+config = parse_config({"studies": [{"name": "s"}]})
+for name in ("b-0123456789.json", "b-0123456789.todo.json", "plan.json", "nnopt-main.plan"):
+    os.mkfifo(folder / name)
+print(tried_by(folder, {("s", "r")}), read_todo(folder, config), live_plan(folder))
+print(write_plan(folder / "plan.json", {"runs": []}), (folder / "plan.json").is_file())
+"""
+
+
+def test_pipes_in_the_plan_folders_never_block_parsing(tmp_path):
+    """A FIFO as a batch manifest, a batch record, the plan or the live-plan record made
+    `snakemake -n` hang at parse time: only regular files are read; the plan replaces it."""
+    done = subprocess.run([sys.executable, "-c", PLAN_PIPES, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.splitlines() == ["{} {} None", "True True"], done.stderr

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -33,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from nnopt.config.check_io import read_record
 from nnopt.config.spec import SpecError
 from nnopt.store.atomic import write_json_atomic
 
@@ -114,10 +114,7 @@ def _claiming(state: Path) -> Iterator[None]:
 
 def live_plan(state_dir: str | Path = ".snakemake") -> dict | None:
     """The record of the live instances' plan (digest, config files, pid), None if unreadable."""
-    try:
-        record = json.loads(Path(state_dir, PLAN_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    record = read_record(Path(state_dir, PLAN_NAME))  # None: missing, a pipe, not JSON
     return record if isinstance(record, dict) and "plan" in record else None
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nnopt.config.check_io import read_record, regular_file
 from nnopt.config.spec import DataSpec, SpecError
 from nnopt.config.studies import Config
 from nnopt.plan.packing import Batch, plan_batches, plan_table, resource_class
@@ -83,8 +84,8 @@ def write_plan(path: str | Path, document: Mapping[str, Any]) -> bool:
     """Write the plan atomically when its content differs from the file's; True if written."""
     path = Path(path)
     text = json_text(document)
-    try:
-        if path.read_text(encoding="utf-8") == text:
+    try:  # a pipe in its place is replaced, never read (the read would block)
+        if regular_file(path) and path.read_text(encoding="utf-8") == text:
             return False
     except (OSError, UnicodeDecodeError):
         pass
@@ -103,11 +104,11 @@ def finished_runs(config: Config, runs_dir: str | Path) -> set[tuple[str, str]]:
 
 def _manifest_runs(path: Path) -> set[tuple[str, str]] | None:
     """(study, run id) pairs a manifest lists; None when it is not a readable manifest."""
+    record = read_record(path)  # None for a pipe in its place (a read would block)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
         rows = record["runs"] if isinstance(record, dict) else record
         return {(str(r["study"]), str(r["run_id"])) for r in rows}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
 
 
@@ -192,10 +193,7 @@ def write_todo(
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    record = read_record(path)
     return record if isinstance(record, dict) else None
 
 
