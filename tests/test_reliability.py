@@ -969,3 +969,25 @@ def test_pipes_in_the_plan_folders_never_block_parsing(tmp_path):
     done = subprocess.run([sys.executable, "-c", PLAN_PIPES, str(tmp_path)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.stdout.splitlines() == ["{} {} None", "True True"], done.stderr
+
+
+def test_a_plugin_that_calls_sys_exit_is_one_line_not_an_exit(tmp_path, capsys):
+    """A model factory calling sys.exit(3) ended `nnopt check` with code 3 and no word."""
+    (tmp_path / "models.py").write_text("import sys\ndef build(input_shape, n_classes):\n"
+                                        "    sys.exit(3)\n")  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text("defaults: {data: {name: blobs, n_samples: 60}, "
+                      "model: {kind: python, factory: 'models:build'}}\nstudies: [{name: a}]\n")
+    assert cli.main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "model.factory: models:build" in err and "raised SystemExit: 3" in err
+    assert err.count("\n") == 1
+
+
+def test_a_pipe_or_device_as_data_file_is_named_as_such(tmp_path):
+    from nnopt.config.spec import parse_spec
+
+    os.mkfifo(tmp_path / "fifo.csv")
+    spec = parse_spec({"data": {"name": "table", "path": str(tmp_path / "fifo.csv")}})
+    with pytest.raises(SpecError, match="fifo.csv must be a .csv or .parquet file, not a device"):
+        check.check_data(spec.data)

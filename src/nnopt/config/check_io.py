@@ -170,7 +170,8 @@ def check_data(data: DataSpec) -> list[int] | None:
         _check_vision(data, path)
         return None
     if not path.is_file():
-        raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
+        what = "a folder" if path.is_dir() else "a device, socket or pipe"
+        raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not {what}")
     try:
         with path.open("rb") as handle:
             handle.read(1)
