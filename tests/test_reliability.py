@@ -991,3 +991,18 @@ def test_a_pipe_or_device_as_data_file_is_named_as_such(tmp_path):
     spec = parse_spec({"data": {"name": "table", "path": str(tmp_path / "fifo.csv")}})
     with pytest.raises(SpecError, match="fifo.csv must be a .csv or .parquet file, not a device"):
         check.check_data(spec.data)
+
+
+def test_the_config_wide_run_limit_counts_problems_and_is_overridable(monkeypatch):
+    from nnopt.config.studies import parse_config
+
+    raw = {"defaults": {"data": {"name": "blobs", "n_samples": 60}}, "seeds": 2,
+           "problems": {"p": {}, "q": {}}, "studies": [{"name": "s", "problems": ["p", "q"]}]}
+    assert len(parse_config(raw).runs) == 4
+    monkeypatch.setenv("NNOPT_LIMITS", "config.runs=3")
+    with pytest.raises(SpecError) as info:
+        parse_config(raw)
+    assert str(info.value) == (
+        "studies: 2 studies expand to 4 runs in all; 4 is above the limit 3; allowed: at most 3 "
+        "(if you truly mean it, set NNOPT_LIMITS=config.runs=4)"
+    )
