@@ -22,7 +22,7 @@ from nnopt.config import check
 
 from nnopt import cli
 from nnopt.store.runs import RunResult, is_finished, read_run, write_run
-from nnopt.config.spec import parse_spec
+from nnopt.config.spec import SpecError, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_CSV = ROOT / "tests" / "bad_inputs" / "data" / "good.csv"
@@ -261,8 +261,12 @@ def test_concurrent_writers_of_one_run_never_crash_or_leave_debris(tmp_path):
 
 HOLDER = """
 import sys, time
+from nnopt.config.spec import SpecError
 from nnopt.plan.recovery import claim_working_dir
-print(claim_working_dir(sys.argv[1]) is not None, flush=True)
+try:
+    print(claim_working_dir(*sys.argv[1:]) is not None, flush=True)
+except SpecError as err:
+    print("refused:", err, flush=True)
 time.sleep(60)
 """
 
@@ -712,3 +716,293 @@ def test_train_threads_option_is_bounded_like_device_threads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--threads: 100000 is above the limit 1024" in err
     assert "NNOPT_LIMITS=device.threads=100000" in err and not (tmp_path / "run").exists()
+
+
+def _hold(state: Path, *digest: str) -> subprocess.Popen:
+    """A live instance (its own process) that claimed `state`, with a plan digest if given."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), *digest],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "True"
+    return holder
+
+
+def test_a_second_instance_of_another_plan_is_refused_until_the_first_dies(tmp_path):
+    """13 (second instance): another plan in a live folder gets one line and no lock; once
+    the live instance is killed (the kernel drops its flock) the next one takes over."""
+    from nnopt.plan.recovery import claim_working_dir, live_plan
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state, "a" * 64)
+    try:
+        (state / "locks").mkdir()
+        (state / "locks" / "0.output.lock").write_text("results/x\n")  # the live one's
+        with pytest.raises(SpecError) as info:
+            claim_working_dir(state, "b" * 64, ["config/other.yaml"])
+        message = str(info.value)
+        assert "another snakemake instance runs in this folder with another plan" in message
+        assert f"pid {holder.pid}" in message and "\n" not in message
+        assert "allowed: wait until it ends" in message
+        assert (state / "locks" / "0.output.lock").exists()  # nothing cleaned
+        assert live_plan(state)["plan"] == "a" * 64  # nothing recorded
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_working_dir(state, "b" * 64, ["config/other.yaml"]) == [str(state / "locks")]
+    assert live_plan(state) == {"plan": "b" * 64, "configfiles": ["config/other.yaml"],
+                                "pid": os.getpid()}  # fmt: skip
+
+
+def test_a_second_instance_of_the_same_plan_joins_and_keeps_it(tmp_path):
+    """The same plan twice at once is allowed (Snakemake's own lock decides about files);
+    the joined instance keeps the plan held after the first one ends."""
+    from nnopt.plan.recovery import claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state, "a" * 64)
+    try:
+        assert claim_working_dir(state, "a" * 64) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    once = HOLDER.replace("time.sleep(60)", "")
+    third = subprocess.run([sys.executable, "-c", once, str(state), "c" * 64],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert third.stdout.startswith("refused:"), third.stdout + third.stderr
+
+
+def test_a_live_folder_without_a_plan_record_refuses_a_plan(tmp_path):
+    """A live instance whose record is missing or damaged: refuse rather than guess."""
+    from nnopt.plan.recovery import PLAN_NAME, claim_working_dir
+
+    state = tmp_path / ".snakemake"
+    holder = _hold(state)  # claims without a digest: nothing recorded
+    try:
+        (state / PLAN_NAME).write_text("{not json")
+        with pytest.raises(SpecError, match="with a plan it did not record"):
+            claim_working_dir(state, "a" * 64)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --- the re-probe (issue 13, second round): each class a test ------------------------------
+
+CLAIM = dict(id="c", text="t", study="act", metric="test_accuracy", kind="greater",
+             left="relu", right="tanh")  # fmt: skip
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"article": 5}, "claims.c.article: expected {value: number, ...}"),  # crashed the report
+    ({"article": {"relu": float("nan")}}, "claims.c.article: expected finite numbers"),
+    ({"kind": "ratio", "at_least": -1}, "claims.c.at_least: expected a positive number"),
+    ({"metric": "test_acc"}, "claims.c.metric: unknown metric 'test_acc'; allowed: a metric"),
+    ({"right": "relu"}, "claims.c.left/right: a configuration is named twice"),
+    ({"kind": "ordering", "configs": ["relu", "relu"]}, "claims.c.configs: a configuration is"),
+    ({"id": "a\x1bb"}, "claims[0].id: expected letters, digits, '-' or '_'"),
+    ({"id": "a" * 5000}, "claims[0].id: expected letters, digits"),
+])  # fmt: skip
+def test_claim_values_that_broke_or_misled_the_report_are_refused(change, message):
+    from nnopt.analysis.claims import parse_claims
+
+    claim = {k: v for k, v in {**CLAIM, **change}.items() if v is not None}
+    with pytest.raises(SpecError) as info:
+        parse_claims({"claims": [claim]})
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_claims_margin_of_an_unknown_metric_is_refused():
+    from nnopt.analysis.claims import parse_claims
+
+    with pytest.raises(SpecError, match=r"margins.test_acc: unknown metric.*did you mean"):
+        parse_claims({"margins": {"test_acc": 0.1}, "claims": [CLAIM]})
+
+
+def test_claims_file_that_is_a_device_or_bad_value_fails_nnopt_check(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("defaults: {data: {name: blobs, n_samples: 120}}\nclaims: /dev/null\n"
+                      "studies: [{name: act, grid: {model.activation: [relu, tanh]}}]\n")  # fmt: skip
+    assert cli.main(["check", "--config", str(config)]) == 2
+    assert "/dev/null: is not a regular file" in capsys.readouterr().err
+    (tmp_path / "claims.yaml").write_text(f"claims: [{ {**CLAIM, 'article': 5} }]\n")
+    config.write_text(config.read_text().replace("/dev/null", "claims.yaml"))
+    assert cli.main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "claims.c.article: expected" in err and err.count("\n") == 1
+
+
+def test_a_claim_naming_no_configuration_is_a_design_line(tmp_path):
+    from nnopt.analysis.design import design_lines
+    from nnopt.config.studies import parse_config
+
+    config = parse_config({"defaults": {"data": {"name": "blobs", "n_samples": 120}},
+                           "studies": [{"name": "act",
+                                        "grid": {"model.activation": ["relu", "tanh"]}}]})  # fmt: skip
+    claims = tmp_path / "claims.yaml"
+    other = dict(CLAIM, id="d", study="elsewhere")  # another study: "not run", no line
+    claims.write_text(f"claims: [{ {**CLAIM, 'left': 'gelu'} }, {other}]\n")
+    lines = design_lines(config, claims)
+    assert lines == ["design: claims: c: no configuration of act has model.activation=gelu"]
+
+
+@pytest.mark.parametrize("output, message", [
+    ("a\0b", "output: a path cannot hold a NUL byte"),  # was a ValueError traceback
+    ("data.csv", "output: {root}/data.csv is a file; allowed: a folder path"),
+    ("/dev/null", "output: /dev/null is not a folder (a device, socket or pipe)"),
+])  # fmt: skip
+def test_output_that_is_no_writable_folder_is_refused(tmp_path, output, message):
+    (tmp_path / "data.csv").write_text("x,label\n1,0\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"output: {output!r}\nstudies: [{{name: a}}]\n".replace("'", '"')
+                      .replace("\\x00", "\\0"))  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        check.study_set([config])
+    assert message.format(root=tmp_path) in str(info.value)
+    assert str(info.value).startswith(f"{config}: ")
+
+
+def test_output_in_a_read_only_folder_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    config = tmp_path / "config.yaml"
+    config.write_text("output: locked/new\nstudies: [{name: a}]\n")
+    try:
+        with pytest.raises(SpecError, match=f"output: cannot write to {locked}"):
+            check.study_set([config])
+    finally:
+        locked.chmod(0o755)
+
+
+def test_train_out_keeps_a_users_file_beside_a_run_record(tmp_path, capsys):
+    """13.2, second round: a metrics.json naming a run made the whole folder "a run" and
+    replacing it deleted the user's files beside it."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"run_id": "x"}')
+    (out / "thesis.tex").write_text("three years of work")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {name: blobs, n_samples: 60}\nmodel: {kind: mlp, depth: 1, width: 4}\n"
+                    "budget: {epochs: 1, batch_size: 32}\n")  # fmt: skip
+    assert cli.main(["train", "--spec", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder that is not a run directory" in err and err.count("\n") == 1
+    assert (out / "thesis.tex").read_text() == "three years of work"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "thesis.tex"]
+
+
+PIPE_READER = """
+import os, sys
+from pathlib import Path
+from nnopt.config.check_io import check_out_dir
+from nnopt.config.spec import SpecError
+from nnopt.store.runs import is_finished
+folder = Path(sys.argv[1])
+for name in ("metrics.json", "curve.parquet"):
+    run = folder / name.split(".")[0]
+    run.mkdir()
+    if name == "curve.parquet":
+        (run / "metrics.json").write_text('{"run_id": "r", "status": "ok", "curve_rows": 1}')
+    os.mkfifo(run / name)
+    print(is_finished(run, "r"))
+try:
+    check_out_dir(folder / "metrics")
+except SpecError as err:
+    print("refused:", err)
+"""
+
+
+def test_a_pipe_in_a_run_folder_never_blocks(tmp_path):
+    """A FIFO named metrics.json or curve.parquet blocked `snakemake -n` (finished runs are
+    read at parse time) and `nnopt train --out` forever: only regular files are read."""
+    done = subprocess.run([sys.executable, "-c", PIPE_READER, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["False", "False"], done.stderr
+    assert lines[2].startswith("refused: --out:") and "not a run directory" in lines[2]
+
+
+def test_run_dir_files_are_what_a_run_writes(tmp_path):
+    """check_io.RUN_DIR_FILES (config may not import store or train) names every file a run
+    directory holds."""
+    from nnopt.config.check_io import RUN_DIR_FILES
+    from nnopt.train.strategy import SNAPSHOTS_NAME
+
+    out = tmp_path / "r1"
+    result = RunResult(status="ok", files={SNAPSHOTS_NAME: b"x"})
+    write_run(out, result, run_id="r1", study="s", factors={}, spec={"seed": 0})
+    assert {p.name for p in out.iterdir()} <= set(RUN_DIR_FILES)
+    assert SNAPSHOTS_NAME in RUN_DIR_FILES
+
+
+def test_the_depth_walk_only_runs_after_the_size_bound(tmp_path, monkeypatch):
+    """Walking a 10**7-value alias bomb for its depth took 30-50 s before the size check
+    refused it; the size check (bounded work) now comes first."""
+    from nnopt.config import yaml_strict
+
+    monkeypatch.setattr(yaml_strict, "_depth", lambda *a: pytest.fail("depth walked first"))
+    bomb = ROOT / "tests" / "bad_inputs" / "config_alias_bomb_ten_million.yaml"
+    with pytest.raises(SpecError, match="aliases expand to more than 100000 values"):
+        yaml_strict.read_yaml(bomb)
+
+
+PLAN_PIPES = """
+import os, sys
+from pathlib import Path
+from nnopt.plan.recovery import live_plan
+from nnopt.config.studies import parse_config
+from nnopt.plan.workflow import read_todo, tried_by, write_plan
+folder = Path(sys.argv[1])
+config = parse_config({"studies": [{"name": "s"}]})
+for name in ("b-0123456789.json", "b-0123456789.todo.json", "plan.json", "nnopt-main.plan"):
+    os.mkfifo(folder / name)
+print(tried_by(folder, {("s", "r")}), read_todo(folder, config), live_plan(folder))
+print(write_plan(folder / "plan.json", {"runs": []}), (folder / "plan.json").is_file())
+"""
+
+
+def test_pipes_in_the_plan_folders_never_block_parsing(tmp_path):
+    """A FIFO as a batch manifest, a batch record, the plan or the live-plan record made
+    `snakemake -n` hang at parse time: only regular files are read; the plan replaces it."""
+    done = subprocess.run([sys.executable, "-c", PLAN_PIPES, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.splitlines() == ["{} {} None", "True True"], done.stderr
+
+
+def test_a_plugin_that_calls_sys_exit_is_one_line_not_an_exit(tmp_path, capsys):
+    """A model factory calling sys.exit(3) ended `nnopt check` with code 3 and no word."""
+    (tmp_path / "models.py").write_text("import sys\ndef build(input_shape, n_classes):\n"
+                                        "    sys.exit(3)\n")  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text("defaults: {data: {name: blobs, n_samples: 60}, "
+                      "model: {kind: python, factory: 'models:build'}}\nstudies: [{name: a}]\n")
+    assert cli.main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "model.factory: models:build" in err and "raised SystemExit: 3" in err
+    assert err.count("\n") == 1
+
+
+def test_a_pipe_or_device_as_data_file_is_named_as_such(tmp_path):
+    from nnopt.config.spec import parse_spec
+
+    os.mkfifo(tmp_path / "fifo.csv")
+    spec = parse_spec({"data": {"name": "table", "path": str(tmp_path / "fifo.csv")}})
+    with pytest.raises(SpecError, match="fifo.csv must be a .csv or .parquet file, not a device"):
+        check.check_data(spec.data)
+
+
+def test_the_config_wide_run_limit_counts_problems_and_is_overridable(monkeypatch):
+    from nnopt.config.studies import parse_config
+
+    raw = {"defaults": {"data": {"name": "blobs", "n_samples": 60}}, "seeds": 2,
+           "problems": {"p": {}, "q": {}}, "studies": [{"name": "s", "problems": ["p", "q"]}]}
+    assert len(parse_config(raw).runs) == 4
+    monkeypatch.setenv("NNOPT_LIMITS", "config.runs=3")
+    with pytest.raises(SpecError) as info:
+        parse_config(raw)
+    assert str(info.value) == (
+        "studies: 2 studies expand to 4 runs in all; 4 is above the limit 3; allowed: at most 3 "
+        "(if you truly mean it, set NNOPT_LIMITS=config.runs=4)"
+    )

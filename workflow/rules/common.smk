@@ -3,7 +3,9 @@
 nnopt.config.check.study_set re-reads every --configfile strictly and validates the merged
 config (one line naming the key, exit 1, before any job); nnopt.plan.workflow writes
 results/plan.json (only when it changed), finds the finished runs and packs the rest into
-batches. See docs/architecture.md for the files that flow between the rules.
+batches. Before any of that is written the main process takes the folder lock
+(nnopt.plan.recovery): a second instance of another plan in the same folder is refused in
+one line. See docs/architecture.md for the files that flow between the rules.
 
 A study set runs in its own folder: `workdir:` below moves the workflow into the config's
 `output:` folder (default: the config file's own folder; the repository root for the
@@ -22,7 +24,7 @@ from nnopt.config.check import check_writable, study_set
 from nnopt.config.spec import SpecError
 from nnopt.plan.packing import cuda_present
 from nnopt.plan.recovery import claim_working_dir
-from nnopt.plan.workflow import WorkflowState
+from nnopt.plan.workflow import WorkflowState, plan_digest, plan_document
 from nnopt.train.data import cache_path
 
 RESULTS = "results"
@@ -56,17 +58,38 @@ def planning_cores():
     return int(cores or workflow.nodes or 1)
 
 
+SHIPPED = Path(workflow.basedir, "config", "config.yaml")
+
+
 def load_study_set():
     """The checked config and its folders, read before `workdir:` moves the workflow (the
     config files are named relative to where snakemake was started)."""
-    shipped = Path(workflow.basedir, "config", "config.yaml")
     try:
-        return study_set(workflow.configfiles, shipped=shipped)
+        return study_set(workflow.configfiles, shipped=SHIPPED)
     except SpecError as err:
         config_error(str(err))
 
 
-def load_state():
+def claim_folder(document):
+    """The folder lock, before anything is written (nnopt.plan.recovery): after a kill -9,
+    drop stale locks and partial outputs unless another instance runs; refuse in one line,
+    writing nothing, when a live instance runs another plan here (a dry run too)."""
+    try:
+        digest = plan_digest(document)
+        cleaned = claim_working_dir(plan_digest=digest, configfiles=CONFIGFILES)
+    except SpecError as err:
+        print(f"nnopt: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:  # .snakemake cannot be made or locked (read-only, full)
+        where = err.filename or ".snakemake"
+        print(f"nnopt: error: {where}: cannot take the folder lock ({err.strerror})",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+    for item in cleaned or []:
+        print(f"nnopt: removed leftover of an interrupted run: {item}", file=sys.stderr)
+
+
+def load_state(document):
     try:
         return WorkflowState.build(
             STUDY_SET.config,
@@ -75,6 +98,7 @@ def load_state():
             cores=planning_cores() if workflow.is_main_process else 1,
             cuda_present=cuda_present(),
             main_process=workflow.is_main_process,
+            document=document,
         )
     except SpecError as err:  # the results folder cannot take the plan
         print(f"nnopt: error: {err}", file=sys.stderr)
@@ -82,6 +106,10 @@ def load_state():
 
 
 STUDY_SET = load_study_set()
+# The config files the live-plan record names (the shipped one only when alone), absolute:
+# they are relative to where snakemake was started, and `workdir:` moves the workflow.
+CONFIGFILES = [str(Path(f).resolve()) for f in workflow.configfiles]
+CONFIGFILES = [f for f in CONFIGFILES if f != str(SHIPPED.resolve())] or CONFIGFILES
 # The claims file of this study set, or None (then the report has no claims section).
 CLAIMS = str(STUDY_SET.claims) if STUDY_SET.claims else None
 
@@ -89,11 +117,13 @@ CLAIMS = str(STUDY_SET.claims) if STUDY_SET.claims else None
 workdir: str(STUDY_SET.output)
 
 
+# A job elsewhere (not the main process) reads the batches the main process recorded.
 if workflow.is_main_process:
-    # After a kill -9: drop stale locks and partial outputs, unless another instance runs.
-    for item in claim_working_dir() or []:
-        print(f"nnopt: removed leftover of an interrupted run: {item}", file=sys.stderr)
-STATE = load_state()
+    PLAN_DOCUMENT = plan_document(STUDY_SET.config, dataset_name)
+    claim_folder(PLAN_DOCUMENT)
+    STATE = load_state(PLAN_DOCUMENT)
+else:
+    STATE = load_state(None)
 if workflow.is_main_process:
     print(STATE.table(), file=sys.stderr)
     for line in STATE.retry_lines():

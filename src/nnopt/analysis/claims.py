@@ -33,6 +33,7 @@ import polars as pl
 from nnopt.analysis import inference, stats
 from nnopt.analysis.aggregate import format_value
 from nnopt.analysis.claim_tests import ClaimRuns, describe_sample, selector, tests_for
+from nnopt.analysis.claim_values import check_id, check_metric, check_values
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Config, Study
 
@@ -98,6 +99,7 @@ def _check_claim(i: int, raw: Any, seen: set) -> Claim:
     for key in ("id", "text", "study", "kind"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise SpecError(f"{path}.{key}: required, a non-empty string")
+    check_id(path, raw["id"])
     path = f"claims.{raw['id']}"
     if raw["id"] in seen:
         raise SpecError(f"{path}: duplicate claim id")
@@ -118,6 +120,7 @@ def _check_claim(i: int, raw: Any, seen: set) -> Claim:
         raise SpecError(f"{path}.pool: allowed: all (pool matching configurations), best")
     if raw["kind"] == "ratio" and (raw.get("at_least") is None) == (raw.get("at_most") is None):
         raise SpecError(f"{path}: kind ratio needs exactly one of at_least, at_most")
+    check_values(path, raw)
     margin = _check_margin(f"{path}.margin", raw.get("margin"))
     seen.add(raw["id"])
     return Claim(raw["id"], raw["text"], str(raw.get("source", "")), raw["study"],
@@ -156,6 +159,8 @@ def parse_claims(raw: Any, where: str = "claims") -> tuple[float, list[Claim]]:
         margins = raw.get("margins") or {}
         if not isinstance(margins, Mapping):
             raise SpecError("margins: expected a mapping of metric names to margins")
+        for key in margins:
+            check_metric(f"margins.{key}", key)
         margins = {str(k): _check_margin(f"margins.{k}", v) for k, v in margins.items()}
         claims = [_check_claim(i, c, seen) for i, c in enumerate(raw["claims"])]
     except SpecError as err:

@@ -246,4 +246,10 @@ def design_lines(config: Config, claims_path=None) -> list[str]:
         alpha, claims = load_claims(claims_path) if claims_path else (0.05, [])
     except SpecError as err:
         return [f"design: claims not checked: {err}"]
-    return [f"design: {f.study}: {f.message}" for f in design_flags(config, claims, alpha=alpha)]
+    from nnopt.analysis.claims import check_claims
+
+    lines = [f"design: {f.study}: {f.message}" for f in design_flags(config, claims, alpha=alpha)]
+    # A selector that matches no configuration (a typo, a value the study does not run): the
+    # claim would be inconclusive. A study not in the config is "not run" by design: no line.
+    return lines + [f"design: claims: {p}" for p in check_claims(claims, config)
+                    if not p.endswith("(not run)")]  # fmt: skip

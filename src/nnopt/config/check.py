@@ -78,8 +78,27 @@ def check_spec(raw: Any, *, devices: bool = True, code_root: Path | None = None)
     return spec
 
 
+def _check_search_budget(study: Study, cap: int) -> None:
+    """A tuned study's search trains trials x tuning seeds + confirmation seeds per
+    configuration; past max_runs_per_study it is refused like a grid of that size."""
+    tune = study.tune
+    labels = dict.fromkeys(r.config for r in study.runs)
+    total = sum(tune.trials_for(label) * len(tune.seeds) + len(tune.confirm_seeds)
+                for label in labels)  # fmt: skip
+    if total > cap:
+        raise SpecError(
+            f"studies.{study.name}.tune: the search trains {total} runs ({len(labels)} "
+            f"configurations x (trials x {len(tune.seeds)} tuning seeds + "
+            f"{len(tune.confirm_seeds)} confirmation seeds)), more than max_runs_per_study "
+            f"({cap}); allowed: fewer trials or seeds, or raise max_runs_per_study"
+        )
+
+
 def _check_study(study: Study) -> None:
     path = f"studies.{study.name}"
+    twice = [m for i, m in enumerate(study.metrics) if m in study.metrics[:i]]
+    if twice:
+        raise SpecError(f"{path}.metrics: {twice[0]!r} is listed twice; allowed: each metric once")
     for metric in study.metrics:
         if metric not in METRIC_NAMES:
             raise SpecError(
@@ -131,6 +150,8 @@ def check_config(raw: Any, *, devices: bool = True, file_root: Path | None = Non
     _check_names(config)
     for study in config.studies:
         _check_study(study)
+        if study.tune is not None:
+            _check_search_budget(study, config.max_runs_per_study)
     _check_resources([r.spec for r in config.runs], devices, file_root)
     return config
 
@@ -197,8 +218,27 @@ def _resolve_paths(path: Path, raw: dict[str, Any], shipped: Path) -> dict[str, 
             what = "a path to a claims file or null (no claims)" if key == "claims" else (
                 "a folder path (results/, reports/ and logs/ go there)")
             raise SpecError(f"{path}: {key}: expected {what}, got {value!r}")
+        if "\0" in value:
+            raise SpecError(f"{path}: {key}: a path cannot hold a NUL byte, got {value!r}")
         raw[key] = str((file_root(path, shipped) / value).resolve())
+    if "output" in raw:
+        _check_output_folder(path, Path(raw["output"]))
     return raw
+
+
+def _check_output_folder(path: Path, output: Path) -> None:
+    """`output:` is a folder that exists or can be made, writable: else the workflow would
+    stop in `workdir:` or at the folder lock with a traceback. Creates nothing (a check)."""
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "a file" if existing.is_file() else "not a folder (a device, socket or pipe)"
+        raise SpecError(f"{path}: output: {existing} is {what}; allowed: a folder path "
+                        "(results/, reports/ and logs/ go there)")  # fmt: skip
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"{path}: output: cannot write to {existing} (permission denied or "
+                        "read-only); allowed: a folder you can write to")  # fmt: skip
 
 
 def _read_mapping(path: str | Path, shipped: Path = SHIPPED_CONFIG) -> dict[str, Any]:

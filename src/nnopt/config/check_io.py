@@ -20,6 +20,9 @@ __all__ = [
     "check_device",
     "check_writable",
     "check_out_dir",
+    "regular_file",
+    "read_record",
+    "RUN_DIR_FILES",
     "NO_DEVICE_CHECK",
     "FLOAT32_MAX",
 ]
@@ -167,7 +170,8 @@ def check_data(data: DataSpec) -> list[int] | None:
         _check_vision(data, path)
         return None
     if not path.is_file():
-        raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not a folder")
+        what = "a folder" if path.is_dir() else "a device, socket or pipe"
+        raise SpecError(f"data.path: {path} must be a .csv or .parquet file, not {what}")
     try:
         with path.open("rb") as handle:
             handle.read(1)
@@ -282,24 +286,57 @@ def check_writable(folder: str | Path, key: str = "out") -> None:
         raise SpecError(f"{key}: cannot write to {where} ({why})") from None
 
 
-def _names_a_run(folder: Path) -> bool:
-    """True when folder/metrics.json is a run record (an object with a run_id string)."""
-    import json
+# What a run directory holds (nnopt.store.runs.write_run; snapshots.pt: the engine's weight
+# snapshots, nnopt.train.strategy.SNAPSHOTS_NAME). A folder with anything else is not one.
+RUN_DIR_FILES = ("metrics.json", "curve.parquet", "snapshots.pt")
+# A metrics.json is a few kB; a bigger "record" is not read into memory to find out.
+_MAX_RECORD_BYTES = 64 * 2**20
+
+
+def regular_file(path: str | Path, max_bytes: int | None = None) -> bool:
+    """True when `path` is a regular file (through symlinks) of at most `max_bytes`: a pipe
+    or device in its place would block or never end a read, so callers check this first."""
+    import stat
 
     try:
-        record = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        st = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return False
-    return isinstance(record, dict) and isinstance(record.get("run_id"), str)
+    return stat.S_ISREG(st.st_mode) and (max_bytes is None or st.st_size <= max_bytes)
+
+
+def read_record(path: str | Path) -> Any:
+    """The JSON of a small regular file (a run's metrics.json), or None: missing, not a
+    regular file (a pipe would block), too big, or not JSON."""
+    import json
+
+    if not regular_file(path, _MAX_RECORD_BYTES):
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_run_directory(folder: Path) -> bool:
+    """True when folder/metrics.json is a run record (an object with a run_id string) and the
+    folder holds nothing but the regular files a run directory holds (so replacing it deletes
+    nothing of the user's)."""
+    record = read_record(folder / "metrics.json")
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+        return False
+    return all(p.name in RUN_DIR_FILES and not p.is_symlink() and regular_file(p)
+               for p in folder.iterdir())  # fmt: skip
 
 
 def check_out_dir(out: str | Path, key: str = "--out") -> None:
     """`out` may be written as a run directory, replacing only what is one (before training).
 
     A run is written beside `out` and renamed over it, the old one moved aside and deleted:
-    so `out` must be new, an empty folder, or a folder whose metrics.json names a run. A
-    symbolic link, a file, a device node, a folder of other files or a mount point (which
-    cannot be renamed) is refused; then both `out` and its parent must take a write.
+    so `out` must be new, an empty folder, or a run directory: a metrics.json naming a run and
+    nothing but the files a run writes (RUN_DIR_FILES). A symbolic link, a file, a device
+    node, a folder of other files (a user's file beside a run's is one) or a mount point
+    (which cannot be renamed) is refused; then both `out` and its parent must take a write.
     """
     out = Path(out)
     if out.is_symlink():
@@ -308,8 +345,9 @@ def check_out_dir(out: str | Path, key: str = "--out") -> None:
         what = "a file" if out.is_file() else "not a folder (a device, socket or pipe)"
     elif out.is_dir() and os.path.ismount(out):
         what = "a mount point, which cannot be replaced"
-    elif out.is_dir() and any(out.iterdir()) and not _names_a_run(out):
-        what = "a folder that is not a run directory (no metrics.json naming a run)"
+    elif out.is_dir() and any(out.iterdir()) and not _is_run_directory(out):
+        what = ("a folder that is not a run directory (a metrics.json naming a run, and only "
+                f"{', '.join(RUN_DIR_FILES)})")
     else:
         what = None
     if what is not None:

@@ -38,6 +38,8 @@ def check_consistency(spec: RunSpec, file_root: Path | None) -> None:
         raise SpecError(f"data.path: required for data.name '{d.name}' (a file or folder)")
     if d.name == "torchvision" and d.torchvision_name is None:
         raise SpecError("data.torchvision_name: required for data.name 'torchvision' (e.g. MNIST)")
+    if d.path is not None and "\0" in d.path:  # no file has such a name; keep it off the terminal
+        raise SpecError(f"data.path: a path cannot hold a NUL byte, got {d.path!r}")
     if d.path is not None and d.name in ("table", "torchvision"):
         path = Path(d.path) if file_root is None else file_root / d.path
         if not path.exists():

@@ -100,8 +100,10 @@ def random_configs(path: str, raw: Any) -> list[dict[str, Any]]:
     n, seed, params = raw.get("n"), raw.get("seed", 0), raw.get("params")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpecError(f"{path}.n: expected an integer >= 1, got {short_repr(n)}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SpecError(f"{path}.seed: expected an integer, got {short_repr(seed)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        # Python's Random(-s) draws what Random(s) draws: a sign is no other sample.
+        raise SpecError(f"{path}.seed: expected an integer from 0 to {MAX_SEED}, got "
+                        f"{short_repr(seed)}")  # fmt: skip
     if not isinstance(params, Mapping) or not params:
         raise SpecError(f"{path}.params: expected a non-empty mapping of spec keys to distributions")
     # One sampler seeded once: the same config gives the same samples, so the DAG is stable.

@@ -19,6 +19,7 @@ __all__ = ["LIMITS", "LIMITS_ENV", "MAX_SEED", "MAX_SPLIT_SEED", "size_limit", "
 # from swapping a workstation to death; a user who truly means a bigger value raises one
 # with NNOPT_LIMITS="model.width=100000,data.n_samples=5000000" (config/README.md, Limits).
 LIMITS: dict[str, int] = {
+    "config.runs": 20_000,  # all studies of a config (problems included); the shipped: ~800
     "data.n_samples": 1_000_000,
     "data.n_classes": 1_000,
     "data.n_features": 10_000,
@@ -31,6 +32,10 @@ LIMITS: dict[str, int] = {
     "evaluation.max_train_eval_samples": 10_000_000,
     "device.threads": 1_024,
     "device.world_size": 1_024,
+    "tune.trials": 10_000,  # per configuration (trials_by_config too)
+    "tune.confirm_seeds": 1_000,
+    "tune.batch": 1_024,
+    "tune.shards": 1_024,  # training jobs per round
     "landscape.grid_points": 201,  # per axis: 201**2 = 40401 loss evaluations per plane
     "landscape.alpha_points": 10_001,
     "landscape.train_samples": 1_000_000,

@@ -22,6 +22,7 @@ from nnopt.config.study_rules import (
     refuse_bad_baseline,
     refuse_label_collision,
     refuse_too_many,
+    refuse_too_many_in_all,
 )
 from nnopt.config.tune import TuneSpec, check_tuned_keys, parse_tune
 
@@ -231,7 +232,8 @@ def _parse_study(index: int, raw: Any, defaults: Mapping, seeds: Any, cap: int) 
         baseline=dict(baseline),
         metrics=tuple(metrics),
         columns={str(k): str(v) for k, v in columns.items()},
-        landscape=bool(raw.get("landscape", False)),
+        landscape=_flag(f"{path}.landscape", False if raw.get("landscape") is None
+                        else raw["landscape"]),  # fmt: skip
         tune=_tune(path, raw, grid, zipped),
         family=name,
         cohorts=_flag(f"{path}.cohorts", raw.get("cohorts", True)),
@@ -248,8 +250,9 @@ def _study_tables(path: str, raw: Mapping) -> tuple[list[str], Mapping, Mapping]
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise SpecError(f"{path}.metrics: expected a non-empty list of metric names")
     columns = raw.get("columns") or {}
-    if not isinstance(columns, Mapping):
-        raise SpecError(f"{path}.columns: expected a mapping of metric name to column header")
+    if not isinstance(columns, Mapping) or not all(isinstance(v, str) for v in columns.values()):
+        raise SpecError(f"{path}.columns: expected a mapping of metric name to column header "
+                        f"(text), got {short_repr(columns)}")  # fmt: skip
     for key in ("title", "description"):
         if not isinstance(raw.get(key) or "", str):
             raise SpecError(f"{path}.{key}: expected text, got {short_repr(raw[key])}")
@@ -312,6 +315,8 @@ def parse_config(raw: Any, *, file_root: Path | None = None) -> Config:
             raise SpecError(f"studies.{study.name}: duplicate study name")
         seen.add(study.name)
         refuse_too_many(study, cap)  # before building a spec: 10**6 runs refused at once
+    refuse_too_many_in_all(parsed)  # so are 300 problems x 2000 runs
+    for study in parsed:
         runs = expand(study, file_root=file_root)
         if study.tune is not None and runs:
             check_tuned_keys(f"studies.{study.name}.tune", study.tune, runs[0].spec.to_dict())
@@ -339,6 +344,14 @@ def _per_problem(
     from dataclasses import replace
 
     listed = study_problems(f"studies.{study.name}", raw.get("problems"), problems)
+    for p in listed:  # the expanded name names folders and files like a study's own name
+        name = f"{study.name}{PROBLEM_SEPARATOR}{p.name}"
+        if len(name) > MAX_NAME_CHARS:
+            raise SpecError(
+                f"studies.{study.name}.problems: {p.name[:40]}: the study's name on it, "
+                f"{name[:40]}..., has {len(name)} characters; allowed: at most {MAX_NAME_CHARS} "
+                "(shorten the study or the problem name)"
+            )
     return [
         replace(
             study,

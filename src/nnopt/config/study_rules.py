@@ -18,6 +18,7 @@ __all__ = [
     "refuse_bad_baseline",
     "planned_runs",
     "refuse_too_many",
+    "refuse_too_many_in_all",
 ]
 
 
@@ -88,3 +89,17 @@ def refuse_too_many(study: Any, cap: int) -> None:
             f"studies.{study.name}: expands to {planned} runs, more than max_runs_per_study "
             f"({cap}); raise the cap or shrink the factors"
         )
+
+
+def refuse_too_many_in_all(studies: Sequence[Any]) -> None:
+    """The whole config's run count (studies × problems × configurations × seeds) within the
+    `config.runs` limit, from the factor lengths alone: 300 problems of 2000 runs each would
+    otherwise be expanded (minutes) before anything says no."""
+    from nnopt.config.limits import check_size
+
+    total = sum(planned_runs(s) for s in studies)
+    try:
+        check_size("config", total, key="config.runs")
+    except SpecError as err:
+        raise SpecError(f"studies: {len(studies)} studies expand to {total} runs in all; "
+                        f"{str(err).split(': ', 1)[1]}") from None  # fmt: skip

@@ -115,6 +115,15 @@ def _positive_int(path: str, value: Any, lo: int = 1) -> int:
     return value
 
 
+def _bounded_int(path: str, value: Any, key: str, lo: int = 1) -> int:
+    """An integer >= lo within the size limit `key` (nnopt.config.limits: named, overridable)."""
+    from nnopt.config.limits import check_size
+
+    value = _positive_int(path, value, lo)
+    check_size(path, value, key)
+    return value
+
+
 def _distribution(path: str, raw: Any) -> Distribution:
     if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in KINDS:
         got = next(iter(raw)) if isinstance(raw, Mapping) and len(raw) == 1 else raw
@@ -163,17 +172,20 @@ def _params(path: str, raw: Any, varied: tuple[str, ...]) -> dict[str, Distribut
 
 
 def _seed_list(path: str, value: Any) -> tuple[int, ...]:
+    from nnopt.config.limits import MAX_SEED
+
     if isinstance(value, list) and value and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value
     ) and len(set(value)) == len(value):  # fmt: skip
         return tuple(value)
-    raise SpecError(f"{path}: expected a non-empty list of distinct seeds >= 0, got {short_repr(value)}")
+    raise SpecError(f"{path}: expected a non-empty list of distinct seeds from 0 to {MAX_SEED}, "
+                    f"got {short_repr(value)}")  # fmt: skip
 
 
 def _confirm_seeds(path: str, value: Any, tuning: tuple[int, ...]) -> tuple[int, ...]:
     """A count picks the first seeds not used for tuning; a list must not share any."""
     if isinstance(value, int) and not isinstance(value, bool):
-        count = _positive_int(path, value)
+        count = _bounded_int(path, value, "tune.confirm_seeds")
         fresh = [s for s in range(count + len(tuning)) if s not in tuning]
         return tuple(fresh[:count])
     seeds = _seed_list(path, value)
@@ -196,7 +208,7 @@ def _asha(path: str, raw: Any, varied: tuple[str, ...], params: Mapping) -> Asha
             raise SpecError(f"{path}.{key}: unknown key; allowed: {', '.join(_ASHA_KEYS)}")
     eta = _positive_int(f"{path}.eta", raw.get("eta", 3), lo=2)
     lo = _positive_int(f"{path}.min_epochs", raw.get("min_epochs"))
-    hi = _positive_int(f"{path}.max_epochs", raw.get("max_epochs"))
+    hi = _bounded_int(f"{path}.max_epochs", raw.get("max_epochs"), "budget.epochs")
     if lo >= hi:
         raise SpecError(f"{path}: min_epochs ({lo}) must be < max_epochs ({hi})")
     for key in ("budget.epochs", "budget.steps"):
@@ -219,16 +231,19 @@ def parse_tune(
         if key not in _KEYS:
             raise SpecError(f"{path}.{key}: unknown key; allowed: {', '.join(_KEYS)}" + did_you_mean(key, _KEYS))
     params = _params(f"{path}.params", raw.get("params"), varied)
-    trials = _positive_int(f"{path}.trials", raw.get("trials"))
+    trials = _bounded_int(f"{path}.trials", raw.get("trials"), "tune.trials")
     sampler = raw.get("sampler", "random")
     if sampler not in SAMPLERS:
         raise SpecError(
             f"{path}.sampler: unknown sampler {short_repr(sampler)}; allowed: {', '.join(SAMPLERS)}"
             + did_you_mean(sampler, SAMPLERS)
         )
+    from nnopt.config.limits import MAX_SEED
+
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError(f"{path}.seed: expected an integer >= 0, got {short_repr(seed)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"{path}.seed: expected an integer from 0 to {MAX_SEED}, got "
+                        f"{short_repr(seed)}")  # fmt: skip
     select = raw.get("select", "best_val_accuracy")
     if select not in VAL_METRICS:
         why = " is a test metric: select on validation" if "test" in str(select) else " is not a validation metric"
@@ -247,12 +262,12 @@ def parse_tune(
                 f"{path}.trials_by_config.{label}: not a configuration of this study; "
                 f"configurations: {', '.join(config_labels)}" + did_you_mean(label, config_labels)
             )
-        _positive_int(f"{path}.trials_by_config.{label}", k)
+        _bounded_int(f"{path}.trials_by_config.{label}", k, "tune.trials")
     return TuneSpec(
         params=params, trials=trials, sampler=sampler, seed=seed, select=select, seeds=seeds,
         confirm_seeds=confirm, asha=asha,
-        batch=_positive_int(f"{path}.batch", raw.get("batch", 4)),
-        shards=_positive_int(f"{path}.shards", raw.get("shards", 1)),
+        batch=_bounded_int(f"{path}.batch", raw.get("batch", 4), "tune.batch"),
+        shards=_bounded_int(f"{path}.shards", raw.get("shards", 1), "tune.shards"),
         trials_by_config={str(k): v for k, v in by_config.items()},
     )  # fmt: skip
 

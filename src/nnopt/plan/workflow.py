@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nnopt.config.check_io import read_record, regular_file
 from nnopt.config.spec import DataSpec, SpecError
 from nnopt.config.studies import Config
 from nnopt.plan.packing import Batch, plan_batches, plan_table, resource_class
@@ -39,6 +40,7 @@ from nnopt.store.runs import is_finished
 
 __all__ = [
     "plan_document",
+    "plan_digest",
     "write_plan",
     "finished_runs",
     "tried_by",
@@ -72,12 +74,18 @@ def plan_document(config: Config, dataset_name: DatasetName) -> dict[str, Any]:
     }
 
 
+def plan_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of the plan file's text: two instances run the same plan iff these agree
+    (nnopt.plan.recovery refuses a second instance of another plan in the same folder)."""
+    return hashlib.sha256(json_text(document).encode("utf-8")).hexdigest()
+
+
 def write_plan(path: str | Path, document: Mapping[str, Any]) -> bool:
     """Write the plan atomically when its content differs from the file's; True if written."""
     path = Path(path)
     text = json_text(document)
-    try:
-        if path.read_text(encoding="utf-8") == text:
+    try:  # a pipe in its place is replaced, never read (the read would block)
+        if regular_file(path) and path.read_text(encoding="utf-8") == text:
             return False
     except (OSError, UnicodeDecodeError):
         pass
@@ -96,11 +104,11 @@ def finished_runs(config: Config, runs_dir: str | Path) -> set[tuple[str, str]]:
 
 def _manifest_runs(path: Path) -> set[tuple[str, str]] | None:
     """(study, run id) pairs a manifest lists; None when it is not a readable manifest."""
+    record = read_record(path)  # None for a pipe in its place (a read would block)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
         rows = record["runs"] if isinstance(record, dict) else record
         return {(str(r["study"]), str(r["run_id"])) for r in rows}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
 
 
@@ -185,10 +193,7 @@ def write_todo(
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    record = read_record(path)
     return record if isinstance(record, dict) else None
 
 
@@ -232,13 +237,16 @@ class WorkflowState:
         cores: int,
         cuda_present: bool,
         main_process: bool = True,
+        document: Mapping[str, Any] | None = None,
     ) -> "WorkflowState":
+        """`document`: the plan_document of `config` when the caller already built it (the
+        workflow does, for the folder lock's plan digest, before anything is written)."""
         results = Path(results)
         if not main_process:  # a job elsewhere: the batches the main process recorded
             batches = read_todo(results / "batches", config)
             return cls(config, results, dataset_name, batches, set(), {}, cuda_present)
         try:
-            write_plan(results / "plan.json", plan_document(config, dataset_name))
+            write_plan(results / "plan.json", document or plan_document(config, dataset_name))
         except OSError as err:  # read-only or full: one line naming the folder, no traceback
             where = err.filename or results / "plan.json"
             raise SpecError(f"{results}: cannot write to {where} ({err.strerror})") from None

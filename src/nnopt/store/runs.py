@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from nnopt.config.check_io import read_record, regular_file
 from nnopt.config.metrics import METRIC_NAMES
 from nnopt.store.atomic import folder_mode
 
@@ -251,6 +252,8 @@ def _curve_rows(run_dir: Path) -> int | None:
     import polars as pl
 
     path = run_dir / "curve.parquet"
+    if not regular_file(path):  # a pipe or device in its place would block the read
+        return None
     try:
         schema = pl.read_parquet_schema(path)
         if not set(CURVE_COLUMNS) <= set(schema):
@@ -269,10 +272,7 @@ def is_finished(run_dir: str | Path, run_id: str) -> bool:
     not finished: rerunning the workflow retries it; so is a damaged or half-deleted one.
     """
     run_dir = Path(run_dir)
-    try:
-        record = read_run(run_dir)
-    except (OSError, ValueError):
-        return False
+    record = read_record(run_dir / "metrics.json")  # None: missing, a pipe, too big, not JSON
     if not isinstance(record, dict) or record.get("run_id") != run_id:
         return False
     if record.get("status") not in FINISHED_STATUSES:

@@ -80,7 +80,7 @@ def _call(key: str, target: str, fn: Callable, *args: Any, **kwargs: Any) -> Any
         return fn(*args, **kwargs)
     except SpecError:
         raise
-    except Exception as err:  # the user's code failed: say where, in one line
+    except (Exception, SystemExit) as err:  # the user's code failed (or called sys.exit)
         where = getattr(sys.modules.get(getattr(fn, "__module__", "")), "__file__", None)
         where = f" ({where})" if where else ""
         message = " ".join(str(err).split())
