@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nnopt.landscape.tables import LandscapeSettings
+from nnopt.config.landscape_settings import LandscapeSettings  # not .tables: polars, scipy
 from nnopt.config.spec import SpecError
 
 __all__ = ["add_arguments", "run"]
