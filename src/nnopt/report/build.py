@@ -5,13 +5,13 @@ Two ways to build it, one template:
 * per study, `write_section(...)` (`nnopt report-section`) renders the study's section as an
   HTML fragment plus a small JSON of what the summary needs, from that study's runs alone, and
   `build_report(..., sections_dir=...)` assembles the fragments, the claims and the summary
-  into reports/report.html and the PDF. Snakemake caches the fragments, so a change to one
-  study re-renders one section plus the assembly.
+  into reports/report.html. Snakemake caches the fragments, so a change to one study
+  re-renders one section plus the assembly.
 
 Templates render with autoescaping (study names, descriptions and config values are data and
-may contain `<`, `&`, `{{`). The PDF comes from the same HTML through WeasyPrint with a URL
-fetcher that refuses every request: all CSS, SVG, script and data are inline, so nothing is
-ever fetched, from the network or from disk. The HTML's JavaScript (templates/report.js) adds
+may contain `<`, `&`, `{{`). The PDF comes from the same HTML (nnopt.report.pdf: printed per
+study and merged) through WeasyPrint with a URL fetcher that refuses every request: all CSS,
+SVG, script and data are inline, so nothing is ever fetched, from the network or from disk. The HTML's JavaScript (templates/report.js) adds
 sortable, filterable tables and interactive curves; without it the static figures and full
 tables show, and print CSS hides the interactive parts (WeasyPrint runs no script).
 """
