@@ -174,3 +174,12 @@ def test_a_one_study_change_prints_only_its_part_again(tmp_path):
     merged = PdfReader(cwd / "reports" / "report.pdf")
     titles = [i.title for i in merged.outline if not isinstance(i, list)]
     assert all(s["title"] in titles for s in raw["studies"])
+
+
+def test_fontconfigs_charsets_agree_with_scanning_every_font():
+    from nnopt.report import glyphs
+
+    fast = glyphs._fontconfig_codepoints()
+    if fast is None:
+        pytest.skip("no fc-list here: the report scans the fonts itself")
+    assert fast == glyphs._scanned_codepoints()  # the font scan is the slow reference
