@@ -27,7 +27,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from markupsafe import Markup
 
@@ -184,11 +184,20 @@ def report_pieces(html: str) -> dict[str, str]:
 @dataclass
 class _Part:
     """One part of the merged PDF: its bytes, page count, where its anchors are (0-based page,
-    x and y in pt from the page's top left) and its links to anchors of other parts."""
+    x and y in pt from the page's top left), its links to anchors of other parts and, once
+    parsed, its pypdf reader (parsing is most of merging: a part is parsed once)."""
     pdf: bytes
     pages: int
     anchors: dict[str, tuple[int, float, float]]
     links: list[tuple[int, str, tuple[float, float, float, float]]] = field(default_factory=list)
+    reader: Any = None
+
+    def read(self):
+        if self.reader is None:
+            from pypdf import PdfReader
+
+            self.reader = PdfReader(io.BytesIO(self.pdf))
+        return self.reader
 
 
 def _printed(document) -> _Part:
@@ -218,7 +227,7 @@ def _read_part(path: str | Path) -> _Part:
         page = reader.get_destination_page_number(dest)
         height = float(reader.pages[page].mediabox.height)
         anchors[str(name)] = (page, float(dest.left or 0), height - float(dest.top or height))
-    return _Part(data, len(reader.pages), anchors)
+    return _Part(data, len(reader.pages), anchors, reader=reader)
 
 
 def _toc_css(pages: dict[str, int]) -> str:
@@ -297,7 +306,7 @@ def _stamp_pages(writer) -> None:
 def merge_report(html: str, parts: Sequence[str | Path], pdf_path: str | Path) -> int:
     """reports/report.pdf from the report's HTML and its studies' parts (`write_part`), in
     the order the HTML has its studies; returns the page count."""
-    from pypdf import PdfReader, PdfWriter
+    from pypdf import PdfWriter
 
     pieces = report_pieces(html)
     anchors = _STUDY_ANCHOR.findall(pieces["studies"])
@@ -317,7 +326,7 @@ def merge_report(html: str, parts: Sequence[str | Path], pdf_path: str | Path) -
     ordered = [_title_part(pieces["title"], title, rest), *rest]
     writer = PdfWriter()
     for part in ordered:
-        writer.append(PdfReader(io.BytesIO(part.pdf)), import_outline=True)
+        writer.append(part.read(), import_outline=True)
     _link_parts(writer, ordered)
     _stamp_pages(writer)
     writer.add_metadata({"/Title": Markup(title).unescape(), "/Creator": "nnopt"})
