@@ -8,6 +8,7 @@ The slow test at the end runs the workflow and changes one study: only its part 
 again (mtimes).
 """
 
+import io
 import json
 import re
 
@@ -183,3 +184,15 @@ def test_fontconfigs_charsets_agree_with_scanning_every_font():
     if fast is None:
         pytest.skip("no fc-list here: the report scans the fonts itself")
     assert fast == glyphs._scanned_codepoints()  # the font scan is the slow reference
+
+
+def test_a_contents_longer_than_a_page_moves_every_number_by_its_own_length():
+    n = 90  # entries: the contents take two pages
+    items = "".join(f'<li><a href="#study-s{i}">Study s{i}</a></li>' for i in range(n))
+    title = f'<section class="title-page"><nav class="toc"><ol>{items}</ol></nav></section>'
+    rest = [pdf._Part(b"", 2, {f"study-s{i}": (0, 0.0, 0.0)}) for i in range(n)]
+    part = pdf._title_part(title, "t", rest)
+    assert part.pages == 2
+    text = " ".join(_text(p) for p in PdfReader(io.BytesIO(part.pdf)).pages)
+    for i in (0, 1, n - 1):  # after the 2 title pages, 2 pages a study
+        assert re.search(rf"Study s{i} [. ]+ {3 + 2 * i}\b", text), i
