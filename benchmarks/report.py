@@ -18,6 +18,8 @@ laid out in one pass. After, as the workflow runs it: the changed study's sectio
 (`nnopt report-section`); then at once, as Snakemake's two cores run them, the assembly
 (`nnopt report --sections`) and that study's PDF part (`nnopt report-pdf --section`); then
 the rest of the PDF printed and merged with the cached parts (`nnopt report-pdf --parts`).
+Each step prints its wall and CPU seconds (CPU: what it takes alone on an idle core; on a
+shared machine wall times grow with the load) and the critical paths both ways with ratios.
 Targets: the re-render <= 10 s, PDF included; every process's peak RSS <= 400 MB.
 """
 
@@ -81,30 +83,33 @@ def _started(args: list[str], code: str = _CLI) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL)
 
 
-def _waited(proc: subprocess.Popen) -> float:
-    """Peak RSS in MB of a started process (os.wait4's ru_maxrss); fails when it failed."""
+def _waited(proc: subprocess.Popen) -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of a started process (os.wait4's rusage); fails when it
+    failed. CPU time is what the process would take alone on an idle core: on a shared
+    machine wall times grow with the load, CPU times much less."""
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise SystemExit(f"{proc.args[3:5]} failed ({status})")
-    return usage.ru_maxrss / 1024
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def _measured(args: list[str], code: str = _CLI) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of `nnopt ARGS` (or of `code`) in a fresh process."""
+def _measured(args: list[str], code: str = _CLI) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of `nnopt ARGS` (or of `code`) in a fresh
+    process."""
     start = time.perf_counter()
-    rss = _waited(_started(args, code))
-    return time.perf_counter() - start, rss
+    cpu, rss = _waited(_started(args, code))
+    return time.perf_counter() - start, cpu, rss
 
 
-def _side_by_side(*commands: list[str]) -> tuple[float, list[tuple[float, float]]]:
+def _side_by_side(*commands: list[str]) -> tuple[float, list[tuple[float, float, float]]]:
     """The wall time of `nnopt` commands run at once (as Snakemake runs independent jobs on
-    2 cores) and each one's (seconds, peak RSS in MB)."""
+    2 cores) and each one's (wall seconds, CPU seconds, peak RSS in MB)."""
     start = time.perf_counter()
     procs = [_started(c) for c in commands]
     each = []
     for proc in procs:
-        rss = _waited(proc)
-        each.append((time.perf_counter() - start, rss))
+        cpu, rss = _waited(proc)
+        each.append((time.perf_counter() - start, cpu, rss))
     return time.perf_counter() - start, each
 
 
@@ -156,8 +161,13 @@ def one_factor(workdir: Path, n_studies: int) -> None:
 
 def _print_one_factor(n_runs, n_studies, agg, whole, one_pass, section, html, part, both_s,
                       merge) -> None:
-    def line(label: str, measured: tuple[float, float]) -> str:
-        return f"  {label:<32} {measured[0]:6.2f} s  peak {measured[1]:5.0f} MB"
+    def line(label: str, measured: tuple[float, float, float]) -> str:
+        return (f"  {label:<32} {measured[0]:6.2f} s  CPU {measured[1]:6.2f} s  "
+                f"peak {measured[2]:5.0f} MB")
+
+    def path(label: str, wall: float, cpu: float, ref: tuple[float, float] | None) -> str:
+        ratio = f"  ({ref[0] / wall:.1f}x, CPU {ref[1] / cpu:.1f}x)" if ref else ""
+        return f"  {label:<47} {wall:6.2f} s  CPU path {cpu:6.2f} s{ratio}"
 
     print(f"one-factor change, {n_runs} runs in {n_studies} studies (5 new runs):")
     print(line("aggregate (both ways)", agg))
@@ -167,14 +177,22 @@ def _print_one_factor(n_runs, n_studies, agg, whole, one_pass, section, html, pa
     print(line("        HTML assembly   } at once", html))
     print(line("        the study's PDF part }", part))
     print(line("        PDF: the rest + merge", merge))
-    html_before, html_after = whole[0], section[0] + html[0]
-    pdf_before, pdf_after = whole[0] + one_pass[0], section[0] + both_s + merge[0]
-    peak_before = max(whole[1], one_pass[1])
-    peak_after = max(section[1], html[1], part[1], merge[1])
-    print(f"  HTML re-render: {html_before:.2f} s -> {html_after:.2f} s "
-          f"({html_before / html_after:.1f}x); with the PDF {pdf_before:.2f} s -> "
-          f"{pdf_after:.2f} s ({pdf_before / pdf_after:.1f}x); peak RSS {peak_before:.0f} -> "
-          f"{peak_after:.0f} MB")
+    # Critical paths; the CPU path is the wall time on idle cores (the two jobs at once:
+    # the longer of the two).
+    html_path = (section[0] + html[0], section[1] + html[1])
+    pdf_path = (section[0] + both_s + merge[0], section[1] + max(html[1], part[1]) + merge[1])
+    whole_path = (whole[0] + one_pass[0], whole[1] + one_pass[1])
+    last_stop = (section[0] + html[0] + one_pass[0], section[1] + html[1] + one_pass[1])
+    print("re-render after the change (target <= 10 s, PDF included):")
+    print(path("HTML, whole report", *whole[:2], None))
+    print(path("HTML, one section + assembly", *html_path, whole[:2]))
+    print(path("+ PDF, whole report, PDF in one pass", *whole_path, None))
+    print(path("+ PDF, last stop: section, assembly, one pass", *last_stop, whole_path))
+    print(path("+ PDF, in parts: section, assembly|part, merge", *pdf_path, whole_path))
+    print(f"  the PDF after the HTML: {one_pass[0]:.2f} s -> {merge[0]:.2f} s "
+          f"({one_pass[0] / merge[0]:.1f}x, CPU {one_pass[1] / merge[1]:.1f}x); peak RSS "
+          f"{max(whole[2], one_pass[2]):.0f} -> "
+          f"{max(section[2], html[2], part[2], merge[2]):.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> None:
