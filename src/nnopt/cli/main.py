@@ -616,7 +616,7 @@ VERBS: dict[str, Verb] = {
         _run_archive,
     ),
     "report-pdf": (
-        "the PDF of an HTML report (WeasyPrint, nothing fetched; its own Snakemake job)",
+        "the PDF report, printed per study (--section) and merged (--parts); nothing fetched",
         _args_report_pdf,
         _run_report_pdf,
     ),
