@@ -85,6 +85,13 @@ def test_the_merged_pdf_reads_as_the_one_pass_pdf_page_for_page(built):
         assert _text(ours) == _text(theirs), i  # footers and contents numbers included
 
 
+def test_the_merged_pdf_stays_near_the_one_pass_size(built):
+    root = built["root"]
+    # Each part embeds its own font subsets; stamping must not leave pages uncompressed
+    # (pypdf decodes a page's content to merge a footer in: 4x the size before deflating).
+    assert (root / "report.pdf").stat().st_size < 2 * (root / "one_pass.pdf").stat().st_size
+
+
 def test_the_merged_pdf_holds_each_studys_part_in_order(built):
     merged = built["merged"]
     for start, part, name in zip(_starts(built), built["parts"], STUDIES):

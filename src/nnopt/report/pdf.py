@@ -301,6 +301,7 @@ def _stamp_pages(writer) -> None:
     footers = PdfReader(io.BytesIO(stamp.write_pdf()))
     for page, footer in zip(writer.pages[1:], footers.pages[1:]):
         page.merge_page(footer)
+        page.compress_content_streams()  # merging decodes the page's content: deflate it again
 
 
 def merge_report(html: str, parts: Sequence[str | Path], pdf_path: str | Path) -> int:
@@ -329,6 +330,7 @@ def merge_report(html: str, parts: Sequence[str | Path], pdf_path: str | Path) -
         writer.append(part.read(), import_outline=True)
     _link_parts(writer, ordered)
     _stamp_pages(writer)
+    writer.compress_identical_objects()  # the parts' shared objects once (fonts, images)
     writer.add_metadata({"/Title": Markup(title).unescape(), "/Creator": "nnopt"})
     out = io.BytesIO()
     writer.write(out)
