@@ -13,9 +13,14 @@ Studies hold 200 configurations x 5 seeds each, so 10,000 runs are 10 such studi
     python benchmarks/report.py --one-factor 16
 
 times a one-factor change (5 new runs in one of 16 studies, ~405 runs) both ways, each step in
-its own process for its peak RSS: the whole report (`nnopt report`, HTML + PDF) against one
-cached section (`nnopt report-section`) plus the assembly (`nnopt report --sections`, HTML +
-PDF). Targets: the re-render <= 10 s, every process's peak RSS <= 400 MB.
+its own process for its peak RSS. Before: the whole HTML report (`nnopt report`) and its PDF
+laid out in one pass. After, as the workflow runs it: the changed study's section
+(`nnopt report-section`); then at once, as Snakemake's two cores run them, the assembly
+(`nnopt report --sections`) and that study's PDF part (`nnopt report-pdf --section`); then
+the rest of the PDF printed and merged with the cached parts (`nnopt report-pdf --parts`).
+Each step prints its wall and CPU seconds (CPU: what it takes alone on an idle core; on a
+shared machine wall times grow with the load) and the critical paths both ways with ratios.
+Targets: the re-render <= 10 s, PDF included; every process's peak RSS <= 400 MB.
 """
 
 from __future__ import annotations
@@ -66,17 +71,46 @@ def bench(n_runs: int, workdir: Path, pdf: bool) -> dict:
 # --- a one-factor change: the whole report vs one cached section plus the assembly ---------
 
 _CLI = "import sys; from nnopt import cli; sys.exit(cli.main(sys.argv[1:]))"
+# The PDF as it was printed before the parts: the whole HTML laid out in one pass.
+_ONE_PASS = "import sys; from nnopt.report import pdf; pdf.write_pdf_from(*sys.argv[1:])"
+# The parts of every study before the change (one process, not timed).
+_PARTS = ("import sys; from pathlib import Path; from nnopt.report import pdf\n"
+          "for p in sys.argv[1:]: pdf.write_part_from(p, Path(p).with_suffix('.pdf'))")
 
 
-def _measured(args: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of `nnopt ARGS` in a fresh process (os.wait4's ru_maxrss)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _CLI, *map(str, args)],
+def _started(args: list[str], code: str = _CLI) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
                             stdout=subprocess.DEVNULL)
+
+
+def _waited(proc: subprocess.Popen) -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of a started process (os.wait4's rusage); fails when it
+    failed. CPU time is what the process would take alone on an idle core: on a shared
+    machine wall times grow with the load, CPU times much less."""
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
-        raise SystemExit(f"nnopt {args[0]} failed ({status})")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+        raise SystemExit(f"{proc.args[3:5]} failed ({status})")
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _measured(args: list[str], code: str = _CLI) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of `nnopt ARGS` (or of `code`) in a fresh
+    process."""
+    start = time.perf_counter()
+    cpu, rss = _waited(_started(args, code))
+    return time.perf_counter() - start, cpu, rss
+
+
+def _side_by_side(*commands: list[str]) -> tuple[float, list[tuple[float, float, float]]]:
+    """The wall time of `nnopt` commands run at once (as Snakemake runs independent jobs on
+    2 cores) and each one's (wall seconds, CPU seconds, peak RSS in MB)."""
+    start = time.perf_counter()
+    procs = [_started(c) for c in commands]
+    each = []
+    for proc in procs:
+        cpu, rss = _waited(proc)
+        each.append((time.perf_counter() - start, cpu, rss))
+    return time.perf_counter() - start, each
 
 
 def _shipped_like(n_studies: int, lrs: int) -> dict:
@@ -90,38 +124,75 @@ def _shipped_like(n_studies: int, lrs: int) -> dict:
                          "evaluation": {"target_val_accuracy": 0.5}}, "studies": studies}
 
 
+def _cached_sections(raw: dict, cfg: Path, runs: Path, sections: Path) -> list[Path]:
+    """Every study's section and PDF part as the workflow caches them (not timed)."""
+    paths = [sections / f"{s['name']}.html" for s in raw["studies"]]
+    for path in paths:
+        _measured(["report-section", "--config", cfg, "--study", path.stem, "--runs", runs,
+                   "--html", path])
+    _measured(paths, _PARTS)
+    return paths
+
+
 def one_factor(workdir: Path, n_studies: int) -> None:
     raw = _shipped_like(n_studies, 5)
-    cfg, claims = workdir / "config.json", ROOT / "config" / "claims.yaml"
+    cfg, claims, runs = workdir / "config.json", ROOT / "config" / "claims.yaml", workdir / "runs"
     cfg.write_text(json.dumps(raw))
-    make_runs(parse_config(raw), workdir / "runs", n_points=40)
-    sections = workdir / "sections"
-    for s in raw["studies"]:  # the cached sections before the change (not timed)
-        _measured(["report-section", "--config", cfg, "--study", s["name"], "--runs",
-                   workdir / "runs", "--html", sections / f"{s['name']}.html"])
+    make_runs(parse_config(raw), runs, n_points=40)
+    sections = _cached_sections(raw, cfg, runs, workdir / "sections")
     raw["studies"][0]["grid"]["optimizer.lr"].append(0.0001)  # one factor value: 5 new runs
     cfg.write_text(json.dumps(raw))
     config = parse_config(raw)
-    make_runs(config, workdir / "runs", n_points=40)
-    agg = _measured(["aggregate", "--config", cfg, "--runs", workdir / "runs", "--out", workdir])
+    make_runs(config, runs, n_points=40)
+    agg = _measured(["aggregate", "--config", cfg, "--runs", runs, "--out", workdir])
     report_args = ["report", "--config", cfg, "--results", workdir, "--claims", claims]
-    whole = _measured([*report_args, "--html", workdir / "whole.html",
-                       "--pdf", workdir / "whole.pdf"])
-    section = _measured(["report-section", "--config", cfg, "--study", "s0", "--runs",
-                         workdir / "runs", "--html", sections / "s0.html"])
-    html = _measured([*report_args, "--html", workdir / "a.html", "--sections", sections])
-    pdf = _measured(["report-pdf", "--html", workdir / "a.html", "--pdf", workdir / "a.pdf"])
-    print(f"one-factor change, {len(config.runs)} runs in {n_studies} studies (5 new runs):")
-    print(f"  aggregate (both ways)     {agg[0]:6.2f} s  peak {agg[1]:5.0f} MB")
-    print(f"  before: whole report+PDF  {whole[0]:6.2f} s  peak {whole[1]:5.0f} MB")
-    print(f"  after:  one section       {section[0]:6.2f} s  peak {section[1]:5.0f} MB")
-    print(f"          HTML assembly     {html[0]:6.2f} s  peak {html[1]:5.0f} MB")
-    print(f"          PDF (own job)     {pdf[0]:6.2f} s  peak {pdf[1]:5.0f} MB")
-    html_s = section[0] + html[0]
-    print(f"  HTML re-render: {whole[0]:.2f} s -> {html_s:.2f} s ({whole[0] / html_s:.1f}x); "
-          f"with the PDF {section[0] + html[0] + pdf[0]:.2f} s "
-          f"({whole[0] / (html_s + pdf[0]):.1f}x); peak RSS {whole[1]:.0f} -> "
-          f"{max(section[1], html[1], pdf[1]):.0f} MB")
+    whole = _measured([*report_args, "--html", workdir / "whole.html"])
+    one_pass = _measured([workdir / "whole.html", workdir / "whole.pdf"], _ONE_PASS)
+    section = _measured(["report-section", "--config", cfg, "--study", "s0", "--runs", runs,
+                         "--html", sections[0]])
+    both_s, (html, part) = _side_by_side(
+        [*report_args, "--html", workdir / "a.html", "--sections", sections[0].parent],
+        ["report-pdf", "--section", sections[0], "--pdf", sections[0].with_suffix(".pdf")])
+    merge = _measured(["report-pdf", "--html", workdir / "a.html", "--parts",
+                       *[p.with_suffix(".pdf") for p in sections], "--pdf", workdir / "a.pdf"])
+    _print_one_factor(len(config.runs), n_studies, agg, whole, one_pass, section, html, part,
+                      both_s, merge)
+
+
+def _print_one_factor(n_runs, n_studies, agg, whole, one_pass, section, html, part, both_s,
+                      merge) -> None:
+    def line(label: str, measured: tuple[float, float, float]) -> str:
+        return (f"  {label:<32} {measured[0]:6.2f} s  CPU {measured[1]:6.2f} s  "
+                f"peak {measured[2]:5.0f} MB")
+
+    def path(label: str, wall: float, cpu: float, ref: tuple[float, float] | None) -> str:
+        ratio = f"  ({ref[0] / wall:.1f}x, CPU {ref[1] / cpu:.1f}x)" if ref else ""
+        return f"  {label:<47} {wall:6.2f} s  CPU path {cpu:6.2f} s{ratio}"
+
+    print(f"one-factor change, {n_runs} runs in {n_studies} studies (5 new runs):")
+    print(line("aggregate (both ways)", agg))
+    print(line("before: whole report, HTML", whole))
+    print(line("        the PDF in one pass", one_pass))
+    print(line("after:  one section, HTML", section))
+    print(line("        HTML assembly   } at once", html))
+    print(line("        the study's PDF part }", part))
+    print(line("        PDF: the rest + merge", merge))
+    # Critical paths; the CPU path is the wall time on idle cores (the two jobs at once:
+    # the longer of the two).
+    html_path = (section[0] + html[0], section[1] + html[1])
+    pdf_path = (section[0] + both_s + merge[0], section[1] + max(html[1], part[1]) + merge[1])
+    whole_path = (whole[0] + one_pass[0], whole[1] + one_pass[1])
+    last_stop = (section[0] + html[0] + one_pass[0], section[1] + html[1] + one_pass[1])
+    print("re-render after the change (target <= 10 s, PDF included):")
+    print(path("HTML, whole report", *whole[:2], None))
+    print(path("HTML, one section + assembly", *html_path, whole[:2]))
+    print(path("+ PDF, whole report, PDF in one pass", *whole_path, None))
+    print(path("+ PDF, last stop: section, assembly, one pass", *last_stop, whole_path))
+    print(path("+ PDF, in parts: section, assembly|part, merge", *pdf_path, whole_path))
+    print(f"  the PDF after the HTML: {one_pass[0]:.2f} s -> {merge[0]:.2f} s "
+          f"({one_pass[0] / merge[0]:.1f}x, CPU {one_pass[1] / merge[1]:.1f}x); peak RSS "
+          f"{max(whole[2], one_pass[2]):.0f} -> "
+          f"{max(section[2], html[2], part[2], merge[2]):.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,9 +5,14 @@ folders alone: its inputs are the study's own plan (results/plan/{study}.json, r
 when that study's definition changes), its batch manifests and its landscapes, so a change to
 one study re-renders that section and the assembly only. Sections render in parallel;
 `report` then assembles them with the summary and the claims (the study set's `claims:`
-file; without one, no claims section) into reports/report.html, and `report_pdf` prints
-that HTML to reports/report.pdf in a job of its own (WeasyPrint lays out the whole
-document, most of the report's time).
+file; without one, no claims section) into reports/report.html.
+
+The PDF is printed in parts (nnopt.report.pdf; WeasyPrint's layout is most of the report's
+time): `report_section_pdf` prints each study's section into results/report/{study}.pdf,
+cached like the section and run beside the assembly, and `report_pdf` prints the rest of
+reports/report.html (title page, summary, setup, claims, methods), merges the parts in, and
+stamps the page numbers and the contents' numbers, so a change to one study re-prints one
+part plus the rest.
 """
 
 
@@ -68,9 +73,29 @@ rule report:
         " --html {output.html} > {log} 2>&1"
 
 
+rule report_section_pdf:
+    input:
+        html=f"{RESULTS}/report/{{study}}.html",
+    output:
+        pdf=f"{RESULTS}/report/{{study}}.pdf",
+    log:
+        "logs/report/{study}.pdf.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=800,
+    params:
+        code=REPORT_CODE,
+    shell:
+        "nnopt report-pdf --section {input.html} --pdf {output.pdf} > {log} 2>&1"
+
+
 rule report_pdf:
     input:
         html="reports/report.html",
+        # The studies' parts, in the report's (the config's) order.
+        parts=[str(Path(p).with_suffix(".pdf")) for p in STATE.report_sections()],
     output:
         pdf=report(
             "reports/report.pdf", category="nnopt report", labels={"format": "PDF"}
@@ -81,5 +106,8 @@ rule report_pdf:
         ENV
     resources:
         mem_mb=800,
+    params:
+        code=REPORT_CODE,
     shell:
-        "nnopt report-pdf --html {input.html} --pdf {output.pdf} > {log} 2>&1"
+        "nnopt report-pdf --html {input.html} --parts {input.parts} --pdf {output.pdf}"
+        " > {log} 2>&1"

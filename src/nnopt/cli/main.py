@@ -90,7 +90,7 @@ VERBS: dict[str, Verb] = {
         store_verbs.run_archive,
     ),
     "report-pdf": (
-        "the PDF of an HTML report (WeasyPrint, nothing fetched; its own Snakemake job)",
+        "the PDF report, printed per study (--section) and merged (--parts); nothing fetched",
         results_verbs.args_report_pdf,
         results_verbs.run_report_pdf,
     ),

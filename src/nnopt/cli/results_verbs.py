@@ -104,15 +104,25 @@ def run_report_section(args: argparse.Namespace) -> int:
 
 
 def args_report_pdf(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--html", required=True, metavar="FILE.html", help="HTML report to print")
-    p.add_argument("--pdf", required=True, metavar="FILE.pdf", help="PDF report to write")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--html", metavar="FILE.html", help="HTML report to print")
+    what.add_argument("--section", metavar="FILE.html",
+                      help="print one study's section (nnopt report-section) as its PDF part")
+    p.add_argument("--parts", nargs="+", metavar="PART.pdf", help="with --html: the studies' "
+                   "parts (--section), in the report's order, merged with the rest")
+    p.add_argument("--pdf", required=True, metavar="FILE.pdf", help="PDF to write")
 
 
 def run_report_pdf(args: argparse.Namespace) -> int:
-    from nnopt.report.build import write_pdf_from
+    from nnopt.report import pdf
 
-    write_pdf_from(args.html, args.pdf)
-    print(f"pdf: {args.pdf}")
+    if args.section:  # one study's part, cached beside its section
+        pages = pdf.write_part_from(args.section, args.pdf)
+    elif args.parts:  # the report: the rest printed here, the cached parts merged in
+        pages = pdf.merge_report_from(args.html, args.parts, args.pdf)
+    else:  # the report, its parts printed here too
+        pages = pdf.write_report(pdf.read_html(args.html), args.pdf)
+    print(f"pdf: {args.pdf} ({pages} pages)")
     return 0
 
 

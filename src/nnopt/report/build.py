@@ -5,13 +5,13 @@ Two ways to build it, one template:
 * per study, `write_section(...)` (`nnopt report-section`) renders the study's section as an
   HTML fragment plus a small JSON of what the summary needs, from that study's runs alone, and
   `build_report(..., sections_dir=...)` assembles the fragments, the claims and the summary
-  into reports/report.html and the PDF. Snakemake caches the fragments, so a change to one
-  study re-renders one section plus the assembly.
+  into reports/report.html. Snakemake caches the fragments, so a change to one study
+  re-renders one section plus the assembly.
 
 Templates render with autoescaping (study names, descriptions and config values are data and
-may contain `<`, `&`, `{{`). The PDF comes from the same HTML through WeasyPrint with a URL
-fetcher that refuses every request: all CSS, SVG, script and data are inline, so nothing is
-ever fetched, from the network or from disk. The HTML's JavaScript (templates/report.js) adds
+may contain `<`, `&`, `{{`). The PDF comes from the same HTML (nnopt.report.pdf: printed per
+study and merged) through WeasyPrint with a URL fetcher that refuses every request: all CSS,
+SVG, script and data are inline, so nothing is ever fetched, from the network or from disk. The HTML's JavaScript (templates/report.js) adds
 sortable, filterable tables and interactive curves; without it the static figures and full
 tables show, and print CSS hides the interactive parts (WeasyPrint runs no script).
 """
@@ -22,32 +22,31 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from weasyprint.urls import URLFetcher
 
 from nnopt.analysis import aggregate as ag
 from nnopt.analysis.claims import VERDICTS, ClaimResult, evaluate_claims, load_claims
 from nnopt.analysis.claims_table import problem_rows, write_claims
 from nnopt.analysis.design import design_flags
-from nnopt.store.atomic import atomic_path, write_text_atomic
+from nnopt.store.atomic import write_text_atomic
 from nnopt.config.metrics import metric_info
 from nnopt.config.spec import SpecError
 from nnopt.config.studies import Config
 from nnopt.report import figures, interactive, setup
-from nnopt.report.glyphs import pdf_placeholders, visible_controls
+from nnopt.report.glyphs import visible_controls
+from nnopt.report.pdf import printable, write_pdf, write_pdf_from, write_report  # noqa: F401
 from nnopt.report.formatting import _num, _p, _p_eq, _with_unit, format_cell  # noqa: F401
 from nnopt.report.study_view import (MAX_PROBLEM_ROWS, MAX_TABLE_ROWS,  # noqa: F401
                                      _difference, machine, study_view)
 
 __all__ = ["load_config", "load_tables", "study_tables", "build_context", "render_section",
-           "render_html", "write_pdf", "write_pdf_from", "write_section", "build_report", "RefusingFetcher",
-           "DEFAULT_TITLE"]
+           "render_html", "write_pdf", "write_pdf_from", "write_section", "build_report",
+           "printable", "DEFAULT_TITLE"]  # and RefusingFetcher (nnopt.report.pdf)
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_TITLE = "Neural-network optimization: claims checked"
@@ -245,58 +244,6 @@ def render_html(context: dict[str, Any]) -> str:
     return visible_controls(env.get_template("report.html.j2").render(**{**context, "studies": studies}))
 
 
-class RefusingFetcher(URLFetcher):
-    """A WeasyPrint URL fetcher that fetches nothing: the report is self-contained, so any
-    request (http, https, file, ...) comes from data; it is refused and recorded. Only
-    `data:` URLs (bytes already inside the document) are decoded."""
-
-    def __init__(self):
-        super().__init__(allowed_protocols=("data",), allow_redirects=False)
-        self.refused: list[str] = []
-
-    def fetch(self, url: str, headers=None):
-        if url.startswith("data:"):
-            return super().fetch(url, headers)
-        self.refused.append(url)
-        raise ValueError(f"nnopt report: refused to fetch {url!r} (report is self-contained)")
-
-
-# Our own script elements (the program and the studies' JSON, escaped so that neither holds
-# '</script'): WeasyPrint runs no script, so the PDF is laid out without them (less to parse).
-_SCRIPTS = re.compile(r"<script\b[^>]*>.*?</script>", re.S | re.I)
-
-
-def printable(html: str) -> str:
-    """The HTML as WeasyPrint gets it: without script elements (print CSS hides the rest)."""
-    return _SCRIPTS.sub("", html)
-
-
-def write_pdf(html: str, path: str | Path) -> RefusingFetcher:
-    import logging
-
-    from weasyprint import HTML
-
-    # WeasyPrint logs every refused fetch as a warning; the report expects none, so keep quiet.
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    fetcher = RefusingFetcher()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        # Glyphs no installed font has become a visible "[U+4E2D]", not an empty box.
-        HTML(string=pdf_placeholders(printable(html)), base_url=None,
-             url_fetcher=fetcher).write_pdf(tmp)
-    return fetcher
-
-
-def write_pdf_from(html_path: str | Path, pdf_path: str | Path) -> RefusingFetcher:
-    """The PDF of a written HTML report (the workflow prints it in a job of its own, so the
-    HTML is ready while the PDF renders)."""
-    html_path = Path(html_path)
-    if not html_path.exists():
-        raise SpecError(f"{html_path}: missing; run `nnopt report` first")
-    return write_pdf(html_path.read_text(encoding="utf-8"), pdf_path)
-
-
 def _write_text_atomic(text: str, path: Path) -> None:
     write_text_atomic(path, text)  # nnopt.store.atomic: unique temp name, fsync, rename
 
@@ -369,5 +316,13 @@ def build_report(config_path, results_dir, claims_path, html_path, pdf_path=None
     html = render_html(context)
     _write_text_atomic(html, Path(html_path))
     if pdf_path:
-        write_pdf(html, pdf_path)
+        write_report(html, pdf_path)  # printed in parts and merged, as the workflow does
     return html
+
+
+def __getattr__(name: str):
+    if name == "RefusingFetcher":  # nnopt.report.pdf builds it on first use (WeasyPrint)
+        from nnopt.report import pdf
+
+        return pdf.RefusingFetcher
+    raise AttributeError(name)

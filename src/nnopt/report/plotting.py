@@ -13,15 +13,12 @@ import io
 import itertools
 import re
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display, no GUI toolkit; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = [
-    "COLOURS", "STYLE", "log_if_decades", "new_figure", "palette", "styled", "tex_safe", "to_svg",
-]
+    "STYLE", "colours", "log_if_decades", "new_figure", "palette", "pyplot", "styled",
+    "tex_safe", "to_svg",
+]  # and COLOURS (colours(), read on first use)
 
 STYLE = {
     "svg.fonttype": "none", "svg.hashsalt": "nnopt", "font.size": 8, "axes.titlesize": 9,
@@ -29,11 +26,35 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 72,
     "font.family": "DejaVu Sans",
 }
-COLOURS = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+
+
+@functools.lru_cache(maxsize=1)
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display), imported when a figure is first
+    drawn: the report's assembly draws none unless a claim has a forest plot, and the import
+    is a large part of a short job's start-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # must precede pyplot
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@functools.lru_cache(maxsize=1)
+def colours() -> tuple:
+    plt = pyplot()
+    return plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+
+
+def __getattr__(name: str):
+    if name == "COLOURS":  # the old constant, now read on first use
+        return colours()
+    raise AttributeError(name)
 
 
 def palette(labels) -> dict[str, tuple]:
-    return {label: c for label, c in zip(labels, itertools.cycle(COLOURS))}
+    return {label: c for label, c in zip(labels, itertools.cycle(colours()))}
 
 
 def tex_safe(text: str) -> str:
@@ -53,6 +74,7 @@ def to_svg(fig, *, style: dict | None = None, id_letter: str = "f", compact: boo
     rc style at save time (default STYLE); `compact` drops metadata and group ids and rounds
     coordinates to 0.01 pt; `id_letter` starts the id prefix (the landscape uses its own)."""
     buf = io.StringIO()
+    plt = pyplot()
     with plt.rc_context(STYLE if style is None else style):  # svg.fonttype, hashsalt: save time
         # No date: stable output. Tight box: outside legends are never clipped.
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
@@ -72,6 +94,7 @@ def to_svg(fig, *, style: dict | None = None, id_letter: str = "f", compact: boo
 
 
 def new_figure(width: float = 6.3, height: float = 2.6, ncols: int = 1):
+    plt = pyplot()
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
     return fig, list(axes[0])
@@ -83,7 +106,7 @@ def styled(fn):
     reach the tick labels alone and leave titles and legends at matplotlib's larger defaults."""
     @functools.wraps(fn)
     def styled(*args, **kwargs):
-        with plt.rc_context(STYLE):
+        with pyplot().rc_context(STYLE):
             return fn(*args, **kwargs)
     return styled
 

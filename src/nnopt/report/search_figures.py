@@ -16,22 +16,23 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-
-from nnopt.config.metrics import metric_info  # noqa: E402
-from nnopt.config.studies import Study  # noqa: E402
-from nnopt.report.figures import Figure, palette, to_svg  # noqa: E402
+from nnopt.config.metrics import metric_info
+from nnopt.config.studies import Study
+from nnopt.report.figures import Figure, palette, to_svg
+from nnopt.report.plotting import pyplot  # matplotlib, imported when a figure is drawn
 
 __all__ = ["expected_best_of_k", "search_section", "chosen_table"]
 
 _DEEPOBS_RATIO = "160–630×"  # DeepOBS: best SGD rate / best Adam rate on its test problems
+
+
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def expected_best_of_k(values: Sequence[float], ks: Sequence[int], higher_is_better: bool = True):
@@ -69,18 +70,20 @@ def _trial_scores(trials: pl.DataFrame, asha: bool) -> pl.DataFrame:
 def _halfwidth(sd: Any, n: int) -> float:
     if n < 2 or sd is None or not math.isfinite(sd):
         return 0.0
+    from scipy import stats as sps
+
     return float(sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
 def _best_so_far(scores: pl.DataFrame, chosen: dict, colours) -> str:
     info = metric_info(chosen["select"])
-    fig, ax = plt.subplots(figsize=(6.3, 2.6))
+    fig, ax = pyplot().subplots(figsize=(6.3, 2.6))
     for (label,), part in scores.group_by("config", maintain_order=True):
         y = np.array([v if v is not None else np.nan for v in part["mean"]]) * info.scale
         y = np.where(np.isnan(y), -np.inf if info.higher_is_better else np.inf, y)
         best = np.maximum.accumulate(y) if info.higher_is_better else np.minimum.accumulate(y)
         ax.step(np.arange(1, len(best) + 1), best, where="post", color=colours[label], label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_xlabel("trials")
     ax.set_ylabel(f"best so far: {info.axis_label}")
     ax.legend(fontsize=7, frameon=False)
@@ -90,7 +93,7 @@ def _best_so_far(scores: pl.DataFrame, chosen: dict, colours) -> str:
 def _sensitivity(scores: pl.DataFrame, chosen: dict, colours) -> str:
     info = metric_info(chosen["select"])
     keys = list(chosen["params"])
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.3, 2.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(keys), figsize=(6.3, 2.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for (label,), part in scores.group_by("config", maintain_order=True):
             ok = part.filter(pl.col("mean").is_not_null())
@@ -110,7 +113,7 @@ def _sensitivity(scores: pl.DataFrame, chosen: dict, colours) -> str:
 
 def _expected_best(scores: pl.DataFrame, chosen: dict, colours) -> str:
     info = metric_info(chosen["select"])
-    fig, ax = plt.subplots(figsize=(6.3, 2.6))
+    fig, ax = pyplot().subplots(figsize=(6.3, 2.6))
     for (label,), part in scores.group_by("config", maintain_order=True):
         values = [v for v in part["mean"] if v is not None and math.isfinite(v)]
         if not values:
@@ -121,7 +124,7 @@ def _expected_best(scores: pl.DataFrame, chosen: dict, colours) -> str:
         # The best of k draws never leaves the observed range: the band is clipped to it.
         low, high = np.clip([mean - sd, mean + sd], min(values), max(values)) * info.scale
         ax.fill_between(ks, low, high, color=colours[label], alpha=0.2, lw=0)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_xlabel("trial budget k")
     ax.set_ylabel(f"expected best {info.label.lower()}")
     ax.legend(fontsize=7, frameon=False)

@@ -10,7 +10,7 @@ import polars as pl
 
 from nnopt.config.metrics import metric_info
 from nnopt.config.studies import Study
-from nnopt.report.plotting import COLOURS, new_figure, styled, tex_safe, to_svg
+from nnopt.report.plotting import colours, new_figure, styled, tex_safe, to_svg
 
 __all__ = ["MAX_POINTS", "generalization_gap", "optimizer_memory", "speedup", "speedup_note"]
 
@@ -115,7 +115,7 @@ def speedup(summary: pl.DataFrame, study: Study) -> str | None:
     fig, (ax,) = new_figure(width=4.0, height=2.6)
     ax.plot(ws, ws, "--", color="grey", lw=1, label="ideal (linear)")
     ax.errorbar(ws, sp, yerr=[np.subtract(sp, lo), np.subtract(hi, sp)], fmt="o-",
-                color=COLOURS[0], capsize=2, label="measured")
+                color=colours()[0], capsize=2, label="measured")
     ax.set_xticks(ws, [str(w) for w in ws])
     ax.set(xlabel="Workers (data-parallel processes)", ylabel="Speed-up (×)",
            title="Speed-up of training time vs workers")
