@@ -53,11 +53,15 @@ def grid_trials(params: Mapping[str, Distribution], k: int) -> list[dict[str, An
     return combos[:k]
 
 
-def fixed_trials(tune: TuneSpec, k: int) -> list[dict[str, Any]]:
-    """k value sets for the grid, random, sobol or halton sampler (not tpe)."""
+def fixed_trials(
+    tune: TuneSpec, k: int, params: Mapping[str, Distribution] | None = None
+) -> list[dict[str, Any]]:
+    """k value sets for the grid, random, sobol or halton sampler (not tpe), over `params`
+    (one configuration's ranges, `tune.params_for(label)`; default: the shared ones)."""
+    params = tune.params if params is None else params
     if tune.sampler == "grid":
-        return grid_trials(tune.params, k)
-    dists = list(tune.params.items())
+        return grid_trials(params, k)
+    dists = list(params.items())
     points = unit_points(tune.sampler, k, len(dists), tune.seed)
     return [{key: d.from_unit(float(u)) for (key, d), u in zip(dists, row)} for row in points]
 
@@ -97,6 +101,7 @@ def tpe_ask(
     results: Mapping[int, float | None],
     n_new: int,
     recorded: Sequence[int],
+    params: Mapping[str, Distribution] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """Tell Optuna the finished trials' `results` (trial number -> value, None = failed),
     then return n_new (trial number, values) to run next.
@@ -121,7 +126,8 @@ def tpe_ask(
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t.number not in recorded and t.number not in results
     ][:n_new]
-    dists = {key: _optuna_distribution(d) for key, d in tune.params.items()}
+    params = tune.params if params is None else params  # this configuration's ranges
+    dists = {key: _optuna_distribution(d) for key, d in params.items()}
     startup = max(2, min(10, tune.trials // 3))  # random trials before TPE models anything
     while len(out) < n_new:
         number = len(study.get_trials(deepcopy=False))
