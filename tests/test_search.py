@@ -353,3 +353,25 @@ def test_rounds_of_another_tune_block_stop_the_workflow_in_one_line(tmp_path):
     check_searches(_config(), tmp_path / "s")  # the same block: continued, no error
     with pytest.raises(SpecError, match=r"round-00.json: planned for a different tune block"):
         check_searches(_config(trials=5), tmp_path / "s")
+
+
+def test_own_ranges_per_configuration_end_with_the_sgd_adam_ratio_beside_deepobs(tmp_path):
+    from nnopt.report.search_figures import search_section
+
+    own = {"optimizer.name=sgd": {"optimizer.lr": {"log_uniform": [3.0e-3, 0.3]}},
+           "optimizer.name=adam": {"optimizer.lr": {"log_uniform": [3.0e-4, 3.0e-2]},
+                                   "regularization.weight_decay": {"log_uniform": [0.01, 1.0]}}}
+    study = _config(sampler="sobol", trials=8, params=None, params_by_config=own).studies[0]
+    run_search(study, tmp_path / "search", tmp_path / "runs", fake_train)
+    trials = _trials(tmp_path / "search").filter(pl.col("phase") == "trial")
+    decay = dict(trials.group_by("config").agg(pl.col("tune.regularization.weight_decay")
+                                               .is_not_null().sum()).iter_rows())  # fmt: skip
+    assert decay == {"optimizer.name=sgd": 0, "optimizer.name=adam": 8}
+    chosen = json.loads((tmp_path / "search" / "opt" / "chosen.json").read_text())
+    by = {c["config"]: c for c in chosen["configs"]}
+    assert by["optimizer.name=adam"]["params"]["optimizer.lr"]["args"] == [3.0e-4, 3.0e-2]
+    assert all(not c["at_edge"] for c in chosen["configs"])  # optima 0.03 / 0.003: inside
+    sgd, adam = (by[f"optimizer.name={n}"]["values"]["optimizer.lr"] for n in ("sgd", "adam"))
+    note = {f.key: f for f in search_section(study, tmp_path)}["search-chosen"].note
+    assert f"SGD {sgd:.3g}, Adam {adam:.3g}, a ratio SGD / Adam of {sgd / adam:.0f}×" in note
+    assert "DeepOBS (Schneider et al. 2019) reports 160–630×" in note
