@@ -375,3 +375,25 @@ def test_own_ranges_per_configuration_end_with_the_sgd_adam_ratio_beside_deepobs
     note = {f.key: f for f in search_section(study, tmp_path)}["search-chosen"].note
     assert f"SGD {sgd:.3g}, Adam {adam:.3g}, a ratio SGD / Adam of {sgd / adam:.0f}×" in note
     assert "DeepOBS (Schneider et al. 2019) reports 160–630×" in note
+
+
+def test_a_rounds_trials_are_labelled_to_train_as_stacked_cohorts(tmp_path):
+    from nnopt.plan.cohorts import cohort_key
+
+    study = _config(sampler="sobol", trials=8, shards=2).studies[0]
+    rounds.write_round(study, 0, tmp_path / "s", tmp_path / "r")
+    for shard in range(2):
+        items = json.loads(rounds.shard_path(tmp_path / "s", "opt", 0, shard).read_text())
+        assert len(items) == 8  # 2 configurations x 8 trials, split over 2 shards
+        labels = {}
+        for item in items:
+            labels.setdefault(item["search"]["config"], set()).add(item.get("cohort"))
+        # one stacked cohort per configuration (same model and data; only the rate differs)
+        assert all(len(v) == 1 and None not in v for v in labels.values())
+        assert len(set().union(*labels.values())) == 2
+        assert all(cohort_key(rounds.parse_spec(i["spec"])) is not None for i in items)
+    alone = _config(sampler="sobol", trials=8)
+    alone = alone.studies[0].__class__(**{**alone.studies[0].__dict__, "cohorts": False})
+    rounds.write_round(alone, 0, tmp_path / "t", tmp_path / "r")
+    items = json.loads(rounds.shard_path(tmp_path / "t", "opt", 0, 0).read_text())
+    assert not any("cohort" in i for i in items)

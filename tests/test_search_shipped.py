@@ -67,4 +67,4 @@ def test_only_adamw_tunes_its_weight_decay(shipped):
               for label in (t.label for t in targets(shipped["optimizers__mnist1d_mlp"]))}  # fmt: skip
     assert decays == {f"optimizer.name={n}": n == "adamw"
                       for n in ("sgd", "adagrad", "rmsprop", "adam", "adamw")}  # fmt: skip
-    assert _log_position(tune.params_for("optimizer.name=adamw")["regularization.weight_decay"], 0.1) == pytest.approx(0.5)
+    assert 0.25 <= _log_position(tune.params_for("optimizer.name=adamw")["regularization.weight_decay"], 0.1) <= 0.75

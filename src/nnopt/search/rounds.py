@@ -250,6 +250,22 @@ def _confirm_round(study, previous, runs_dir, r) -> list[dict]:
     return items
 
 
+def _with_cohorts(study: Study, items: list[dict], prefix: str) -> list[dict]:
+    """The shard's items, each labelled with its stacked cohort (`{prefix}-c{i}`) where one
+    pays, as the plan's batches are (nnopt.plan.cohorts): a round's trials differ only in
+    their tuned values, so they stack like a study's configurations."""
+    from nnopt.config.studies import Run
+    from nnopt.plan.cohorts import is_timing_study, plan_units
+
+    if not study.cohorts or is_timing_study(study.metrics):
+        return items
+    ids = [i["run_id"] for i in items]  # a run listed twice (a shared spec) trains alone
+    runs = [Run(study.name, parse_spec(i["spec"]), ()) for i in items if ids.count(i["run_id"]) == 1]
+    label = {r.run_id: f"{prefix}-c{n}" for n, unit in enumerate(
+        u for u in plan_units(runs) if len(u) > 1) for r in unit}  # fmt: skip
+    return [{**i, "cohort": label[i["run_id"]]} if i["run_id"] in label else i for i in items]
+
+
 def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Path) -> Path:
     """Plan round r from the finished rounds before it; a planned round is kept as it is."""
     search_dir, runs_dir = Path(search_dir), Path(runs_dir)
@@ -274,7 +290,8 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
             study, t, list(enumerate(_fixed(tune, t))), None,
             runs_dir, None, r)]  # fmt: skip
     for s in range(tune.shards):  # shards first: the round file marks a complete round
-        write_json_atomic(shard_path(search_dir, study.name, r, s), items[s :: tune.shards])
+        shard = _with_cohorts(study, items[s :: tune.shards], f"{study.name}-r{r:02d}-s{s}")
+        write_json_atomic(shard_path(search_dir, study.name, r, s), shard)
     doc = {"study": study.name, "key": search_key(study), "round": r, "phase": phase, "runs": items}
     write_json_atomic(path, doc)
     return path
