@@ -29,7 +29,7 @@ def _study(tune, **study):
         ({"params": {"optimizer.lr": {"log_unifrom": [0.1, 1.0]}}}, "tune.params.optimizer.lr", "did you mean 'log_uniform'"),
         ({"params": {}}, "tune.params", "non-empty"),
         ({"trials": 0}, "tune.trials", ">= 1"),
-        ({"sampler": "bayes"}, "tune.sampler", "allowed: grid, random, sobol, halton, tpe"),
+        ({"sampler": "bayes"}, "tune.sampler", "allowed: grid, random, sobol, halton, lhs, tpe"),
         ({"params": {"optimizer.name": {"choice": ["sgd"]}}}, "tune.params.optimizer.name", "also varies"),
         ({"select": "test_accuracy"}, "tune.select", "test metric"),
         ({"select": "train_time_s"}, "tune.select", "not a validation metric"),
@@ -65,7 +65,7 @@ def test_a_good_block_parses_with_its_defaults():
     assert not loss.higher_is_better
 
 
-@pytest.mark.parametrize("sampler", ["random", "sobol", "halton"])
+@pytest.mark.parametrize("sampler", ["random", "sobol", "halton", "lhs"])
 def test_sampler_points_are_reproducible_and_in_range(sampler):
     tune = parse_tune("t", {**_GOOD, "sampler": sampler, "seed": 5, "trials": 16,
                             "params": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]},
@@ -154,3 +154,18 @@ def test_each_configuration_searches_its_own_ranges(tmp_path):
     assert cells == list(range(8))
     decay = {name: {s["regularization"]["weight_decay"] for s in specs} for name, specs in by.items()}
     assert decay["sgd"] == {0.0} and len(decay["adam"]) == 8 and min(decay["adam"]) >= 0.01
+
+
+def test_lhs_puts_one_trial_at_the_centre_of_each_cell_of_every_range():
+    from nnopt.search.summary import at_edge
+
+    points = unit_points("lhs", 8, 2, seed=3)
+    for column in points.T:  # every 1-D projection: the 8 cell midpoints, never an edge
+        assert sorted(column) == pytest.approx([(i + 0.5) / 8 for i in range(8)])
+    assert not np.array_equal(points, unit_points("lhs", 8, 2, seed=4))  # the pairing is seeded
+    assert np.array_equal(points, unit_points("lhs", 8, 2, seed=3))
+    lr = Distribution("log_uniform", (1e-3, 1e-1))
+    # the edge warning: the outermost of k cells (here 1/8 of the log range), at least 5 %
+    assert at_edge(lr, 10**-2.9, trials=8) == "low" and at_edge(lr, 10**-1.1, trials=8) == "high"
+    assert at_edge(lr, 10**-2.7, trials=8) is None and at_edge(lr, 10**-2.85, trials=100) is None
+    assert at_edge(lr, 10**-2.95, trials=100) == "low"

@@ -11,7 +11,7 @@ seeds, and only those confirmation runs feed comparisons and claims. See docs/se
         optimizer.lr: {log_uniform: [1.0e-4, 1.0]}
         regularization.weight_decay: {log_uniform: [1.0e-6, 1.0e-2]}
       trials: 16
-      sampler: sobol          # grid | random | sobol | halton | tpe
+      sampler: sobol          # grid | random | sobol | halton | lhs | tpe
       seed: 0                 # sampler seed
       select: best_val_accuracy
       seeds: [0]              # tuning seeds
@@ -31,7 +31,7 @@ from nnopt.config.spec import SpecError, did_you_mean, short_repr
 
 __all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "tune_from_record", "check_tuned_keys", "SAMPLERS", "KINDS", "VAL_METRICS"]
 
-SAMPLERS = ("grid", "random", "sobol", "halton", "tpe")
+SAMPLERS = ("grid", "random", "sobol", "halton", "lhs", "tpe")
 KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
 # Selection must never look at the test split: only metrics measured on validation.
 VAL_METRICS = tuple(m for m in METRIC_NAMES if "val" in m and "test" not in m)
@@ -258,7 +258,7 @@ def parse_tune(
     every_key = {key for own in (params, *by_params.values()) for key in own}
     asha = _asha(f"{path}.asha", raw.get("asha"), varied, every_key)
     if asha is not None and sampler == "tpe":
-        raise SpecError(f"{path}.asha: not combined with sampler tpe; use random, sobol or halton")
+        raise SpecError(f"{path}.asha: not combined with sampler tpe; use grid, random, sobol, halton or lhs")
     by_config = _by_config(f"{path}.trials_by_config", raw.get("trials_by_config"), config_labels)
     for label, k in by_config.items():
         _positive_int(f"{path}.trials_by_config.{label}", k)

@@ -1,6 +1,7 @@
-"""Trial samplers: grid, seeded random, quasi-random Sobol/Halton (scipy.stats.qmc), and TPE.
+"""Trial samplers: grid, seeded random, quasi-random Sobol/Halton and a centred Latin
+hypercube (scipy.stats.qmc), and TPE.
 
-The first four are fixed by the tune block and the sampler seed: `fixed_trials(tune, k)`
+The first five are fixed by the tune block and the sampler seed: `fixed_trials(tune, k)`
 returns the same k value sets every time. TPE (Optuna's ask-and-tell) depends on the results
 of earlier trials; `tpe_ask` keeps its history in an Optuna JournalStorage file, and seeds
 its sampler from (sampler seed, trial number) so a resumed search asks what an
@@ -28,6 +29,9 @@ def unit_points(sampler: str, n: int, dims: int, seed: int) -> np.ndarray:
 
     if sampler == "random":
         return np.random.default_rng(seed).random((n, dims))
+    if sampler == "lhs":  # cell centres: each 1-D projection is the n midpoints, evenly spaced
+        optimization = "random-cd" if dims > 1 else None  # a seeded, space-filling pairing
+        return qmc.LatinHypercube(dims, scramble=False, optimization=optimization, rng=seed).random(n)
     engine = qmc.Sobol(dims, scramble=True, seed=seed) if sampler == "sobol" else qmc.Halton(
         dims, scramble=True, seed=seed
     )
@@ -56,7 +60,7 @@ def grid_trials(params: Mapping[str, Distribution], k: int) -> list[dict[str, An
 def fixed_trials(
     tune: TuneSpec, k: int, params: Mapping[str, Distribution] | None = None
 ) -> list[dict[str, Any]]:
-    """k value sets for the grid, random, sobol or halton sampler (not tpe), over `params`
+    """k value sets for the grid, random, sobol, halton or lhs sampler (not tpe), over `params`
     (one configuration's ranges, `tune.params_for(label)`; default: the shared ones)."""
     params = tune.params if params is None else params
     if tune.sampler == "grid":

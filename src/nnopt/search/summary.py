@@ -28,13 +28,17 @@ from nnopt.store.runs import read_run
 
 __all__ = ["EDGE_FRACTION", "at_edge", "trial_rows", "summarize_search"]
 
-EDGE_FRACTION = 0.05  # a chosen value in the outer 5 % of its range (log scale for log ranges)
+# A chosen value in the outermost of k equal cells of its range, and at least in its outer
+# 5 % (log scale for log ranges): with k trials spread evenly (grid, lhs, sobol), the best
+# one in an outer cell says the optimum may lie beyond the range.
+EDGE_FRACTION = 0.05
 _METRICS = ("best_val_accuracy", "final_val_loss", "final_val_accuracy", "test_accuracy",
             "test_loss", "train_time_s", "epochs")  # fmt: skip
 
 
-def at_edge(dist: Distribution, value: Any) -> str | None:
-    """'low' / 'high' when `value` lies in the outer EDGE_FRACTION of the range, else None."""
+def at_edge(dist: Distribution, value: Any, trials: int = 1) -> str | None:
+    """'low' / 'high' when `value` lies in the outer max(EDGE_FRACTION, 1 / trials) of the
+    range (the outermost cell of `trials` equal ones), else None."""
     if dist.kind == "choice":
         if len(dist.args) < 3 or value not in dist.args:
             return None
@@ -43,7 +47,8 @@ def at_edge(dist: Distribution, value: Any) -> str | None:
     lo, hi = dist.args
     scale = math.log if dist.log else float
     u = (scale(value) - scale(lo)) / (scale(hi) - scale(lo))
-    return "low" if u <= EDGE_FRACTION else "high" if u >= 1 - EDGE_FRACTION else None
+    edge = max(EDGE_FRACTION, 1 / max(trials, 1))
+    return "low" if u <= edge else "high" if u >= 1 - edge else None
 
 
 def _row(item: Mapping[str, Any], tune: TuneSpec) -> dict[str, Any]:
@@ -101,7 +106,8 @@ def _chosen(study: Study, search_dir: Path) -> dict[str, Any]:
             continue
         trial, values, metric = best[t.index]
         own = tune.params_for(t.label)
-        edges = {k: e for k, v in values.items() if (e := at_edge(own[k], v))}
+        k = tune.trials_for(t.label)
+        edges = {key: e for key, v in values.items() if (e := at_edge(own[key], v, k))}
         configs.append({"config": t.label, "config_index": t.index, "trial": trial,
                         "values": values, "select": metric, "trials": tune.trials_for(t.label),
                         "params": _ranges(own), "at_edge": edges})  # fmt: skip
