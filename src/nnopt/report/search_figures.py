@@ -90,6 +90,7 @@ def _best_so_far(scores: pl.DataFrame, chosen: dict, colours) -> str:
 def _sensitivity(scores: pl.DataFrame, chosen: dict, colours) -> str:
     info = metric_info(chosen["select"])
     keys = list(chosen["params"])
+    own = {c["config"]: c.get("params", chosen["params"]) for c in chosen["configs"]}
     fig, axes = plt.subplots(1, len(keys), figsize=(6.3, 2.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for (label,), part in scores.group_by("config", maintain_order=True):
@@ -97,17 +98,20 @@ def _sensitivity(scores: pl.DataFrame, chosen: dict, colours) -> str:
             ok = part.filter(pl.col("mean").is_not_null() & pl.col(f"tune.{key}").is_not_null())
             if ok.is_empty():
                 continue
+            numeric = chosen["params"][key]["kind"] != "choice"
+            ok = ok.sort(f"tune.{key}") if numeric else ok
             x = ok[f"tune.{key}"].to_list()
             y = np.array(ok["mean"].to_list()) * info.scale
             err = [_halfwidth(s, n) * info.scale for s, n in zip(ok["sd"], ok["n"])]
-            numeric = chosen["params"][key]["kind"] != "choice"
+            # a configuration tuning this value alone: a curve; else points (others vary too)
+            fmt = "o-" if numeric and len(own.get(label, chosen["params"])) == 1 else "o"
             ax.errorbar(x if numeric else [str(v) for v in x], y, yerr=err if any(err) else None,
-                        fmt="o", ms=3, color=colours[label], label=label, alpha=0.8)  # fmt: skip
+                        fmt=fmt, ms=3, lw=1, color=colours[label], label=label, alpha=0.8)  # fmt: skip
         if chosen["params"][key]["kind"] == "log_uniform":
             ax.set_xscale("log")
         ax.set_xlabel(key)
     axes[0][0].set_ylabel(info.axis_label)
-    axes[0][0].legend(fontsize=7, frameon=False)
+    axes[0][0].legend(fontsize=7, frameon=False, loc="lower left")
     return to_svg(fig)
 
 
