@@ -397,3 +397,18 @@ def test_a_rounds_trials_are_labelled_to_train_as_stacked_cohorts(tmp_path):
     rounds.write_round(alone, 0, tmp_path / "t", tmp_path / "r")
     items = json.loads(rounds.shard_path(tmp_path / "t", "opt", 0, 0).read_text())
     assert not any("cohort" in i for i in items)
+
+
+def test_the_deepobs_ratio_is_named_only_where_optimizers_are_compared():
+    from nnopt.report.search_figures import _rate_note
+
+    def chosen(labels_rates):
+        return {"configs": [{"config": k, "values": {"optimizer.lr": v}} for k, v in labels_rates]}
+
+    batches = _rate_note(chosen([("budget.batch_size=16", 0.01), ("budget.batch_size=64", 0.02)]))
+    assert "span 2× (budget.batch_size=64 / budget.batch_size=16)" in batches
+    assert "DeepOBS" not in batches
+    pair = _rate_note(chosen([("optimizer.name=sgd", 1.5), ("optimizer.name=adam", 0.005)]))
+    assert "SGD 1.5, Adam 0.005, a ratio SGD / Adam of 300×" in pair and "160–630×" in pair
+    other = _rate_note(chosen([("optimizer.name=sgd", 1.0), ("optimizer.name=rmsprop", 0.01)]))
+    assert "span 100×" in other and "DeepOBS reports 160–630×" in other

@@ -190,9 +190,10 @@ def _rate_note(chosen: dict) -> str:
         return ""
     sgd, adam = (next((r for k, r in rates.items() if _optimizer(k) == name), None)
                  for name in ("sgd", "adam"))  # fmt: skip
-    if sgd is None or adam is None:
-        return (f" Best learning rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo}); DeepOBS "
-                f"reports {_DEEPOBS_RATIO} between SGD's and Adam's best rates on its problems.")
+    span = f" Best learning rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo})"
+    if sgd is None or adam is None:  # DeepOBS's ratio is about optimizers, not other factors
+        return span + (f"; DeepOBS reports {_DEEPOBS_RATIO} between SGD's and Adam's best "
+                       "rates on its problems." if any(map(_optimizer, rates)) else ".")
     return (f" Tuned best learning rates (dimensionless step sizes): SGD {sgd:.3g}, Adam "
             f"{adam:.3g}, a ratio SGD / Adam of {sgd / adam:.0f}×; DeepOBS (Schneider et al. "
             f"2019) reports {_DEEPOBS_RATIO} between SGD's and Adam's best rates on its problems. "
