@@ -32,6 +32,24 @@ def test_adamw_without_decay_is_flagged_identical_to_adam():
     assert identical_configurations(config.study("lr")) == []
 
 
+def test_tuned_configurations_differ_by_their_ranges_and_count_confirmation_seeds():
+    own = {"optimizer.name=adam": {"optimizer.lr": {"log_uniform": [0.001, 0.1]}},
+           "optimizer.name=adamw": {"optimizer.lr": {"log_uniform": [0.001, 0.1]},
+                                    "regularization.weight_decay": {"log_uniform": [0.01, 1.0]}}}
+    tuned = {**CONFIG, "seeds": 1, "studies": [
+        {"name": "t", "grid": {"optimizer.name": ["adam", "adamw"]}, "metrics": ["test_accuracy"],
+         "tune": {"params_by_config": own, "trials": 4, "confirm_seeds": 3}}]}  # fmt: skip
+    config = parse_config(tuned)
+    assert identical_configurations(config.study("t")) == []  # AdamW's decay is tuned
+    same = {label: {"optimizer.lr": {"log_uniform": [0.001, 0.1]}} for label in own}
+    tuned["studies"][0]["tune"]["params_by_config"] = same
+    assert len(identical_configurations(parse_config(tuned).study("t"))) == 1
+    _, claims = parse_claims({"claims": [dict(id="fast", text="t", study="t", kind="less",
+                                              metric="epochs_to_target", left="adam", right="adamw")]})
+    flags = [f.message for f in design_flags(config, claims) if f.kind == "alpha"]
+    assert len(flags) == 1 and "over 3 seeds" in flags[0]  # the confirmation seeds, not 1
+
+
 def test_a_comparison_that_cannot_reach_alpha_with_its_seeds_is_flagged():
     config = parse_config(CONFIG)
     _, claims = parse_claims({"claims": [

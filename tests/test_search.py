@@ -353,3 +353,62 @@ def test_rounds_of_another_tune_block_stop_the_workflow_in_one_line(tmp_path):
     check_searches(_config(), tmp_path / "s")  # the same block: continued, no error
     with pytest.raises(SpecError, match=r"round-00.json: planned for a different tune block"):
         check_searches(_config(trials=5), tmp_path / "s")
+
+
+def test_own_ranges_per_configuration_end_with_the_sgd_adam_ratio_beside_deepobs(tmp_path):
+    from nnopt.report.search_figures import search_section
+
+    own = {"optimizer.name=sgd": {"optimizer.lr": {"log_uniform": [3.0e-3, 0.3]}},
+           "optimizer.name=adam": {"optimizer.lr": {"log_uniform": [3.0e-4, 3.0e-2]},
+                                   "regularization.weight_decay": {"log_uniform": [0.01, 1.0]}}}
+    study = _config(sampler="sobol", trials=8, params=None, params_by_config=own).studies[0]
+    run_search(study, tmp_path / "search", tmp_path / "runs", fake_train)
+    trials = _trials(tmp_path / "search").filter(pl.col("phase") == "trial")
+    decay = dict(trials.group_by("config").agg(pl.col("tune.regularization.weight_decay")
+                                               .is_not_null().sum()).iter_rows())  # fmt: skip
+    assert decay == {"optimizer.name=sgd": 0, "optimizer.name=adam": 8}
+    chosen = json.loads((tmp_path / "search" / "opt" / "chosen.json").read_text())
+    by = {c["config"]: c for c in chosen["configs"]}
+    assert by["optimizer.name=adam"]["params"]["optimizer.lr"]["args"] == [3.0e-4, 3.0e-2]
+    assert all(not c["at_edge"] for c in chosen["configs"])  # optima 0.03 / 0.003: inside
+    sgd, adam = (by[f"optimizer.name={n}"]["values"]["optimizer.lr"] for n in ("sgd", "adam"))
+    note = {f.key: f for f in search_section(study, tmp_path)}["search-chosen"].note
+    assert f"SGD {sgd:.3g}, Adam {adam:.3g}, a ratio SGD / Adam of {sgd / adam:.0f}×" in note
+    assert "DeepOBS (Schneider et al. 2019) reports 160–630×" in note
+
+
+def test_a_rounds_trials_are_labelled_to_train_as_stacked_cohorts(tmp_path):
+    from nnopt.plan.cohorts import cohort_key
+
+    study = _config(sampler="sobol", trials=8, shards=2).studies[0]
+    rounds.write_round(study, 0, tmp_path / "s", tmp_path / "r")
+    for shard in range(2):
+        items = json.loads(rounds.shard_path(tmp_path / "s", "opt", 0, shard).read_text())
+        assert len(items) == 8  # 2 configurations x 8 trials, split over 2 shards
+        labels = {}
+        for item in items:
+            labels.setdefault(item["search"]["config"], set()).add(item.get("cohort"))
+        # one stacked cohort per configuration (same model and data; only the rate differs)
+        assert all(len(v) == 1 and None not in v for v in labels.values())
+        assert len(set().union(*labels.values())) == 2
+        assert all(cohort_key(rounds.parse_spec(i["spec"])) is not None for i in items)
+    alone = _config(sampler="sobol", trials=8)
+    alone = alone.studies[0].__class__(**{**alone.studies[0].__dict__, "cohorts": False})
+    rounds.write_round(alone, 0, tmp_path / "t", tmp_path / "r")
+    items = json.loads(rounds.shard_path(tmp_path / "t", "opt", 0, 0).read_text())
+    assert not any("cohort" in i for i in items)
+
+
+def test_the_deepobs_ratio_is_named_only_where_optimizers_are_compared():
+    from nnopt.report.search_figures import _rate_note
+
+    def chosen(labels_rates):
+        return {"configs": [{"config": k, "values": {"optimizer.lr": v}} for k, v in labels_rates]}
+
+    batches = _rate_note(chosen([("budget.batch_size=16", 0.01), ("budget.batch_size=64", 0.02)]))
+    assert "span 2× (budget.batch_size=64 / budget.batch_size=16)" in batches
+    assert "DeepOBS" not in batches
+    pair = _rate_note(chosen([("optimizer.name=sgd", 1.5), ("optimizer.name=adam", 0.005)]))
+    assert "SGD 1.5, Adam 0.005, a ratio SGD / Adam of 300×" in pair and "160–630×" in pair
+    other = _rate_note(chosen([("optimizer.name=sgd", 1.0), ("optimizer.name=rmsprop", 0.01)]))
+    assert "span 100×" in other and "DeepOBS reports 160–630×" in other

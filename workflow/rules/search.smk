@@ -19,6 +19,9 @@ from nnopt.search.rounds import round_count
 
 # Rounds per tuned study (trial rounds + the confirmation round), fixed by the config.
 SEARCH_ROUNDS = {s.name: round_count(s) for s in STATE.config.studies if s.tune}
+# A search is a chain of rounds, each waiting for the last: its jobs go before the train
+# batches (priority 10 x their cost in s), so the chain does not become the set's tail.
+SEARCH_PRIORITY = 10**7
 
 
 wildcard_constraints:
@@ -52,6 +55,7 @@ rule search_round:
     params:
         search=lambda wildcards, output: Path(output[0]).parents[1],
         runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
+    priority: SEARCH_PRIORITY
     shell:
         "nnopt search-round --plan {input.plan} --study {wildcards.study}"
         " --round {wildcards.round} --search-dir {params.search}"
@@ -70,6 +74,7 @@ rule search_train:
     conda:
         ENV
     threads: 1
+    priority: SEARCH_PRIORITY
     resources:
         gpu=lambda wildcards: STATE.search_gpus(wildcards.study),
         mem_mb=800,

@@ -81,7 +81,10 @@ def identical_configurations(study: Study) -> list[tuple[str, str]]:
     seen: dict[frozenset, str] = {}
     pairs = []
     for label, specs in keys.items():
-        key = frozenset(specs)
+        # a tuned study's configurations differ by the ranges they search too (AdamW with
+        # its decay tuned is not Adam, though their untuned default runs agree)
+        own = () if study.tune is None else (repr(sorted(study.tune.params_for(label).items())),)
+        key = frozenset(specs) | frozenset(own)
         if key in seen:
             pairs.append((seen[key], label))
         else:
@@ -126,7 +129,9 @@ def unreachable_alpha(claims, config: Config, alpha: float = 0.05) -> list[Flag]
         if study is None:
             continue
         mine = [c for c in claims if c.study == study_name]
-        m, n = sum(_n_tests(c, study) for c in mine), len(study.seeds)
+        # a tuned study's claims use its confirmation runs (nnopt.search), on confirm_seeds
+        seeds = study.seeds if study.tune is None else study.tune.confirm_seeds
+        m, n = sum(_n_tests(c, study) for c in mine), len(seeds)
         for claim in mine:
             floor = _floor(claim, n)
             if floor and floor[1] * m > alpha:

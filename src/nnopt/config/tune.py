@@ -11,12 +11,14 @@ seeds, and only those confirmation runs feed comparisons and claims. See docs/se
         optimizer.lr: {log_uniform: [1.0e-4, 1.0]}
         regularization.weight_decay: {log_uniform: [1.0e-6, 1.0e-2]}
       trials: 16
-      sampler: sobol          # grid | random | sobol | halton | tpe
+      sampler: sobol          # grid | random | sobol | halton | lhs | tpe
       seed: 0                 # sampler seed
       select: best_val_accuracy
       seeds: [0]              # tuning seeds
       confirm_seeds: 3        # a count (first free seeds) or a list, disjoint from `seeds`
       asha: {eta: 3, min_epochs: 2, max_epochs: 18}   # optional successive halving
+      params_by_config:       # optional: ranges of named configurations (override or add)
+        optimizer.name=sgd: {optimizer.lr: {log_uniform: [0.1, 10.0]}}
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from nnopt.config.spec import SpecError, did_you_mean, short_repr
 
 __all__ = ["Distribution", "AshaSpec", "TuneSpec", "parse_tune", "tune_from_record", "check_tuned_keys", "SAMPLERS", "KINDS", "VAL_METRICS"]
 
-SAMPLERS = ("grid", "random", "sobol", "halton", "tpe")
+SAMPLERS = ("grid", "random", "sobol", "halton", "lhs", "tpe")
 KINDS = ("log_uniform", "uniform", "int_uniform", "choice")
 # Selection must never look at the test split: only metrics measured on validation.
 VAL_METRICS = tuple(m for m in METRIC_NAMES if "val" in m and "test" not in m)
-_KEYS = ("params", "trials", "trials_by_config", "sampler", "seed", "select", "seeds",
-         "confirm_seeds", "asha", "batch", "shards")  # fmt: skip
+_KEYS = ("params", "params_by_config", "trials", "trials_by_config", "sampler", "seed",
+         "select", "seeds", "confirm_seeds", "asha", "batch", "shards")  # fmt: skip
 _ASHA_KEYS = ("eta", "min_epochs", "max_epochs")
 
 
@@ -100,6 +102,9 @@ class TuneSpec:
     batch: int = 4  # tpe: trials asked per round (the parallelism of a round)
     shards: int = 1  # training jobs per round
     trials_by_config: Mapping[str, int] = field(default_factory=dict)
+    # configuration label -> its own ranges: they replace the shared range of the same key
+    # or add a key only that configuration has (AdamW's weight decay beside SGD's lr)
+    params_by_config: Mapping[str, Mapping[str, Distribution]] = field(default_factory=dict)
 
     @property
     def higher_is_better(self) -> bool:
@@ -107,6 +112,18 @@ class TuneSpec:
 
     def trials_for(self, label: str) -> int:
         return self.trials_by_config.get(label, self.trials)
+
+    def params_for(self, label: str) -> dict[str, Distribution]:
+        """The ranges configuration `label` searches: the shared ones, then its own."""
+        return {**self.params, **self.params_by_config.get(label, {})}
+
+    @property
+    def all_params(self) -> dict[str, Distribution]:
+        """Every tuned key of any configuration (the first range given for it)."""
+        out = dict(self.params)
+        for own in self.params_by_config.values():
+            out.update({k: d for k, d in own.items() if k not in out})
+        return out
 
 
 def _positive_int(path: str, value: Any, lo: int = 1) -> int:
@@ -230,7 +247,10 @@ def parse_tune(
     for key in raw:
         if key not in _KEYS:
             raise SpecError(f"{path}.{key}: unknown key; allowed: {', '.join(_KEYS)}" + did_you_mean(key, _KEYS))
-    params = _params(f"{path}.params", raw.get("params"), varied)
+    by_params = _params_by_config(path, raw.get("params_by_config"), varied, config_labels)
+    shared = raw.get("params")
+    params = {} if shared is None and by_params else _params(f"{path}.params", shared, varied)
+    _each_config_tunes(path, params, by_params, config_labels)
     trials = _bounded_int(f"{path}.trials", raw.get("trials"), "tune.trials")
     sampler = raw.get("sampler", "random")
     if sampler not in SAMPLERS:
@@ -250,26 +270,51 @@ def parse_tune(
         raise SpecError(f"{path}.select: {short_repr(select)}{why}; allowed: {', '.join(VAL_METRICS)}")
     seeds = _seed_list(f"{path}.seeds", raw.get("seeds", [0]))
     confirm = _confirm_seeds(f"{path}.confirm_seeds", raw.get("confirm_seeds", 3), seeds)
-    asha = _asha(f"{path}.asha", raw.get("asha"), varied, params)
+    every_key = {key for own in (params, *by_params.values()) for key in own}
+    asha = _asha(f"{path}.asha", raw.get("asha"), varied, every_key)
     if asha is not None and sampler == "tpe":
-        raise SpecError(f"{path}.asha: not combined with sampler tpe; use random, sobol or halton")
-    by_config = raw.get("trials_by_config") or {}
-    if not isinstance(by_config, Mapping):
-        raise SpecError(f"{path}.trials_by_config: expected a mapping of configuration label to k")
+        raise SpecError(f"{path}.asha: not combined with sampler tpe; use grid, random, sobol, halton or lhs")
+    by_config = _by_config(f"{path}.trials_by_config", raw.get("trials_by_config"), config_labels)
     for label, k in by_config.items():
-        if config_labels and label not in config_labels:
-            raise SpecError(
-                f"{path}.trials_by_config.{label}: not a configuration of this study; "
-                f"configurations: {', '.join(config_labels)}" + did_you_mean(label, config_labels)
-            )
         _bounded_int(f"{path}.trials_by_config.{label}", k, "tune.trials")
     return TuneSpec(
         params=params, trials=trials, sampler=sampler, seed=seed, select=select, seeds=seeds,
         confirm_seeds=confirm, asha=asha,
         batch=_bounded_int(f"{path}.batch", raw.get("batch", 4), "tune.batch"),
         shards=_bounded_int(f"{path}.shards", raw.get("shards", 1), "tune.shards"),
-        trials_by_config={str(k): v for k, v in by_config.items()},
+        trials_by_config={str(k): v for k, v in by_config.items()}, params_by_config=by_params,
     )  # fmt: skip
+
+
+def _by_config(path: str, raw: Any, config_labels: tuple[str, ...]) -> Mapping[str, Any]:
+    """A mapping keyed by configuration labels of the study (checked when they are known)."""
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}: expected a mapping of configuration label to a value")
+    for label in raw:
+        if config_labels and label not in config_labels:
+            raise SpecError(
+                f"{path}.{label}: not a configuration of this study; "
+                f"configurations: {', '.join(config_labels)}" + did_you_mean(label, config_labels)
+            )
+    return raw
+
+
+def _params_by_config(path: str, raw: Any, varied: tuple[str, ...],
+                      config_labels: tuple[str, ...]) -> dict[str, dict[str, Distribution]]:  # fmt: skip
+    where = f"{path}.params_by_config"
+    return {str(label): _params(f"{where}.{label}", own, varied)
+            for label, own in _by_config(where, raw, config_labels).items()}  # fmt: skip
+
+
+def _each_config_tunes(path: str, params: Mapping, by_params: Mapping,
+                       config_labels: tuple[str, ...]) -> None:  # fmt: skip
+    for label in config_labels:
+        if not params and label not in by_params:
+            raise SpecError(
+                f"{path}.params_by_config: configuration {label} tunes nothing; give it "
+                "ranges here or shared ones under params"
+            )
 
 
 def _tuples(value: Any) -> Any:
@@ -281,7 +326,7 @@ def tune_from_record(record: Mapping[str, Any] | None) -> TuneSpec | None:
     the block was validated when the plan was made, so nothing is checked again."""
     if record is None or isinstance(record, TuneSpec):
         return record
-    params = {k: Distribution(d["kind"], _tuples(d["args"])) for k, d in record["params"].items()}
+    params = _distributions(record["params"])
     asha = record.get("asha")
     return TuneSpec(
         params=params, trials=int(record["trials"]), sampler=record["sampler"],
@@ -290,14 +335,20 @@ def tune_from_record(record: Mapping[str, Any] | None) -> TuneSpec | None:
         asha=None if asha is None else AshaSpec(**asha), batch=int(record.get("batch", 4)),
         shards=int(record.get("shards", 1)),
         trials_by_config=dict(record.get("trials_by_config") or {}),
+        params_by_config={label: _distributions(own) for label, own in
+                          (record.get("params_by_config") or {}).items()},
     )  # fmt: skip
+
+
+def _distributions(record: Mapping[str, Any]) -> dict[str, Distribution]:
+    return {k: Distribution(d["kind"], _tuples(d["args"])) for k, d in record.items()}
 
 
 def check_tuned_keys(path: str, tune: TuneSpec, spec: Mapping[str, Any]) -> None:
     """Each tuned key, set to a value of its range in `spec` (a run spec dict), must parse."""
     from nnopt.config.spec import parse_spec
 
-    for key, dist in tune.params.items():
+    for key, dist in tune.all_params.items():
         tree: dict[str, Any] = dict(spec)
         node = tree
         *parents, leaf = key.split(".")

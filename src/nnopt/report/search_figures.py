@@ -93,21 +93,28 @@ def _best_so_far(scores: pl.DataFrame, chosen: dict, colours) -> str:
 def _sensitivity(scores: pl.DataFrame, chosen: dict, colours) -> str:
     info = metric_info(chosen["select"])
     keys = list(chosen["params"])
+    own = {c["config"]: c.get("params", chosen["params"]) for c in chosen["configs"]}
     fig, axes = pyplot().subplots(1, len(keys), figsize=(6.3, 2.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for (label,), part in scores.group_by("config", maintain_order=True):
-            ok = part.filter(pl.col("mean").is_not_null())
+            # a key only some configurations tune (params_by_config) is null for the rest
+            ok = part.filter(pl.col("mean").is_not_null() & pl.col(f"tune.{key}").is_not_null())
+            if ok.is_empty():
+                continue
+            numeric = chosen["params"][key]["kind"] != "choice"
+            ok = ok.sort(f"tune.{key}") if numeric else ok
             x = ok[f"tune.{key}"].to_list()
             y = np.array(ok["mean"].to_list()) * info.scale
             err = [_halfwidth(s, n) * info.scale for s, n in zip(ok["sd"], ok["n"])]
-            numeric = chosen["params"][key]["kind"] != "choice"
+            # a configuration tuning this value alone: a curve; else points (others vary too)
+            fmt = "o-" if numeric and len(own.get(label, chosen["params"])) == 1 else "o"
             ax.errorbar(x if numeric else [str(v) for v in x], y, yerr=err if any(err) else None,
-                        fmt="o", ms=3, color=colours[label], label=label, alpha=0.8)  # fmt: skip
+                        fmt=fmt, ms=3, lw=1, color=colours[label], label=label, alpha=0.8)  # fmt: skip
         if chosen["params"][key]["kind"] == "log_uniform":
             ax.set_xscale("log")
         ax.set_xlabel(key)
     axes[0][0].set_ylabel(info.axis_label)
-    axes[0][0].legend(fontsize=7, frameon=False)
+    axes[0][0].legend(fontsize=7, frameon=False, loc="lower left")
     return to_svg(fig)
 
 
@@ -173,13 +180,36 @@ def _notes(chosen: dict) -> str:
     if edges:
         text += (" A chosen value at the edge of its range means the range was too narrow, "
                  f"not that the method lost: {', '.join(edges)}.")  # fmt: skip
+    return text + _rate_note(chosen)
+
+
+def _rate_note(chosen: dict) -> str:
+    """The chosen learning rates' spread and, with plain SGD and Adam both tuned, their
+    ratio beside DeepOBS's (Schneider et al. 2019): 160–630× on its test problems."""
     rates = {c["config"]: c["values"].get("optimizer.lr") for c in chosen["configs"]}
     rates = {k: v for k, v in rates.items() if isinstance(v, (int, float)) and v > 0}
     hi, lo = (max(rates, key=rates.get), min(rates, key=rates.get)) if rates else (None, None)
-    if hi != lo:
-        text += (f" Best learning rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo}); DeepOBS "
-                 f"reports {_DEEPOBS_RATIO} between SGD's and Adam's best rates on its problems.")
-    return text
+    if hi == lo:
+        return ""
+    sgd, adam = (next((r for k, r in rates.items() if _optimizer(k) == name), None)
+                 for name in ("sgd", "adam"))  # fmt: skip
+    span = f" Best learning rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo})"
+    if sgd is None or adam is None:  # DeepOBS's ratio is about optimizers, not other factors
+        return span + (f"; DeepOBS reports {_DEEPOBS_RATIO} between SGD's and Adam's best "
+                       "rates on its problems." if any(map(_optimizer, rates)) else ".")
+    return (f" Tuned best learning rates (dimensionless step sizes): SGD {sgd:.3g}, Adam "
+            f"{adam:.3g}, a ratio SGD / Adam of {sgd / adam:.0f}×; DeepOBS (Schneider et al. "
+            f"2019) reports {_DEEPOBS_RATIO} between SGD's and Adam's best rates on its problems. "
+            f"All chosen rates span {rates[hi] / rates[lo]:.0f}× ({hi} / {lo}).")
+
+
+def _optimizer(label: str) -> str | None:
+    """The optimizer a configuration label names (`optimizer.name=sgd` -> sgd)."""
+    for part in label.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "optimizer.name":
+            return value
+    return None
 
 
 def search_section(study: Study, results_dir: Path) -> list[Figure]:

@@ -262,7 +262,9 @@ def study_view(study: Study, tables: dict, results_dir: Path,
     return {
         "name": study.name, "anchor": f"study-{study.name}", "title": study.title,
         "description": study.description, "factors": list(study.factor_keys),
-        "n_runs": runs.height, "n_configs": len(order), "seeds": len(study.seeds),
+        "n_runs": runs.height, "n_configs": len(order),
+        # a tuned study's tables hold its confirmation runs (nnopt.search): their seeds
+        "seeds": len(study.tune.confirm_seeds if study.tune else study.seeds),
         "setup": setup.study_setup(study, runs),
         "table": _table(study, summary, order),
         "comparisons": _comparison_rows(comparisons, labels, order, study.metrics[0], medians),

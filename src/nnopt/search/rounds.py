@@ -142,6 +142,11 @@ def _trial_items(study, target, trials, epochs, runs_dir, rung, r) -> list[dict]
     ]  # fmt: skip
 
 
+def _fixed(tune: TuneSpec, target: Target) -> list[dict[str, Any]]:
+    """The fixed sampler's trials of one configuration, over its own ranges."""
+    return fixed_trials(tune, tune.trials_for(target.label), tune.params_for(target.label))
+
+
 def _metric(item: Mapping[str, Any], select: str) -> tuple[str, float | None]:
     """(status, selection metric) of a trained item; a missing run is an error."""
     try:
@@ -177,7 +182,7 @@ def _asha_round(study, r, previous, runs_dir) -> list[dict]:
     items = []
     for target in targets(study):
         if r == 0:
-            trials = list(enumerate(fixed_trials(tune, tune.trials_for(target.label))))
+            trials = list(enumerate(_fixed(tune, target)))
         else:
             done = previous[-1]
             scores = [(t, v) for (c, t), v in round_results(done, tune.select).items()
@@ -207,7 +212,7 @@ def _tpe_round(study, r, previous, search_dir, runs_dir) -> list[dict]:
             continue
         journal = Path(search_dir, study.name, f"optuna-{search_key(study)}.journal")
         trials = tpe_ask(journal, f"{study.name}/{target.index}", tune, results, n_new,
-                         recorded=range(asked))  # fmt: skip
+                         recorded=range(asked), params=tune.params_for(target.label))  # fmt: skip
         items += _trial_items(study, target, trials, None, runs_dir, None, r)
     return items
 
@@ -245,6 +250,22 @@ def _confirm_round(study, previous, runs_dir, r) -> list[dict]:
     return items
 
 
+def _with_cohorts(study: Study, items: list[dict], prefix: str) -> list[dict]:
+    """The shard's items, each labelled with its stacked cohort (`{prefix}-c{i}`) where one
+    pays, as the plan's batches are (nnopt.plan.cohorts): a round's trials differ only in
+    their tuned values, so they stack like a study's configurations."""
+    from nnopt.config.studies import Run
+    from nnopt.plan.cohorts import is_timing_study, plan_units
+
+    if not study.cohorts or is_timing_study(study.metrics):
+        return items
+    ids = [i["run_id"] for i in items]  # a run listed twice (a shared spec) trains alone
+    runs = [Run(study.name, parse_spec(i["spec"]), ()) for i in items if ids.count(i["run_id"]) == 1]
+    label = {r.run_id: f"{prefix}-c{n}" for n, unit in enumerate(
+        u for u in plan_units(runs) if len(u) > 1) for r in unit}  # fmt: skip
+    return [{**i, "cohort": label[i["run_id"]]} if i["run_id"] in label else i for i in items]
+
+
 def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Path) -> Path:
     """Plan round r from the finished rounds before it; a planned round is kept as it is."""
     search_dir, runs_dir = Path(search_dir), Path(runs_dir)
@@ -266,10 +287,11 @@ def write_round(study: Study, r: int, search_dir: str | Path, runs_dir: str | Pa
     else:
         phase = "trial"
         items = [i for t in targets(study) for i in _trial_items(
-            study, t, list(enumerate(fixed_trials(tune, tune.trials_for(t.label)))), None,
+            study, t, list(enumerate(_fixed(tune, t))), None,
             runs_dir, None, r)]  # fmt: skip
     for s in range(tune.shards):  # shards first: the round file marks a complete round
-        write_json_atomic(shard_path(search_dir, study.name, r, s), items[s :: tune.shards])
+        shard = _with_cohorts(study, items[s :: tune.shards], f"{study.name}-r{r:02d}-s{s}")
+        write_json_atomic(shard_path(search_dir, study.name, r, s), shard)
     doc = {"study": study.name, "key": search_key(study), "round": r, "phase": phase, "runs": items}
     write_json_atomic(path, doc)
     return path

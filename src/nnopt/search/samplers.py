@@ -1,6 +1,7 @@
-"""Trial samplers: grid, seeded random, quasi-random Sobol/Halton (scipy.stats.qmc), and TPE.
+"""Trial samplers: grid, seeded random, quasi-random Sobol/Halton and a centred Latin
+hypercube (scipy.stats.qmc), and TPE.
 
-The first four are fixed by the tune block and the sampler seed: `fixed_trials(tune, k)`
+The first five are fixed by the tune block and the sampler seed: `fixed_trials(tune, k)`
 returns the same k value sets every time. TPE (Optuna's ask-and-tell) depends on the results
 of earlier trials; `tpe_ask` keeps its history in an Optuna JournalStorage file, and seeds
 its sampler from (sampler seed, trial number) so a resumed search asks what an
@@ -28,6 +29,9 @@ def unit_points(sampler: str, n: int, dims: int, seed: int) -> np.ndarray:
 
     if sampler == "random":
         return np.random.default_rng(seed).random((n, dims))
+    if sampler == "lhs":  # cell centres: each 1-D projection is the n midpoints, evenly spaced
+        optimization = "random-cd" if dims > 1 else None  # a seeded, space-filling pairing
+        return qmc.LatinHypercube(dims, scramble=False, optimization=optimization, rng=seed).random(n)
     engine = qmc.Sobol(dims, scramble=True, seed=seed) if sampler == "sobol" else qmc.Halton(
         dims, scramble=True, seed=seed
     )
@@ -53,11 +57,15 @@ def grid_trials(params: Mapping[str, Distribution], k: int) -> list[dict[str, An
     return combos[:k]
 
 
-def fixed_trials(tune: TuneSpec, k: int) -> list[dict[str, Any]]:
-    """k value sets for the grid, random, sobol or halton sampler (not tpe)."""
+def fixed_trials(
+    tune: TuneSpec, k: int, params: Mapping[str, Distribution] | None = None
+) -> list[dict[str, Any]]:
+    """k value sets for the grid, random, sobol, halton or lhs sampler (not tpe), over `params`
+    (one configuration's ranges, `tune.params_for(label)`; default: the shared ones)."""
+    params = tune.params if params is None else params
     if tune.sampler == "grid":
-        return grid_trials(tune.params, k)
-    dists = list(tune.params.items())
+        return grid_trials(params, k)
+    dists = list(params.items())
     points = unit_points(tune.sampler, k, len(dists), tune.seed)
     return [{key: d.from_unit(float(u)) for (key, d), u in zip(dists, row)} for row in points]
 
@@ -97,6 +105,7 @@ def tpe_ask(
     results: Mapping[int, float | None],
     n_new: int,
     recorded: Sequence[int],
+    params: Mapping[str, Distribution] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """Tell Optuna the finished trials' `results` (trial number -> value, None = failed),
     then return n_new (trial number, values) to run next.
@@ -121,7 +130,8 @@ def tpe_ask(
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t.number not in recorded and t.number not in results
     ][:n_new]
-    dists = {key: _optuna_distribution(d) for key, d in tune.params.items()}
+    params = tune.params if params is None else params  # this configuration's ranges
+    dists = {key: _optuna_distribution(d) for key, d in params.items()}
     startup = max(2, min(10, tune.trials // 3))  # random trials before TPE models anything
     while len(out) < n_new:
         number = len(study.get_trials(deepcopy=False))

@@ -28,13 +28,17 @@ from nnopt.store.runs import read_run
 
 __all__ = ["EDGE_FRACTION", "at_edge", "trial_rows", "summarize_search"]
 
-EDGE_FRACTION = 0.05  # a chosen value in the outer 5 % of its range (log scale for log ranges)
+# A chosen value in the outermost of k equal cells of its range, and at least in its outer
+# 5 % (log scale for log ranges): with k trials spread evenly (grid, lhs, sobol), the best
+# one in an outer cell says the optimum may lie beyond the range.
+EDGE_FRACTION = 0.05
 _METRICS = ("best_val_accuracy", "final_val_loss", "final_val_accuracy", "test_accuracy",
             "test_loss", "train_time_s", "epochs")  # fmt: skip
 
 
-def at_edge(dist: Distribution, value: Any) -> str | None:
-    """'low' / 'high' when `value` lies in the outer EDGE_FRACTION of the range, else None."""
+def at_edge(dist: Distribution, value: Any, trials: int = 1) -> str | None:
+    """'low' / 'high' when `value` lies in the outer max(EDGE_FRACTION, 1 / trials) of the
+    range (the outermost cell of `trials` equal ones), else None."""
     if dist.kind == "choice":
         if len(dist.args) < 3 or value not in dist.args:
             return None
@@ -43,7 +47,8 @@ def at_edge(dist: Distribution, value: Any) -> str | None:
     lo, hi = dist.args
     scale = math.log if dist.log else float
     u = (scale(value) - scale(lo)) / (scale(hi) - scale(lo))
-    return "low" if u <= EDGE_FRACTION else "high" if u >= 1 - EDGE_FRACTION else None
+    edge = max(EDGE_FRACTION, 1 / max(trials, 1))
+    return "low" if u <= edge else "high" if u >= 1 - edge else None
 
 
 def _row(item: Mapping[str, Any], tune: TuneSpec) -> dict[str, Any]:
@@ -59,7 +64,7 @@ def _row(item: Mapping[str, Any], tune: TuneSpec) -> dict[str, Any]:
         "rung": s.get("rung"), "round": s.get("round"), "budget_epochs": s.get("budget_epochs"),
         "seed": s["seed"], "status": record.get("status"), "select": metrics.get(tune.select),
         **{m: metrics.get(m) for m in _METRICS},
-        **{f"tune.{k}": s["values"].get(k) for k in tune.params},
+        **{f"tune.{k}": s["values"].get(k) for k in tune.all_params},
     }  # fmt: skip
     return row
 
@@ -71,7 +76,8 @@ def _default_items(study: Study, runs_dir: Path) -> list[dict[str, Any]]:
         {"study": study.name, "run_id": run.run_id, "out": str(runs_dir / study.name / run.run_id),
          "search": {"config": run.config, "config_index": index[run.config], "phase": "default",
                     "seed": run.seed, "budget_epochs": run.spec.budget.epochs,
-                    "values": {k: _get(run.spec.to_dict(), k) for k in study.tune.params}}}
+                    "values": {k: _get(run.spec.to_dict(), k)
+                               for k in study.tune.params_for(run.config)}}}
         for run in study.runs
     ]  # fmt: skip
 
@@ -99,17 +105,23 @@ def _chosen(study: Study, search_dir: Path) -> dict[str, Any]:
         if t.index not in best:
             continue
         trial, values, metric = best[t.index]
-        edges = {k: e for k, v in values.items() if (e := at_edge(tune.params[k], v))}
+        own = tune.params_for(t.label)
+        k = tune.trials_for(t.label)
+        edges = {key: e for key, v in values.items() if (e := at_edge(own[key], v, k))}
         configs.append({"config": t.label, "config_index": t.index, "trial": trial,
                         "values": values, "select": metric, "trials": tune.trials_for(t.label),
-                        "at_edge": edges})  # fmt: skip
-    ranges = {k: {"kind": d.kind, "args": list(d.args)} for k, d in tune.params.items()}
+                        "params": _ranges(own), "at_edge": edges})  # fmt: skip
+    ranges = _ranges(tune.all_params)
     return {"study": study.name, "sampler": tune.sampler, "seed": tune.seed,
             "select": tune.select, "higher_is_better": tune.higher_is_better,
             "trials": tune.trials, "tuning_seeds": list(tune.seeds),
             "confirm_seeds": list(tune.confirm_seeds), "params": ranges,
             "asha": None if tune.asha is None else list(tune.asha.budgets),
             "configs": configs}  # fmt: skip
+
+
+def _ranges(params: Mapping[str, Distribution]) -> dict[str, dict[str, Any]]:
+    return {k: {"kind": d.kind, "args": list(d.args)} for k, d in params.items()}
 
 
 def summarize_search(study: Study, search_dir: str | Path, runs_dir: str | Path) -> Path:
