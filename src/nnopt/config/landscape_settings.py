@@ -36,6 +36,8 @@ class LandscapeSettings:
     direction_seed: int = 0
     rows_per_batch: int = 4  # 2-D grid rows per resumable part file
     chunk_size: int = 2048  # samples per forward pass
+    # Grid points per batched pass (nnopt.landscape.batched; 1: one at a time, the reference).
+    points_per_pass: int = 64
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -43,7 +45,8 @@ class LandscapeSettings:
     @property
     def key(self) -> str:
         """Hash of the settings that change results (not the batching)."""
-        d = {k: v for k, v in self.to_dict().items() if k != "rows_per_batch"}
+        batching = ("rows_per_batch", "points_per_pass")
+        d = {k: v for k, v in self.to_dict().items() if k not in batching}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -54,6 +57,7 @@ _POSITIVE_INT = (
     "hessian_iters",
     "rows_per_batch",
     "chunk_size",
+    "points_per_pass",
 )
 
 

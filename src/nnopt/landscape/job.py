@@ -62,7 +62,7 @@ __all__ = [
     "landscape_study",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: surface2d rows on the train split only (val_loss null)
 
 
 def snapshot_training(spec: RunSpec, dataset: Any) -> Snapshots:
@@ -185,7 +185,9 @@ def _is_current(
     except ValueError:
         return False
     return (
-        old.get("settings_key") == settings.key and old.get("recorded_final_train_loss") == recorded
+        old.get("schema_version") == SCHEMA_VERSION
+        and old.get("settings_key") == settings.key
+        and old.get("recorded_final_train_loss") == recorded
     )
 
 
