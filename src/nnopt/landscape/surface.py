@@ -104,10 +104,15 @@ def mean_loss(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, chunk_size: int = 2048
 ) -> float:
     """Sample-weighted mean loss over (x, y), evaluated chunk by chunk in landscape mode."""
-    total, n = 0.0, x.shape[0]
     with torch.no_grad(), landscape_mode(model):
-        for part in _chunks(n, chunk_size):
-            total += float(loss_fn(model(x[part]), y[part])) * (part.stop - part.start)
+        return _mean_loss_in_mode(model, x, y, loss_fn, chunk_size)
+
+
+def _mean_loss_in_mode(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn,
+                       chunk_size: int) -> float:  # fmt: skip
+    total, n = 0.0, x.shape[0]
+    for part in _chunks(n, chunk_size):
+        total += float(loss_fn(model(x[part]), y[part])) * (part.stop - part.start)
     return total / n
 
 
@@ -118,16 +123,19 @@ def make_evaluator(
     chunk_size: int = 2048,
 ) -> Evaluator:
     """θs (K, P) -> K × {"<split>_loss": mean loss}, one point at a time (writes each θ into
-    the model): the reference of the batched fast path (nnopt.landscape.batched)."""
+    the model): the reference of the batched fast path (nnopt.landscape.batched). Landscape
+    mode is entered once per call (its mode switches and buffer copies cost more than a small
+    model's forward); batch norm's outputs use batch statistics, so they are the same."""
 
     def evaluate(thetas: Tensor) -> list[dict[str, float]]:
         out = []
-        for flat in thetas:
-            set_flat_params(model, flat)
-            out.append(finite_or_nan({
-                f"{name}_loss": mean_loss(model, x, y, loss_fn, chunk_size)
-                for name, (x, y) in splits.items()
-            }))  # fmt: skip
+        with torch.no_grad(), landscape_mode(model):
+            for flat in thetas:
+                set_flat_params(model, flat)
+                out.append(finite_or_nan({
+                    f"{name}_loss": _mean_loss_in_mode(model, x, y, loss_fn, chunk_size)
+                    for name, (x, y) in splits.items()
+                }))  # fmt: skip
         return out
 
     return evaluate
