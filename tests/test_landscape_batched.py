@@ -8,6 +8,7 @@ import io
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +144,40 @@ def test_cohort_members_write_the_snapshots_the_single_engine_writes():
                                    rtol=1e-4, atol=1e-6)  # fmt: skip
         assert mine["final_train_loss"] == member.metrics["final_train_loss"]
         assert mine["final_train_loss"] == pytest.approx(alone["final_train_loss"], rel=1e-5)
+
+
+def test_a_study_landscape_reads_its_own_run_folders_without_the_aggregate(tmp_path, capsys):
+    """The workflow's landscape job starts when its study's batches are done: with --plan (or
+    --config) and no --runs-table it reads the study's run folders and picks, per
+    configuration, the seed of highest best_val_accuracy."""
+    import json
+
+    import yaml
+
+    from nnopt.cli.main import main
+    from nnopt.config.studies import parse_config
+    from nnopt.train.runner import run_one
+
+    raw = {"defaults": {"data": {"name": "blobs", "n_samples": 200},
+                        "model": {"depth": 1, "width": 4}, "budget": {"epochs": 2}},
+           "seeds": 2, "landscape": {"grid_points": 3, "alpha_points": 3, "hessian_iters": 3},
+           "studies": [{"name": "s", "grid": {"optimizer.lr": [0.01, 0.1]}},
+                       {"name": "other", "grid": {"optimizer.lr": [0.05]}}]}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    config = parse_config(raw)
+    ranked: dict[str, list[tuple]] = {}  # config -> [(-best acc, final val loss, seed, id)]
+    for r in config.study("s").runs:
+        run_dir = tmp_path / "runs" / "s" / r.run_id
+        run_one(r.spec, run_dir, study="s", factors=dict(r.factors))
+        m = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+        ranked.setdefault(r.config, []).append(
+            (-m["best_val_accuracy"], m["final_val_loss"], r.spec.seed, r.run_id))
+    assert len(ranked) == 2 and all(len(v) == 2 for v in ranked.values())
+    args = ["landscape", "--study", "s", "--config", str(tmp_path / "config.yaml"),
+            "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    chosen = pl.read_parquet(tmp_path / "out" / "sharpness.parquet")["run_id"].to_list()
+    assert sorted(chosen) == sorted(min(v)[-1] for v in ranked.values())
+    assert main([*args[:2], "nope", *args[3:]]) == 2
+    err = capsys.readouterr().err
+    assert "--study nope: not a study of" in err and len(err.strip().splitlines()) == 1
