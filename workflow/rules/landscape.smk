@@ -10,18 +10,6 @@ resume). Finished per-run outputs with the same settings are reused. Settings: t
 optional top-level `landscape:` mapping (docs/contract.md §5), read from the plan.
 """
 
-# Seconds of one configuration's landscape on the reference CPU (snapshots read, two 21x21
-# planes on 512 samples, the Hessian's ends: 1.0-1.3 s measured) plus a job's start-up
-# share. The priority is on the train rule's scale (10 x estimated seconds), so a ready
-# landscape runs before every shorter train batch: longest-processing-time first over both.
-LANDSCAPE_S_PER_CONFIG = 1.5
-LANDSCAPE_START_S = 3.0
-
-
-def landscape_cost_s(wildcards):
-    study = STATE.config.study(wildcards.study)
-    return LANDSCAPE_START_S + LANDSCAPE_S_PER_CONFIG * len({r.config for r in study.runs})
-
 
 rule landscape:
     input:
@@ -31,6 +19,8 @@ rule landscape:
         "results/landscape/{study}/sharpness.parquet",
     log:
         "logs/landscape/{study}.log",
+    # On the train rule's scale (10 x estimated seconds), so a ready landscape runs before
+    # every shorter train batch: longest-processing-time first over both.
     priority: lambda wildcards: int(10 * landscape_cost_s(wildcards))
     conda:
         ENV
