@@ -87,13 +87,16 @@ _RULE = re.compile(r"^(?:local)?rule (\w+):$")
 _FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
 
 
-def job_spans(log: Path) -> tuple[datetime | None, list[tuple[str, str, datetime, datetime]]]:
+def job_spans(log: Path) -> tuple[datetime, list[tuple[str, str, datetime, datetime]]]:
     """(workflow start, [(rule, wildcards, start, end)]) from a Snakemake log: a job starts
     at the time stamp above its `rule NAME:` block and ends at the one above `Finished
     jobid: N`. Time stamps have one-second resolution."""
     lines = log.read_text(errors="replace").splitlines()
     first = next((ln for ln in lines if ln.startswith("  Date: ")), None)
-    started = datetime.strptime(first[8:].strip(), "%Y-%m-%d %H:%M:%S") if first else None
+    if first:
+        started = datetime.strptime(first[8:].strip(), "%Y-%m-%d %H:%M:%S")
+    else:  # --quiet logs no header; the log's name is its start time
+        started = datetime.strptime(log.name.split(".snakemake")[0], "%Y-%m-%dT%H%M%S.%f")
     stamp, job, open_jobs, spans = None, None, {}, []
     for raw in lines:
         line = raw.strip()
