@@ -154,8 +154,8 @@ def stage_times(work: Path, started: float) -> dict[str, float]:
 
     stages = {
         "dataset": last("results/data/*.npz"),
-        "first training job": first("results/batches/*.json"),
-        "training (last batch)": last("results/batches/*.json"),
+        "first training job": first("results/batches/*[0-9a-f].json"),
+        "training (last batch)": last("results/batches/*[0-9a-f].json"),
         "landscapes": last("results/landscape/*/*.parquet"),
         "aggregate": last("results/runs.parquet"),
         "report": last("reports/report.pdf"),
@@ -195,7 +195,8 @@ def main() -> None:
     if proc.returncode != 0:
         sys.exit(f"snakemake failed:\n{stderr[-4000:]}")
 
-    manifests = [json.loads(p.read_text()) for p in work.glob("results/batches/*.json")]
+    manifests = [json.loads(p.read_text()) for p in work.glob("results/batches/*.json")
+                 if not p.name.endswith(".todo.json")]  # the batches' manifests only
     records = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/metrics.json")]
     train_s = sum(r["metrics"]["train_time_s"] or 0 for r in records)
     statuses = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
