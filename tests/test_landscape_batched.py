@@ -181,3 +181,19 @@ def test_a_study_landscape_reads_its_own_run_folders_without_the_aggregate(tmp_p
     assert main([*args[:2], "nope", *args[3:]]) == 2
     err = capsys.readouterr().err
     assert "--study nope: not a study of" in err and len(err.strip().splitlines()) == 1
+
+
+def test_points_per_pass_picks_the_batched_path_and_leaves_the_results_key_alone(capsys):
+    from nnopt.landscape.batches import Problem, make_evaluator
+    from nnopt.landscape.tables import LandscapeSettings
+
+    problem = Problem(_mlp(), _splits(), F.cross_entropy)
+    center = ls.flat_params(problem.model)
+    thetas = center + 0.3 * torch.randn(5, center.numel(), generator=torch.Generator().manual_seed(4))
+    batched, one_at_a_time = LandscapeSettings(points_per_pass=4), LandscapeSettings()
+    assert one_at_a_time.points_per_pass == 1 and batched.key == one_at_a_time.key
+    fast = make_evaluator(problem, batched)(thetas)
+    slow = make_evaluator(problem, one_at_a_time)(thetas)
+    for a, b in zip(fast, slow):
+        assert a == pytest.approx(b, rel=1e-5)
+    assert "one point at a time" not in capsys.readouterr().err  # vmap ran, no fallback
