@@ -16,7 +16,11 @@ from torch import nn
 
 from nnopt.config.spec import merge, parse_spec
 from nnopt.landscape import surface as ls
-from nnopt.landscape.batched import make_batched_evaluator, points_per_pass, with_fallback
+from nnopt.landscape.batched import (
+    make_batched_evaluator,
+    points_per_pass,
+    with_fallback,
+)
 from nnopt.train.cohort import train_cohort
 from nnopt.train.data import Dataset
 from nnopt.train.engine import train
