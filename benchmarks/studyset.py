@@ -1,4 +1,4 @@
-"""A fixed study set from a cold start: wall time, stages, peak memory of a job.
+"""A fixed study set from a cold start: wall time, its breakdown, peak memory of a job.
 
 The workload is frozen: benchmarks/workloads/studyset-2026-12-01.yaml is a copy of the
 shipped config/config.yaml of 2026-12-01 (405 runs; issue 14's target: <= 60 s cold on 2
@@ -6,21 +6,24 @@ cores, 184 s before cohorts), so the figure stays comparable while the shipped s
 `--workload config/config.yaml` times today's shipped set instead.
 
 Copies Snakefile, workflow/ and config/ into a temporary folder (the workload as its
-config/config.yaml), runs `snakemake --cores N` there (every study, then the landscapes,
-the aggregate and the report), and prints the end-to-end wall time (target on the 2-core reference machine:
-≤ 5 min), the CPU time of all its processes (what the wall time would be on an idle
-machine with every core busy), when each stage finished, the peak resident memory of any training job (sampled
-from the process tree; target < 600 MB), and the cost model's estimate against each
-batch's measured wall time.
+config/config.yaml), runs `snakemake --cores N` there, and prints the end-to-end wall time,
+the CPU time of all its processes (what the wall time would be on an idle machine with
+every core busy), the breakdown read from Snakemake's own log (start-up before the first
+job, then per rule: jobs, job-seconds, first start and last end, so training, landscapes,
+aggregate and report each show their share and the serial tail after the last training
+job), the peak resident memory of any training job (sampled from the process tree), and
+the cost model's estimate against each batch's measured wall time.
 
     python benchmarks/studyset.py                 # --cores 2, the frozen 405-run workload
     python benchmarks/studyset.py --configfile config/smoke.yaml --keep   # a reduced subset
+    python benchmarks/studyset.py --log path/to/.snakemake/log/X.snakemake.log  # a past run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import shutil
 import subprocess
@@ -28,10 +31,10 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +47,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--configfile", default=None, help="extra config merged over the workload")
     p.add_argument("--target", default="all", help="Snakemake target (default: all)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--log", metavar="FILE", help="only print the breakdown of this Snakemake log")
     return p.parse_args()
 
 
 class PeakRss:
-    """Samples the resident memory of every training job (a `train_batch.py` process)."""
+    """Samples the resident memory of every training job (an `nnopt train-batch` process)."""
 
     def __init__(self, root: psutil.Process, every_s: float = 0.2):
         self.root, self.every_s, self.peak_mb = root, every_s, 0.0
@@ -63,7 +67,7 @@ class PeakRss:
                 children = []
             for proc in children:
                 try:
-                    if any("train_batch" in part for part in proc.cmdline()):
+                    if "train-batch" in proc.cmdline():
                         self.peak_mb = max(self.peak_mb, proc.memory_info().rss / 1e6)
                 except psutil.Error:
                     continue
@@ -76,6 +80,65 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
+
+
+def job_spans(log: Path) -> tuple[datetime, list[tuple[str, str, datetime, datetime]]]:
+    """(workflow start, [(rule, wildcards, start, end)]) from a Snakemake log: a job starts
+    at the time stamp above its `rule NAME:` block and ends at the one above `Finished
+    jobid: N`. Time stamps have one-second resolution."""
+    lines = log.read_text(errors="replace").splitlines()
+    first = next((ln for ln in lines if ln.startswith("  Date: ")), None)
+    if first:
+        started = datetime.strptime(first[8:].strip(), "%Y-%m-%d %H:%M:%S")
+    else:  # --quiet logs no header; the log's name is its start time
+        started = datetime.strptime(log.name.split(".snakemake")[0], "%Y-%m-%dT%H%M%S.%f")
+    stamp, job, open_jobs, spans = None, None, {}, []
+    for raw in lines:
+        line = raw.strip()
+        if m := _STAMP.match(raw):
+            stamp = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+        elif m := _RULE.match(raw):
+            job = {"rule": m.group(1), "wildcards": "", "start": stamp}
+        elif job is not None and line.startswith("jobid: "):
+            open_jobs[line[len("jobid: "):]] = job  # the same dict: wildcards come later
+        elif job is not None and line.startswith("wildcards: "):
+            job["wildcards"] = line[len("wildcards: "):]
+        elif (m := _FINISHED.match(raw)) and m.group(1) in open_jobs:
+            done = open_jobs.pop(m.group(1))
+            spans.append((done["rule"], done["wildcards"], done["start"], stamp))
+    return started, spans
+
+
+def print_breakdown(log: Path) -> None:
+    """Start-up, then per rule (in order of first start): jobs, job-seconds, start, end."""
+    started, spans = job_spans(log)
+    if not spans:
+        print(f"  (no finished jobs in {log})")
+        return
+    t0 = started or min(s for _, _, s, _ in spans)
+    end = max(e for _, _, _, e in spans)
+    print(f"breakdown from {log.name} (1-s stamps), end at {(end - t0).total_seconds():.0f} s:")
+    print(f"  start-up (Snakemake, plan) until the first job: "
+          f"{(min(s for _, _, s, _ in spans) - t0).total_seconds():5.0f} s")  # fmt: skip
+    rules: dict[str, list] = {}
+    for rule, wc, s, e in spans:
+        rules.setdefault(rule, []).append((wc, s, e))
+    print(f"  {'rule':<16}{'jobs':>5}{'job-s':>8}{'first start':>13}{'last end':>10}  longest")
+    for rule, jobs in sorted(rules.items(), key=lambda kv: min(s for _, s, _ in kv[1])):
+        secs = [(e - s).total_seconds() for _, s, e in jobs]
+        longest = max(zip(secs, (wc for wc, _, _ in jobs)))
+        print(f"  {rule:<16}{len(jobs):>5}{sum(secs):>8.0f}"
+              f"{(min(s for _, s, _ in jobs) - t0).total_seconds():>13.0f}"
+              f"{(max(e for _, _, e in jobs) - t0).total_seconds():>10.0f}"
+              f"  {longest[0]:.0f} s {longest[1][:40]}")  # fmt: skip
+    if "train" in rules:
+        last_train = max(e for _, _, e in rules["train"])
+        print(f"  serial tail after the last training job: {(end - last_train).total_seconds():.0f} s")
 
 
 def stage_times(work: Path, started: float) -> dict[str, float]:
@@ -91,8 +154,8 @@ def stage_times(work: Path, started: float) -> dict[str, float]:
 
     stages = {
         "dataset": last("results/data/*.npz"),
-        "first training job": first("results/batches/*.json"),
-        "training (last batch)": last("results/batches/*.json"),
+        "first training job": first("results/batches/*[0-9a-f].json"),
+        "training (last batch)": last("results/batches/*[0-9a-f].json"),
         "landscapes": last("results/landscape/*/*.parquet"),
         "aggregate": last("results/runs.parquet"),
         "report": last("reports/report.pdf"),
@@ -100,29 +163,25 @@ def stage_times(work: Path, started: float) -> dict[str, float]:
     return {k: v for k, v in stages.items() if v is not None}
 
 
-def estimates(work: Path, config_files: list[Path], cores: int) -> dict[str, float]:
-    from nnopt.plan import packing
-    from nnopt.config.spec import merge
-    from nnopt.config.studies import parse_config
-
-    raw: dict = {}
-    for path in config_files:
-        raw = merge(raw, yaml.safe_load(path.read_text()))
-    return {b.batch_id: b.cost_s for b in packing.plan_batches(parse_config(raw), cores=cores)}
+def estimates(work: Path) -> dict[str, float]:
+    """The cost model's seconds for each batch, as the workflow planned it (its todo records)."""
+    todos = [json.loads(p.read_text()) for p in work.glob("results/batches/*.todo.json")]
+    return {t["batch"]: t["cost_s"] for t in todos if t.get("cost_s") is not None}
 
 
 def main() -> None:
     args = parse_args()
+    if args.log:
+        print_breakdown(Path(args.log))
+        return
     work = Path(tempfile.mkdtemp(prefix="nnopt-studyset-"))
     shutil.copy(ROOT / "Snakefile", work / "Snakefile")
     for folder in ("workflow", "config"):
         shutil.copytree(ROOT / folder, work / folder)
     shutil.copy(ROOT / args.workload, work / "config" / "config.yaml")
     cmd = ["snakemake", args.target, "--cores", str(args.cores)]
-    configs = [work / "config" / "config.yaml"]
     if args.configfile:
         cmd += [f"--configfile={args.configfile}"]
-        configs.append(work / args.configfile)
     print(f"{' '.join(cmd)}  (in {work})", flush=True)
 
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -136,7 +195,8 @@ def main() -> None:
     if proc.returncode != 0:
         sys.exit(f"snakemake failed:\n{stderr[-4000:]}")
 
-    manifests = [json.loads(p.read_text()) for p in work.glob("results/batches/*.json")]
+    manifests = [json.loads(p.read_text()) for p in work.glob("results/batches/*.json")
+                 if not p.name.endswith(".todo.json")]  # the batches' manifests only
     records = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/metrics.json")]
     train_s = sum(r["metrics"]["train_time_s"] or 0 for r in records)
     statuses = {s: sum(r["status"] == s for r in records) for s in ("ok", "diverged", "failed")}
@@ -149,10 +209,12 @@ def main() -> None:
           f"{args.cores} cores (load average now {psutil.getloadavg()[0]:.1f})")  # fmt: skip
     for stage, seconds in stage_times(work, started).items():
         print(f"  {stage:<22} done at {seconds:6.1f} s")
+    for log in sorted(work.glob(".snakemake/log/*.snakemake.log"))[-1:]:
+        print_breakdown(log)
     print(f"peak RSS of a training job: {rss.peak_mb:.0f} MB "
           f"(engine's own max peak_rss_mb: {max((r['metrics']['peak_rss_mb'] or 0) for r in records):.0f} MB)")  # fmt: skip
 
-    cost = estimates(work, configs, args.cores)
+    cost = estimates(work)
     pairs = [(cost.get(m["batch"]), m["wall_time_s"]) for m in manifests if m["batch"] in cost]
     if pairs:
         ratio = sum(w for _, w in pairs) / sum(e for e, _ in pairs)

@@ -440,20 +440,14 @@ def test_report_section_shows_landscapes_table_and_heatmaps_from_result_files(tm
     config = parse_config({"defaults": {"data": {"name": "blobs"}}, "seeds": 2, "studies": [
         {"name": "act", "grid": {"model.activation": ["relu", "tanh"]}, "landscape": True},
         {"name": "opt", "grid": {"optimizer.lr": [0.1]}}]})  # fmt: skip
-    runs = pl.DataFrame([
-        {"study": r.study, "config": r.config, "config_index": i // 2, "run_id": r.run_id, "seed": r.seed,
-         "status": "ok", "final_train_loss": 0.1 * (i + 1)}
-        for i, r in enumerate(config.runs)])  # fmt: skip
-    runs.write_parquet(tmp_path / "runs.parquet")
-    curves = runs.select("study", "run_id", "seed", "config").join(
-        pl.DataFrame({"step": [5, 10], "layer_grad_norms": [[0.1, 0.2], [0.3, 0.4]]}), how="cross"
-    )
-    curves.write_parquet(tmp_path / "curves.parquet")
-    for r in config.runs:
+    # The run folders alone (no runs.parquet: a section renders before the aggregate).
+    curve = pl.DataFrame({"step": [5, 10], "layer_grad_norms": [[0.1, 0.2], [0.3, 0.4]]})
+    for i, r in enumerate(config.runs):
         (tmp_path / "runs" / r.study / r.run_id).mkdir(parents=True)
-        (tmp_path / "runs" / r.study / r.run_id / "metrics.json").write_text(
-            json.dumps({"layer_names": ["1.weight", "1.bias"]})
-        )
+        (tmp_path / "runs" / r.study / r.run_id / "metrics.json").write_text(json.dumps({
+            "status": "ok", "metrics": {"final_train_loss": 0.1 * (i + 1)},
+            "layer_names": ["1.weight", "1.bias"]}))  # fmt: skip
+        curve.write_parquet(tmp_path / "runs" / r.study / r.run_id / "curve.parquet")
     chosen = config.study("act").runs[0]
     study_dir = tmp_path / "landscape" / "act"
     study_dir.mkdir(parents=True)

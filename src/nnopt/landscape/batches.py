@@ -2,14 +2,15 @@
 
 `Snapshots` (flat weights at each evaluation) and `Problem` (model, splits, loss) are the
 inputs; `make_planes` builds the random filter-normalized plane and the PCA plane of the
-snapshots (Li et al. 2018), `make_batches` lists the parts (interp1d, trajectory, surface rows)
+snapshots (Li et al. 2018), `make_evaluator` the batched (or reference) evaluator of the
+points, `make_batches` lists the parts (interp1d, trajectory, surface rows)
 in output order, `hessian_summary` the extreme eigenvalues at the final weights.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -17,9 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from nnopt.landscape import surface as ls
+from nnopt.landscape.batched import make_batched_evaluator, with_fallback
 from nnopt.landscape.tables import LANDSCAPE_SCHEMA, LandscapeSettings
 
-__all__ = ["Problem", "Snapshots", "hessian_summary", "make_batches", "make_planes"]
+__all__ = [
+    "Problem", "Snapshots", "hessian_summary", "make_batches", "make_evaluator", "make_planes",
+]
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,26 @@ def make_planes(
     }
 
 
+def make_evaluator(problem: Problem, settings: LandscapeSettings) -> ls.Evaluator:
+    """`settings.points_per_pass` points per batched pass (nnopt.landscape.batched), or the
+    one-point-at-a-time reference when it is 1 (or vmap cannot run the model)."""
+    args = (problem.model, problem.splits, problem.loss_fn, settings.chunk_size)
+    reference = ls.make_evaluator(*args)
+    if settings.points_per_pass <= 1:
+        return reference
+    fast = make_batched_evaluator(*args, max_points=settings.points_per_pass)
+    return with_fallback(fast, reference)
+
+
 def make_batches(
     problem: Problem, snaps: Snapshots, settings: LandscapeSettings, planes: dict
 ) -> list:
     """[(part name, compute() -> rows)] in output order; each is one resumable batch."""
-    evaluate = ls.make_evaluator(
-        problem.model, problem.splits, problem.loss_fn, settings.chunk_size
-    )
+    evaluate = make_evaluator(problem, settings)
+    # The 2-D surfaces on the train split only: the contours show the train loss, and the
+    # validation split's ~880 points per run were never shown (their val_loss is null).
+    train_only = replace(problem, splits={"train": problem.splits["train"]})
+    on_train = make_evaluator(train_only, settings)
     theta0, center = snaps.weights[0], snaps.weights[-1]
     alphas = np.linspace(settings.alpha_min, settings.alpha_max, settings.alpha_points)
 
@@ -92,7 +109,7 @@ def make_batches(
         return [_row("interp1d", **r) for r in ls.interpolate_1d(evaluate, theta0, center, alphas)]
 
     def trajectory() -> list[dict]:
-        losses = [evaluate(w) for w in snaps.weights]  # actual losses along the path
+        losses = evaluate(snaps.weights)  # actual losses along the path
         return [
             _row("trajectory", plane, x=float(c[0]), y=float(c[1]), step=s, **loss)
             for plane in ("random", "pca")
@@ -109,7 +126,7 @@ def make_batches(
             rows = range(start, min(start + settings.rows_per_batch, len(ys)))
 
             def surface(plane=plane, d1=d1, d2=d2, xs=xs, ys=ys, rows=rows) -> list[dict]:
-                found = ls.surface_rows(evaluate, center, d1, d2, xs, ys, rows)
+                found = ls.surface_rows(on_train, center, d1, d2, xs, ys, rows)
                 return [_row("surface2d", plane, **r) for r in found]
 
             out.append((f"surface2d-{plane}-rows{rows.start:03d}-{rows.stop - 1:03d}", surface))

@@ -38,9 +38,10 @@ def add_arguments(p: Any) -> None:
     )
     p.add_argument(
         "--runs-table",
-        default="results/runs.parquet",
         metavar="FILE",
-        help="runs.parquet (--study)",
+        help="runs.parquet (--study); default: the study's runs read from --runs-dir, as the "
+        "--plan/--config expands them (the workflow: the study's own plan, so a landscape "
+        "starts when its study's training is done, not after the whole aggregate)",
     )
     p.add_argument(
         "--runs-dir", default="results/runs", metavar="DIR", help="run directories root (--study)"
@@ -79,6 +80,33 @@ def _settings(config: str | None, overrides: list[str]) -> LandscapeSettings:
     return parse_settings(raw)
 
 
+def _study_runs(args: Any) -> Any:
+    """The runs to choose from: --runs-table, else the study's run folders (--runs-dir) as
+    the config expands them (the aggregate's own reader, so the same rows and statuses)."""
+    import dataclasses
+
+    import polars as pl
+
+    if args.runs_table is None and args.config is None:
+        args.runs_table = "results/runs.parquet"
+    if args.runs_table is not None:
+        if not Path(args.runs_table).exists():
+            raise SpecError(
+                f"--runs-table {args.runs_table}: not found (run the aggregate step first)"
+            )
+        return pl.read_parquet(args.runs_table)
+    from nnopt.analysis.aggregate import read_config
+    from nnopt.analysis.run_table import load_runs
+
+    config = read_config(args.config)
+    try:
+        study = config.study(args.study)
+    except KeyError:
+        names = ", ".join(s.name for s in config.studies)
+        raise SpecError(f"--study {args.study}: not a study of {args.config} ({names})") from None
+    return load_runs(dataclasses.replace(config, studies=(study,)), args.runs_dir)
+
+
 def run(args: Any) -> int:
     """The `landscape` verb: one study (for the workflow) or one run directory."""
     import torch
@@ -98,12 +126,8 @@ def run(args: Any) -> int:
             max_batches=args.max_batches,
         )
     else:
-        if not Path(args.runs_table).exists():
-            raise SpecError(
-                f"--runs-table {args.runs_table}: not found (run the aggregate step first)"
-            )
         path = landscape_study(
-            args.study, args.runs_table, args.runs_dir, args.out, settings,
+            args.study, _study_runs(args), args.runs_dir, args.out, settings,
             data_cache=args.data_cache, max_batches=args.max_batches,
         )  # fmt: skip
     print(

@@ -62,7 +62,7 @@ __all__ = [
     "landscape_study",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: surface2d rows on the train split only (val_loss null)
 
 
 def snapshot_training(spec: RunSpec, dataset: Any) -> Snapshots:
@@ -185,7 +185,9 @@ def _is_current(
     except ValueError:
         return False
     return (
-        old.get("settings_key") == settings.key and old.get("recorded_final_train_loss") == recorded
+        old.get("schema_version") == SCHEMA_VERSION
+        and old.get("settings_key") == settings.key
+        and old.get("recorded_final_train_loss") == recorded
     )
 
 
@@ -243,7 +245,7 @@ def landscape_run(
 
 def landscape_study(
     study: str,
-    runs_table: str | Path,
+    runs_table: str | Path | pl.DataFrame,
     runs_root: str | Path,
     out_dir: str | Path,
     settings: LandscapeSettings,
@@ -251,17 +253,19 @@ def landscape_study(
     data_cache: str | Path | None = None,
     max_batches: int | None = None,
 ) -> Path | None:
-    """Landscapes of the best seed of each configuration of `study`, then
-    `out_dir/sharpness.parquet` (one row per landscape). None if interrupted by max_batches."""
+    """Landscapes of the best seed of each configuration of `study` (`runs_table`: a
+    runs.parquet or its frame), then `out_dir/sharpness.parquet` (one row per landscape).
+    None if interrupted by max_batches."""
     from nnopt.train.data import load_dataset
     from nnopt.landscape.tables import read_sharpness
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = pl.read_parquet(runs_table)
+    runs = runs_table if isinstance(runs_table, pl.DataFrame) else pl.read_parquet(runs_table)
     if study not in set(runs["study"]):
         known = ", ".join(sorted(set(runs["study"])))
-        raise SpecError(f"--study {study}: no runs of this study in {runs_table}; studies: {known}")
+        where = "the runs table" if isinstance(runs_table, pl.DataFrame) else runs_table
+        raise SpecError(f"--study {study}: no runs of this study in {where}; studies: {known}")
     chosen = select_landscape_runs(runs, study)
     datasets: dict[Any, Any] = {}
     failed = []

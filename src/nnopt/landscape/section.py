@@ -78,20 +78,42 @@ _CAPTIONS = {
 }
 
 
-def report_section(study: Any, results_dir: Path) -> list:
-    """Figures for `study` from results/{runs,curves}.parquet, results/runs and
-    results/landscape/{study}; [] when there is nothing to show."""
-    from nnopt.report.figures import Figure
+def _study_tables(study: Any, results_dir: Path) -> tuple[pl.DataFrame, Any] | None:
+    """The study's runs (and curves, for the heatmaps) read from its run folders with the
+    aggregate's reader: the workflow renders a section as soon as its study's batches and
+    landscapes exist, before (and without) the set's runs.parquet, which may be missing or
+    from an earlier invocation. Without run folders: results/{runs,curves}.parquet."""
+    if (results_dir / "runs" / study.name).is_dir():
+        from nnopt.analysis.run_table import load_curves, load_runs
+        from nnopt.config.studies import Config
 
-    results_dir = Path(results_dir)
+        one = Config(studies=(study,), max_runs_per_study=len(study.runs), runs_per_job=None)
+        runs = load_runs(one, results_dir / "runs")
+        curves = load_curves(runs, results_dir / "runs") if _wants_gradients(study) else None
+        return runs, curves
     runs_path, curves_path = results_dir / "runs.parquet", results_dir / "curves.parquet"
-    landscape_dir = results_dir / "landscape" / study.name
-    if not runs_path.exists() or not (_wants_gradients(study) or landscape_dir.is_dir()):
-        return []
+    if not runs_path.exists():
+        return None
     runs = pl.read_parquet(runs_path).filter(pl.col("study") == study.name)
     curves = None
     if _wants_gradients(study) and curves_path.exists():
         curves = pl.scan_parquet(curves_path).filter(pl.col("study") == study.name).collect()
+    return runs, curves
+
+
+def report_section(study: Any, results_dir: Path) -> list:
+    """Figures for `study` from its run folders (results/runs; `_study_tables`) and
+    results/landscape/{study}; [] when there is nothing to show."""
+    from nnopt.report.figures import Figure
+
+    results_dir = Path(results_dir)
+    landscape_dir = results_dir / "landscape" / study.name
+    if not (_wants_gradients(study) or landscape_dir.is_dir()):
+        return []
+    tables = _study_tables(study, results_dir)
+    if tables is None:
+        return []
+    runs, curves = tables
     from nnopt.report.figures import short_labels
 
     labels = short_labels(runs, study)  # the report's labels, in panel titles and the table

@@ -3,6 +3,8 @@
 Everything here works on a model plus a loss closure over given tensors, with the weights
 handled as one flat vector θ of shape (P,) (the order of `model.parameters()`):
 
+* `make_evaluator`: θs (K, P) -> the K points' mean losses on named splits, one point at a
+  time: the reference of the batched evaluator (`nnopt.landscape.batched`, K points per pass).
 * `interpolate_1d`: L((1-α)·θ0 + α·θ1) along the line from the initial to the final weights
   (Goodfellow, Vinyals & Saxe 2015, "Qualitatively characterizing NN optimization problems").
 * `random_direction` + `filter_normalize`: a Gaussian direction whose every filter has the
@@ -37,6 +39,7 @@ __all__ = [
     "landscape_mode",
     "mean_loss",
     "make_evaluator",
+    "finite_or_nan",
     "filter_normalize",
     "random_direction",
     "interpolate_1d",
@@ -50,8 +53,8 @@ __all__ = [
 
 # (model output (n, c), targets (n,)) -> mean loss over the n samples, a 0-d tensor.
 LossFn = Callable[[Tensor, Tensor], Tensor]
-# flat weights (P,) -> {"train_loss": …, "val_loss": …}
-Evaluator = Callable[[Tensor], dict[str, float]]
+# flat weights of K points (K, P) -> K × {"train_loss": …, "val_loss": …}
+Evaluator = Callable[[Tensor], list[dict[str, float]]]
 
 
 def flat_params(model: nn.Module) -> Tensor:
@@ -101,10 +104,15 @@ def mean_loss(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, chunk_size: int = 2048
 ) -> float:
     """Sample-weighted mean loss over (x, y), evaluated chunk by chunk in landscape mode."""
-    total, n = 0.0, x.shape[0]
     with torch.no_grad(), landscape_mode(model):
-        for part in _chunks(n, chunk_size):
-            total += float(loss_fn(model(x[part]), y[part])) * (part.stop - part.start)
+        return _mean_loss_in_mode(model, x, y, loss_fn, chunk_size)
+
+
+def _mean_loss_in_mode(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn,
+                       chunk_size: int) -> float:  # fmt: skip
+    total, n = 0.0, x.shape[0]
+    for part in _chunks(n, chunk_size):
+        total += float(loss_fn(model(x[part]), y[part])) * (part.stop - part.start)
     return total / n
 
 
@@ -114,18 +122,28 @@ def make_evaluator(
     loss_fn: LossFn,
     chunk_size: int = 2048,
 ) -> Evaluator:
-    """θ (P,) -> {"<split>_loss": mean loss} for each named (x, y) split; writes θ into model."""
+    """θs (K, P) -> K × {"<split>_loss": mean loss}, one point at a time (writes each θ into
+    the model): the reference of the batched fast path (nnopt.landscape.batched). Landscape
+    mode is entered once per call (its mode switches and buffer copies cost more than a small
+    model's forward); batch norm's outputs use batch statistics, so they are the same."""
 
-    def evaluate(flat: Tensor) -> dict[str, float]:
-        set_flat_params(model, flat)
-        out = {
-            f"{name}_loss": mean_loss(model, x, y, loss_fn, chunk_size)
-            for name, (x, y) in splits.items()
-        }
-        # A diverged point is data (an exploding loss), but keep it finite-or-NaN, never inf.
-        return {k: (v if math.isfinite(v) else float("nan")) for k, v in out.items()}
+    def evaluate(thetas: Tensor) -> list[dict[str, float]]:
+        out = []
+        with torch.no_grad(), landscape_mode(model):
+            for flat in thetas:
+                set_flat_params(model, flat)
+                out.append(finite_or_nan({
+                    f"{name}_loss": _mean_loss_in_mode(model, x, y, loss_fn, chunk_size)
+                    for name, (x, y) in splits.items()
+                }))  # fmt: skip
+        return out
 
     return evaluate
+
+
+def finite_or_nan(losses: dict[str, float]) -> dict[str, float]:
+    """A diverged point is data (an exploding loss), but keep it finite-or-NaN, never inf."""
+    return {k: (v if math.isfinite(v) else float("nan")) for k, v in losses.items()}
 
 
 def filter_normalize(direction: Sequence[Tensor], weights: Sequence[Tensor]) -> list[Tensor]:
@@ -158,7 +176,8 @@ def interpolate_1d(
     evaluate: Evaluator, theta0: Tensor, theta1: Tensor, alphas: Sequence[float]
 ) -> list[dict[str, float]]:
     """Losses at (1-α)·θ0 + α·θ1 for each α: one row {"alpha", "<split>_loss"...} per α."""
-    return [{"alpha": float(a), **evaluate(torch.lerp(theta0, theta1, float(a)))} for a in alphas]
+    thetas = torch.stack([torch.lerp(theta0, theta1, float(a)) for a in alphas])  # (K, P)
+    return [{"alpha": float(a), **r} for a, r in zip(alphas, evaluate(thetas), strict=True)]
 
 
 def surface_rows(
@@ -171,12 +190,11 @@ def surface_rows(
     row_indices: Sequence[int],
 ) -> list[dict[str, float]]:
     """Losses at center + x·d1 + y·d2 for every x and each y = ys[i], i in row_indices."""
-    rows = []
-    for i in row_indices:
-        y = float(ys[i])
-        for x in xs:
-            rows.append({"x": float(x), "y": y, **evaluate(center + float(x) * d1 + y * d2)})
-    return rows
+    points = [(float(x), float(ys[i])) for i in row_indices for x in xs]
+    if not points:
+        return []
+    thetas = torch.stack([center + x * d1 + y * d2 for x, y in points])  # (K, P)
+    return [{"x": x, "y": y, **r} for (x, y), r in zip(points, evaluate(thetas), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -209,6 +227,12 @@ def pca_plane(snapshots: Tensor, center: Tensor) -> PcaPlane:
     return PcaPlane(directions.to(snapshots.dtype), coords.to(snapshots.dtype), ratios)
 
 
+def _flat(tensors: Sequence[Tensor]) -> Tensor:
+    """One vector of gradients: a conv weight's gradient may be non-contiguous, which
+    `parameters_to_vector` (a view) refuses."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
 def hessian_vector_product(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, v: Tensor, chunk_size: int = 2048
 ) -> Tensor:
@@ -219,10 +243,10 @@ def hessian_vector_product(
         for part in _chunks(n, chunk_size):
             loss = loss_fn(model(x[part]), y[part])
             grads = torch.autograd.grad(loss, params, create_graph=True)
-            g_dot_v = parameters_to_vector(grads) @ v
+            g_dot_v = _flat(grads) @ v
             hv_part = torch.autograd.grad(g_dot_v, params, allow_unused=True)
             hv_part = [torch.zeros_like(p) if h is None else h for p, h in zip(params, hv_part)]
-            hv += parameters_to_vector(hv_part).detach() * ((part.stop - part.start) / n)
+            hv += _flat(hv_part).detach() * ((part.stop - part.start) / n)
     return hv
 
 

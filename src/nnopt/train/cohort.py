@@ -135,6 +135,7 @@ class _Cohort:
                 self._freeze(k)
                 continue
             member.curve.append(row)
+            member.keep_snapshot(self.step, self.model.params, k)
             self._after_eval(k, row)
         self.eval_time_s += time.perf_counter() - now
         self.segment_start = time.perf_counter()

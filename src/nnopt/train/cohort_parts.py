@@ -22,6 +22,7 @@ from nnopt.train.data import Dataset
 from nnopt.train.memory import peak_rss_mb
 from nnopt.train.record import curve_metrics
 from nnopt.train.stacked import global_norm_clip_, member_column
+from nnopt.train.strategy import SNAPSHOTS_NAME, snapshot_bytes
 
 __all__ = [
     "EVAL_CHUNK", "Member", "StackedData", "StackedEvaluator", "StackedRegularization",
@@ -45,6 +46,15 @@ class Member:
     status: str = "ok"
     diverged_at_step: int | None = None
     frozen: dict[str, Any] | None = None  # facts and state at the step it stopped
+    # spec.checkpoint.snapshots: (step, flat weights (P,) on the CPU) at each finite evaluation
+    snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+
+    def keep_snapshot(self, step: int, params: Sequence[torch.Tensor], k: int) -> None:
+        """spec.checkpoint.snapshots: the member's flat weights (row k of each stacked
+        parameter, in named_parameters order), as the single engine keeps them."""
+        if self.spec.checkpoint.snapshots:
+            flat = torch.cat([p[k].detach().reshape(-1) for p in params])
+            self.snapshots.append((step, flat.cpu().clone()))
 
 
 @dataclass
@@ -219,7 +229,10 @@ def member_result(member: Member, m: dict[str, Any], *, model, steps_per_epoch: 
         else 2 * param_bytes + optimizer_state_bytes + activation_bytes,  # params + grads
         peak_rss_mb=peak_rss_mb(), peak_cuda_mb=peak_cuda_mb(device),
     )  # fmt: skip
-    return RunResult(
+    result = RunResult(
         status=member.status, diverged_at_step=member.diverged_at_step, metrics=m,
         curve=member.curve, layer_names=list(model.names),
     )  # fmt: skip
+    if member.spec.checkpoint.snapshots:  # the landscape job reads them (no re-training)
+        result.files[SNAPSHOTS_NAME] = snapshot_bytes(member.snapshots, m["final_train_loss"])
+    return result

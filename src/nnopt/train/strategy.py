@@ -27,6 +27,7 @@ from nnopt.train.state import TrainState
 
 __all__ = [
     "SNAPSHOTS_NAME",
+    "snapshot_bytes",
     "SingleProcess",
     "train_step",
     "build_result",
@@ -166,14 +167,16 @@ def build_result(run: Run, state: TrainState) -> RunResult:
     result = RunResult(status=state.status, diverged_at_step=state.diverged_at_step, metrics=m,
                        curve=state.curve, layer_names=list(run.names))  # fmt: skip
     if run.spec.checkpoint.snapshots:
-        result.files[SNAPSHOTS_NAME] = _snapshot_bytes(state, m["final_train_loss"])
+        result.files[SNAPSHOTS_NAME] = snapshot_bytes(state.snapshots, m["final_train_loss"])
     return result
 
 
-def _snapshot_bytes(state: TrainState, final_train_loss: float | None) -> bytes:
-    """snapshots.pt: weights (T, P), steps (T,), final_train_loss; loads weights_only."""
-    steps = [step for step, _ in state.snapshots]
-    weights = torch.stack([w for _, w in state.snapshots]) if steps else torch.zeros(0, 0)
+def snapshot_bytes(snapshots: list[tuple[int, torch.Tensor]], final_train_loss: float | None
+                   ) -> bytes:  # fmt: skip
+    """snapshots.pt: weights (T, P), steps (T,), final_train_loss; loads weights_only. The
+    single engine's and a cohort member's (nnopt.train.cohort) are written by this one."""
+    steps = [step for step, _ in snapshots]
+    weights = torch.stack([w for _, w in snapshots]) if steps else torch.zeros(0, 0)
     buffer = io.BytesIO()
     torch.save({"weights": weights, "steps": torch.tensor(steps, dtype=torch.int64),
                 "final_train_loss": final_train_loss}, buffer)  # fmt: skip
