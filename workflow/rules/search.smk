@@ -50,12 +50,12 @@ rule search_round:
         f"{RESULTS}/search/{{study}}/round-{{round}}.json",
     log:
         "logs/search/{study}/round-{round}.log",
+    priority: SEARCH_PRIORITY
     conda:
         ENV
     params:
         search=lambda wildcards, output: Path(output[0]).parents[1],
         runs=lambda wildcards, input: Path(input.plan).parents[1] / "runs",
-    priority: SEARCH_PRIORITY
     shell:
         "nnopt search-round --plan {input.plan} --study {wildcards.study}"
         " --round {wildcards.round} --search-dir {params.search}"
@@ -71,10 +71,10 @@ rule search_train:
         f"{RESULTS}/search/{{study}}/round-{{round}}.shard-{{shard}}.manifest.json",
     log:
         "logs/search/{study}/round-{round}.shard-{shard}.log",
+    priority: SEARCH_PRIORITY
     conda:
         ENV
     threads: 1
-    priority: SEARCH_PRIORITY
     resources:
         gpu=lambda wildcards: STATE.search_gpus(wildcards.study),
         mem_mb=800,
