@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bring up a one-node Slurm test cluster on loopback, for tests/test_slurm.py and CI.
+# Bring up a one-node Slurm test cluster on loopback, for tests/workflow/test_slurm.py and CI.
 #
 #   bash scripts/slurm-up.sh [--gpus N] [--no-install]
 #

@@ -132,7 +132,7 @@ def _check_labels(path: Path, labels: Any) -> None:
 
 
 # Pool sizes of the generated sets when data.n_samples is unset (nnopt.train.data's loaders;
-# tests/test_reliability.py checks that the counts below match the loaded splits).
+# tests/workflow/test_reliability.py checks that the counts below match the loaded splits).
 _GENERATED_DEFAULT_N = {"blobs": 1500, "spirals": 1500}
 
 

@@ -2,7 +2,7 @@
 
 `workflow/rules/common.smk` calls `WorkflowState.build` once and asks it for the input
 functions; nothing here imports Snakemake or torch, so every rule of the retry policy is
-unit-tested (tests/test_workflow.py) and the Snakefiles stay wiring only.
+unit-tested (tests/workflow/test_workflow.py) and the Snakefiles stay wiring only.
 
 The policy, chosen so that a dry run changes nothing and a real run retrains exactly what is
 not finished:

@@ -1,7 +1,7 @@
 """A cohort: K runs of one shape signature trained as one stacked model, in one process.
 
 `train_cohort(specs, dataset=...) -> [RunResult]` reproduces `nnopt.train.engine.train` for
-each member (tests/test_cohort.py checks the curves against it): member k is built by
+each member (tests/train/test_cohort.py checks the curves against it): member k is built by
 `build_model` right after `torch.manual_seed(seed_k)`, draws one `randperm` per epoch from
 a `torch.Generator` seeded with seed_k and its dropout masks from the global-RNG stream it
 would have continued alone; evaluation cadence, best-validation snapshot, targets, early
@@ -81,8 +81,6 @@ class _Cohort:
         self.total_steps = b.steps if b.steps is not None else b.epochs * self.spe
         self.eval_every = e.every_steps or max(1, round(e.every_epochs * self.spe))
 
-    # --- the loop -------------------------------------------------------------------------
-
     def run(self) -> None:
         self.step, self.samples, self.loss_count = 0, 0, 0
         self.loss_sum = torch.zeros(self.k, dtype=self.dtype, device=self.device)
@@ -117,8 +115,6 @@ class _Cohort:
         self.samples += b
         self.step += 1
 
-    # --- evaluation -----------------------------------------------------------------------
-
     def _evaluate(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -135,7 +131,7 @@ class _Cohort:
                 self._freeze(k)
                 continue
             member.curve.append(row)
-            member.keep_snapshot(self.step, self.model.params, k)
+            member.keep_snapshot(self.step, self.model, k)
             self._after_eval(k, row)
         self.eval_time_s += time.perf_counter() - now
         self.segment_start = time.perf_counter()
@@ -177,8 +173,6 @@ class _Cohort:
             "eval_time_s": self.eval_time_s,
         }  # fmt: skip
         self.trainer.freeze(k)
-
-    # --- results --------------------------------------------------------------------------
 
     def results(self) -> list[RunResult]:
         for k, member in enumerate(self.members):

@@ -3,7 +3,7 @@ bookkeeping, the data on the device, the per-member regularization, the evaluati
 forward, and the curve rows and RunResult of each member.
 
 Every computation keeps the order of operations of the single-run engine, so a member's
-numbers equal the run trained alone (tests/test_cohort.py)."""
+numbers equal the run trained alone (tests/train/test_cohort.py)."""
 
 from __future__ import annotations
 
@@ -49,12 +49,12 @@ class Member:
     # spec.checkpoint.snapshots: (step, flat weights (P,) on the CPU) at each finite evaluation
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
-    def keep_snapshot(self, step: int, params: Sequence[torch.Tensor], k: int) -> None:
-        """spec.checkpoint.snapshots: the member's flat weights (row k of each stacked
-        parameter, in named_parameters order), as the single engine keeps them."""
+    def keep_snapshot(self, step: int, model: Any, k: int) -> None:
+        """spec.checkpoint.snapshots: the member's flat weights (member k of the stacked
+        model, in named_parameters order and nn.Module layout), as the single engine keeps
+        them."""
         if self.spec.checkpoint.snapshots:
-            flat = torch.cat([p[k].detach().reshape(-1) for p in params])
-            self.snapshots.append((step, flat.cpu().clone()))
+            self.snapshots.append((step, model.member_flat(k).cpu().clone()))
 
 
 @dataclass

@@ -20,8 +20,8 @@ loaded, and behave exactly as torch's once something else has loaded it:
   break is a no-op outside tracing).
 
 The update math is untouched (the same kernels run with the same arguments), so the
-numbers are bit-identical (tests/test_engine.py compares the engine with a hand-written
-torch.optim loop, tests/test_engine_startup.py checks that no compiler stack is imported).
+numbers are bit-identical (tests/train/test_engine.py compares the engine with a hand-written
+torch.optim loop, tests/train/test_engine_startup.py checks that no compiler stack is imported).
 Where torch's internals differ from what is expected here, nothing is patched.
 """
 

@@ -13,7 +13,7 @@ dropout draws each member's mask from that member's own generator. Every member 
 The optimizer updates reproduce torch.optim's (single-tensor reference formulas, weight
 decay 0, since decay is decoupled) with per-member hyperparameters as `(K, 1, ...)` columns;
 over the flat buffer when the parameters are its views, else per tensor (the reference the
-flat update is tested against, tests/test_cohort_stacked.py).
+flat update is tested against, tests/train/test_cohort_stacked.py).
 """
 
 from __future__ import annotations
@@ -202,6 +202,12 @@ class StackedMLP:
                  for n, p in zip(self.names, self.params)}  # fmt: skip
         state.update({n: b[k].clone() for n, b in self.buffers.items()})
         return state
+
+    def member_flat(self, k: int) -> torch.Tensor:
+        """Member k's parameters as one (P,) vector in named_parameters order and nn.Module
+        layout (Linear weights (out, in)): what the single engine's snapshots hold."""
+        return torch.cat([self._stored(n, p[k].detach()).reshape(-1)
+                          for n, p in zip(self.names, self.params)])  # fmt: skip
 
     @torch.no_grad()
     def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:

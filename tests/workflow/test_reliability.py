@@ -24,7 +24,7 @@ from nnopt import cli
 from nnopt.store.runs import RunResult, is_finished, read_run, write_run
 from nnopt.config.spec import SpecError, parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_CSV = ROOT / "tests" / "bad_inputs" / "data" / "good.csv"
 
 TINY = {

@@ -14,7 +14,7 @@ from nnopt.config.studies import load_config
 from nnopt.search.rounds import round_count, targets, write_round
 from nnopt.search.summary import at_edge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Best learning rates measured on MNIST-1D (MLP 100x100, 30 epochs; docs/search.md)
 MEASURED_LR = {"sgd": 1.0, "adagrad": 0.2, "rmsprop": 0.02, "adam": 0.03, "adamw": 0.03,
                "momentum": 0.1, "nesterov": 0.1}  # fmt: skip

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -16,7 +16,7 @@ import yaml
 
 from nnopt.config.spec import parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = {"mlp": 0.68, "cnn": 0.94}  # the mnist1d README's table
 
 

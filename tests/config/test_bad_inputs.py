@@ -4,7 +4,7 @@ Each corpus file starts with `# expect: <substring>`; `config_*` files are study
 `spec_*` files are run specs. Data paths inside them are relative to the repository root.
 The cases run three ways: in-process through `nnopt.config.check` (all of them), through the
 `nnopt check` command line (all, in-process), and through `snakemake -n` / `nnopt train`
-(a handful each, in tests/test_reliability.py and below, marked slow).
+(a handful each, in tests/workflow/test_reliability.py and below, marked slow).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nnopt import cli
 from nnopt.config import check
 from nnopt.config.spec import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "bad_inputs"
 CASES = sorted(CORPUS.glob("*.yaml"))
 

@@ -118,7 +118,7 @@ def test_grammar_errors_name_the_key(bad, where):
 
 
 def test_shipped_claims_file_parses():
-    alpha, claims = load_claims(Path(__file__).parents[1] / "config" / "claims.yaml")
+    alpha, claims = load_claims(Path(__file__).parents[2] / "config" / "claims.yaml")
     assert 0 < alpha < 1 and len(claims) >= 15
     assert {c.kind for c in claims} >= {"greater", "less", "ordering", "best", "ratio"}
 
@@ -145,7 +145,7 @@ def test_shipped_claims_match_the_shipped_config():
     from nnopt.analysis.claims import check_claims
     from nnopt.config.studies import load_config
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     _, claims = load_claims(root / "config" / "claims.yaml")
     problems = check_claims(claims, load_config(root / "config" / "config.yaml"))
     # Only the parallel study may lack configurations (world sizes the machine cannot run).

@@ -18,7 +18,7 @@ def config(*studies, **top):
     return parse_config({"defaults": TINY, "seeds": 3, "studies": list(studies), **top})
 
 
-# Run-level packing (cohorts off); packing with cohorts: tests/test_cohort_plan.py.
+# Run-level packing (cohorts off); packing with cohorts: tests/plan/test_cohort_plan.py.
 GRID = {"name": "g", "grid": {"budget.batch_size": [4, 8, 16, 32], "model.width": [8, 64]},
         "cohorts": False}  # fmt: skip
 OTHER = {"name": "o", "grid": {"model.depth": [1, 2]}, "cohorts": False}

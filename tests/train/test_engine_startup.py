@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Every torch.optim family the engine builds: the engine (its fused/foreach kernels, a per-step
 # schedule, decoupled weight decay) and a hand loop on the single-tensor path.

@@ -14,7 +14,7 @@ from nnopt.cli.main import main
 from nnopt.config.check import file_root, merged_config, study_set
 from nnopt.config.spec import SpecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "config.yaml"
 TINY = "defaults: {data: {name: blobs, n_samples: 120}, budget: {epochs: 1}}\n"
 

@@ -160,7 +160,7 @@ def test_muon_steps_matrices_and_adamw_steps_the_rest():
     assert again._inner[0].state is again.state and len(again.state) == 2
 
 
-BUILT_IN = [name for name in OPTIMIZERS if name != "python"]  # python: tests/test_plugins.py
+BUILT_IN = [name for name in OPTIMIZERS if name != "python"]  # python: tests/train/test_plugins.py
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
@@ -332,7 +332,7 @@ def test_quickstart_example_trains(tmp_path, capsys):
     from nnopt.cli.main import main
     from nnopt.store.runs import read_run
 
-    example = Path(__file__).parent.parent / "examples" / "specs" / "quickstart.yaml"
+    example = Path(__file__).parents[2] / "examples" / "specs" / "quickstart.yaml"
     out = tmp_path / "quickstart"
     assert main(["train", "--spec", str(example), "--out", str(out)]) == 0
     record = read_run(out)

@@ -29,7 +29,7 @@ import polars.testing
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 SMOKE = "config/smoke.yaml"

@@ -61,7 +61,7 @@ def test_claims_about_a_replicated_study_are_judged_per_problem(tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from fixtures.make_runs import make_runs
 
     from nnopt.analysis.aggregate import load_runs

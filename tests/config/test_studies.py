@@ -8,7 +8,7 @@ from nnopt.config.spec import SpecError
 from nnopt.config.check import check_config
 from nnopt.config.studies import config_label, load_config, parse_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"data": {"name": "blobs", "n_samples": 60}, "budget": {"epochs": 1}}
 
 
