@@ -69,11 +69,8 @@ def test_top_and_bottom_hessian_eigenvalues_match_the_closed_form_of_logistic_re
     assert bottom == pytest.approx(exact[0], rel=1e-4, abs=1e-9)
 
 
-def test_hessian_vector_product_matches_the_full_hessian_of_a_small_mlp():
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
-    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 3, (20,))
-    theta = ls.flat_params(model)
+def _full_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The dense (P, P) Hessian of the cross-entropy in the flat parameters (the reference)."""
     shapes = [p.shape for p in model.parameters()]
 
     def loss_of(flat: torch.Tensor) -> torch.Tensor:
@@ -81,7 +78,15 @@ def test_hessian_vector_product_matches_the_full_hessian_of_a_small_mlp():
         params = {n: t.view(s) for (n, _), t, s in zip(model.named_parameters(), parts, shapes)}
         return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
 
-    full = torch.autograd.functional.hessian(loss_of, theta)  # (P, P) reference
+    return torch.autograd.functional.hessian(loss_of, ls.flat_params(model))
+
+
+def test_hessian_vector_product_matches_the_full_hessian_of_a_small_mlp():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 3, (20,))
+    theta = ls.flat_params(model)
+    full = _full_hessian(model, x, y)  # (P, P) reference
     v = torch.randn(theta.numel(), dtype=torch.float64)
     hv = ls.hessian_vector_product(model, x, y, nn.functional.cross_entropy, v, chunk_size=7)
     torch.testing.assert_close(hv, full @ v)
@@ -93,15 +98,7 @@ def test_lobpcg_finds_both_ends_of_a_small_mlp_hessian_with_few_products():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
     x, y = torch.randn(40, 3, dtype=torch.float64), torch.randint(0, 3, (40,))
-    theta = ls.flat_params(model)
-    shapes = [p.shape for p in model.parameters()]
-
-    def loss_of(flat: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(flat, [s.numel() for s in shapes])
-        params = {n: t.view(s) for (n, _), t, s in zip(model.named_parameters(), parts, shapes)}
-        return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
-
-    exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, theta)).numpy()
+    exact = torch.linalg.eigvalsh(_full_hessian(model, x, y)).numpy()
     assert exact[0] < -1e-3  # the test needs a saddle-like point
     top, bottom = ls.hessian_extreme_eigenvalues(
         model, x, y, nn.functional.cross_entropy, iters=60, tol=1e-8, method="lobpcg"
