@@ -161,3 +161,19 @@ def test_the_alpha_check_sees_a_study_replicated_over_problems():
              left=0.1, right=0.001)]})
     flags = [f for f in design_flags(config, claims) if f.kind == "alpha"]
     assert [(f.study, f.message.split(":")[0]) for f in flags] == [("lr", "fast")]
+
+
+def test_an_optimum_at_the_factors_own_bound_is_no_edge(tmp_path):
+    # dropout 0 best: nothing lies below 0, so the sweep did not stop too soon; 0.5 best is a
+    # top edge (a higher rate exists)
+    config = parse_config({**CONFIG, "studies": [{
+        "name": "drop", "grid": {"model.dropout": [0.0, 0.3, 0.5]},
+        "metrics": ["test_accuracy"]}]})
+    labels = list(dict.fromkeys(r.config for r in config.study("drop").runs))
+    falling = {("drop", c): {"test_accuracy": v} for c, v in zip(labels, (0.8, 0.7, 0.6))}
+    make_runs(config, tmp_path, means=falling, sd=0.001)
+    assert edge_optima(config.study("drop"), ag.load_runs(config, tmp_path)) == []
+    rising = {("drop", c): {"test_accuracy": v} for c, v in zip(labels, (0.6, 0.7, 0.8))}
+    make_runs(config, tmp_path / "up", means=rising, sd=0.001)
+    flags = edge_optima(config.study("drop"), ag.load_runs(config, tmp_path / "up"))
+    assert len(flags) == 1 and "top edge" in flags[0].message and "(0.5)" in flags[0].message

@@ -15,7 +15,8 @@
   tuned) where a side's selector matches one configuration: nothing was chosen.
 * `edge` (needs results) — the best value of a swept numeric factor (by the validation metric
   that `pool: best` uses) sits on the edge of the values its group swept, a group being one
-  combination of the other factors: the range was wrong, not the method. In a zip study
+  combination of the other factors: the range was wrong, not the method (a bottom edge at the
+  factor's own bound, 0 for a rate or penalty and 1 for a count, is not flagged). In a zip study
   (each optimizer at its own rate) a group with one or two values has no inside, so it is
   never "on the edge"; it is flagged `untuned` only where a claim calls it tuned.
 
@@ -190,11 +191,20 @@ def edge_optima(study: Study, runs: pl.DataFrame) -> list[Flag]:
                 continue
             if row[key] in (values[0], values[-1]):
                 edge = "top" if row[key] == values[-1] else "bottom"
+                if edge == "bottom" and _at_domain_bound(row[key], part.schema[key]):
+                    continue  # nothing lies below 0 (a rate, a penalty) or 1 (a count)
                 where = ", ".join(f"{k}={row[k]}" for k in others if row[k] is not None)
                 flags.append(Flag(study.name, "edge", (
                     f"the best {key} by {metric} ({row[key]:g}) is on the {edge} edge of its "
                     f"sweep {values[0]:g}–{values[-1]:g}" + (f" (at {where})" if where else ""))))
     return flags
+
+
+def _at_domain_bound(value: float, dtype: pl.DataType) -> bool:
+    """The smallest value a factor can take: 0 for a float (dropout rate, penalty, momentum),
+    1 for an integer (world size, depth). An optimum there is the bound itself, not a sweep
+    that stopped too soon."""
+    return value <= (1 if dtype == pl.Int64 else 0)
 
 
 def _sides(claim) -> list:
