@@ -42,6 +42,7 @@ seeds: 4
 runs_per_job: 2
 studies:
   - name: act
+    cohorts: false  # single runs, 2 a job: 6 jobs finish in waves, so the kill finds runs left
     grid: {model.activation: [sigmoid, relu, tanh]}
     metrics: [test_accuracy, final_train_loss]
 """
