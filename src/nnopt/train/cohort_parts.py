@@ -21,7 +21,7 @@ from nnopt.train.cohort_support import peak_cuda_mb
 from nnopt.train.data import Dataset
 from nnopt.train.memory import peak_rss_mb
 from nnopt.train.record import curve_metrics
-from nnopt.train.stacked import global_norm_clip_, member_column
+from nnopt.train.stacked import StackedMLP, global_norm_clip_, member_column
 from nnopt.train.strategy import SNAPSHOTS_NAME, snapshot_bytes
 
 __all__ = [
@@ -49,12 +49,12 @@ class Member:
     # spec.checkpoint.snapshots: (step, flat weights (P,) on the CPU) at each finite evaluation
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
-    def keep_snapshot(self, step: int, model: Any, k: int) -> None:
+    def keep_snapshot(self, step: int, model: StackedMLP, k: int) -> None:
         """spec.checkpoint.snapshots: the member's flat weights (member k of the stacked
         model, in named_parameters order and nn.Module layout), as the single engine keeps
         them."""
         if self.spec.checkpoint.snapshots:
-            self.snapshots.append((step, model.member_flat(k).cpu().clone()))
+            self.snapshots.append((step, model.member_flat(k).cpu()))  # cat: a new tensor
 
 
 @dataclass
